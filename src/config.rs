@@ -1,0 +1,109 @@
+//! The whole TOML configuration: one section per stage, each stage's struct
+//! living beside the stage it configures.
+//!
+//! In: a TOML file (or nothing: every key has a default). Out: a validated
+//! [`Config`]. Loading is two steps, as in ripgrep: parse (unknown keys are
+//! rejected by name) and validate (values checked, no system calls); models
+//! are opened later by the stages themselves. Relative paths are relative to
+//! the working directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::align::AlignConfig;
+use crate::detect::DetectorConfig;
+use crate::emotion::EmotionConfig;
+use crate::infer::InferenceConfig;
+
+/// The configuration of a fer-edge process.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub inference: InferenceConfig,
+    pub detector: DetectorConfig,
+    pub align: AlignConfig,
+    pub emotion: EmotionConfig,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates TOML text; `origin` is only used in messages.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: origin.to_path_buf(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Checks every section's values.
+    pub fn validate(&self) -> Result<(), String> {
+        self.inference.validate()?;
+        self.detector.validate()?;
+        self.align.validate()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_config_parses_and_equals_the_defaults() {
+        let text = include_str!("../config/fer-edge.toml");
+        let cfg = Config::parse(text, Path::new("config/fer-edge.toml")).unwrap();
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn an_unknown_key_is_rejected_by_name() {
+        let err = Config::parse("[detector]\nmin_face = 30\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("min_face") && err.contains("x.toml"), "{err}");
+    }
+
+    #[test]
+    fn an_out_of_range_value_is_rejected_with_its_key() {
+        let err = Config::parse("[detector]\nmin_face_size = 2\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("detector.min_face_size"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_backend_is_rejected_with_the_alternatives() {
+        let err = Config::parse("[inference]\nbackend = \"cuda\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cuda") && err.contains("tract"), "{err}");
+    }
+}

@@ -1,0 +1,381 @@
+//! Face detection with eye landmarks: MTCNN (P-Net, R-Net, O-Net) on the
+//! inference backend.
+//!
+//! In: an RGB frame. Out: [`Detection`]s (box, score, five landmarks), best
+//! first. The decoding arithmetic and NMS are pure functions in `mtcnn.rs`
+//! and `nms.rs`; this file owns the models and runs the three stages.
+//! P-Net runs once per pyramid level with a fixed input shape per level;
+//! those prepared sessions are cached per frame size, so a camera's steady
+//! stream of equal frames prepares them once.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::frame::{BBox, Detection, Landmarks, RgbImage};
+use crate::infer::{Backend, InferError, Model, Session};
+use crate::models;
+
+pub mod mtcnn;
+pub mod nms;
+pub mod resample;
+
+use self::mtcnn::Candidate;
+use self::nms::{nms, Overlap};
+
+/// `[detector]` in the config file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// Folder holding `pnet.onnx`, `rnet.onnx`, `onet.onnx` (and `SHA256SUMS`).
+    pub model_dir: PathBuf,
+    /// Smallest face to look for, in pixels of the frame. Larger is faster:
+    /// the pyramid starts at `12 / min_face_size`.
+    pub min_face_size: f32,
+    /// Ratio between pyramid levels (0.709 ≈ 1/√2 halves the area per level).
+    pub scale_factor: f32,
+    /// Score thresholds of P-Net, R-Net, O-Net.
+    pub thresholds: [f32; 3],
+    /// At most this many faces per frame, best scores first.
+    pub max_faces: usize,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            model_dir: PathBuf::from("models/mtcnn"),
+            min_face_size: 20.0,
+            scale_factor: 0.709,
+            thresholds: [0.6, 0.7, 0.7],
+            max_faces: 32,
+        }
+    }
+}
+
+impl DetectorConfig {
+    /// Checks values without touching the file system.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(12.0..=4096.0).contains(&self.min_face_size) {
+            return Err(format!(
+                "detector.min_face_size = {} is out of range: use 12 to 4096 pixels (MTCNN's cell is 12 px)",
+                self.min_face_size
+            ));
+        }
+        if !(0.3..=0.95).contains(&self.scale_factor) {
+            return Err(format!(
+                "detector.scale_factor = {} is out of range: use 0.3 to 0.95 (0.709 is usual)",
+                self.scale_factor
+            ));
+        }
+        if let Some(t) = self.thresholds.iter().find(|t| !(0.0..1.0).contains(*t)) {
+            return Err(format!(
+                "detector.thresholds contains {t}: each threshold must be in [0, 1)"
+            ));
+        }
+        if self.max_faces == 0 {
+            return Err("detector.max_faces = 0 would never report a face: use 1 or more".into());
+        }
+        Ok(())
+    }
+}
+
+/// Errors of the detection stage.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error(transparent)]
+    Model(#[from] models::ModelFileError),
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    #[error("{path}: output shapes {got:?} are not MTCNN's {network} outputs {want}")]
+    WrongModel {
+        path: PathBuf,
+        network: &'static str,
+        got: Vec<Vec<usize>>,
+        want: &'static str,
+    },
+}
+
+/// Prepared P-Net sessions, one per pyramid level, with the level's scale.
+type Pyramid = Vec<(f32, Box<dyn Session>)>;
+
+/// MTCNN, ready to run.
+pub struct Detector {
+    cfg: DetectorConfig,
+    pnet_path: PathBuf,
+    pnet: Box<dyn Model>,
+    /// Prepared P-Net sessions for each pyramid level of one frame size.
+    pyramid: Option<((u32, u32), Pyramid)>,
+    rnet: Box<dyn Session>,
+    onet: Box<dyn Session>,
+}
+
+impl Detector {
+    /// Loads and checks the three networks from `cfg.model_dir`.
+    pub fn from_config(
+        cfg: &DetectorConfig,
+        backend: &dyn Backend,
+    ) -> Result<Detector, DetectError> {
+        let dir = &cfg.model_dir;
+        models::verify_sha256sums(dir)?;
+        let path = |n: &str| -> Result<PathBuf, DetectError> {
+            Ok(models::require_file(&dir.join(n), "[detector] model_dir")?)
+        };
+        let pnet_path = path("pnet.onnx")?;
+        let pnet = backend.load(&pnet_path)?;
+        let rnet_path = path("rnet.onnx")?;
+        let rnet = backend.load(&rnet_path)?.prepare(&[1, 24, 24, 3])?;
+        check_shapes(
+            &rnet_path,
+            "R-Net",
+            rnet.as_ref(),
+            &[&[1, 4], &[1, 2]],
+            "[1,4] box, [1,2] score",
+        )?;
+        let onet_path = path("onet.onnx")?;
+        let onet = backend.load(&onet_path)?.prepare(&[1, 48, 48, 3])?;
+        check_shapes(
+            &onet_path,
+            "O-Net",
+            onet.as_ref(),
+            &[&[1, 4], &[1, 10], &[1, 2]],
+            "[1,4] box, [1,10] landmarks, [1,2] score",
+        )?;
+        Ok(Detector {
+            cfg: cfg.clone(),
+            pnet_path,
+            pnet,
+            pyramid: None,
+            rnet,
+            onet,
+        })
+    }
+
+    /// Finds faces in `img`, best score first.
+    pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Detection>, DetectError> {
+        let candidates = self.stage1(img)?;
+        let candidates = self.stage2(img, candidates)?;
+        self.stage3(img, candidates)
+    }
+
+    fn pyramid_for(&mut self, w: u32, h: u32) -> Result<&mut Pyramid, DetectError> {
+        let fresh = !matches!(&self.pyramid, Some((size, _)) if *size == (w, h));
+        if fresh {
+            let mut levels = Vec::new();
+            for scale in mtcnn::pyramid_scales(w, h, self.cfg.min_face_size, self.cfg.scale_factor)
+            {
+                let (sw, sh) = mtcnn::scaled_size(w, h, scale);
+                let session = self.pnet.prepare(&[1, sw, sh, 3])?;
+                let shapes: Vec<Vec<usize>> =
+                    session.outputs().iter().map(|o| o.shape.clone()).collect();
+                let ok = shapes.len() == 2
+                    && shapes[0].len() == 4
+                    && shapes[0][3] == 4
+                    && shapes[1].len() == 4
+                    && shapes[1][3] == 2;
+                if !ok {
+                    return Err(DetectError::WrongModel {
+                        path: self.pnet_path.clone(),
+                        network: "P-Net",
+                        got: shapes,
+                        want: "[1,W',H',4] box, [1,W',H',2] score",
+                    });
+                }
+                levels.push((scale, session));
+            }
+            self.pyramid = Some(((w, h), levels));
+        }
+        Ok(&mut self.pyramid.as_mut().expect("pyramid set just above").1)
+    }
+
+    fn stage1(&mut self, img: &RgbImage) -> Result<Vec<Candidate>, DetectError> {
+        let (w, h) = img.dimensions();
+        let threshold = self.cfg.thresholds[0];
+        let mut all = Vec::new();
+        let mut input = Vec::new();
+        for (scale, session) in self.pyramid_for(w, h)?.iter_mut() {
+            let (sw, sh) = mtcnn::scaled_size(w, h, *scale);
+            let hwc = resample::resize_area(img, [0.0, 0.0, w as f32, h as f32], sw, sh);
+            to_width_major(&hwc, sw, sh, &mut input);
+            let out = session.run(&input)?;
+            let shape = &session.outputs()[0].shape;
+            let level =
+                mtcnn::pnet_candidates(&out[1], &out[0], shape[1], shape[2], *scale, threshold);
+            let keep = nms_candidates(&level, 0.5, Overlap::Union);
+            all.extend(keep.into_iter().map(|i| level[i]));
+        }
+        let keep = nms_candidates(&all, 0.7, Overlap::Union);
+        Ok(keep
+            .into_iter()
+            .map(|i| {
+                let c = all[i];
+                let corners =
+                    mtcnn::truncate(mtcnn::square(mtcnn::regress(c.corners, c.reg, false)));
+                Candidate { corners, ..c }
+            })
+            .collect())
+    }
+
+    fn stage2(
+        &mut self,
+        img: &RgbImage,
+        candidates: Vec<Candidate>,
+    ) -> Result<Vec<Candidate>, DetectError> {
+        let mut passed = Vec::new();
+        let mut input = Vec::new();
+        for c in candidates {
+            crop_input(img, c.corners, 24, &mut input);
+            let out = self.rnet.run(&input)?;
+            let score = out[1][1];
+            if score > self.cfg.thresholds[1] {
+                passed.push(Candidate {
+                    corners: c.corners,
+                    score,
+                    reg: [out[0][0], out[0][1], out[0][2], out[0][3]],
+                });
+            }
+        }
+        let keep = nms_candidates(&passed, 0.7, Overlap::Union);
+        Ok(keep
+            .into_iter()
+            .map(|i| {
+                let c = passed[i];
+                Candidate {
+                    corners: mtcnn::square(mtcnn::regress(c.corners, c.reg, true)),
+                    ..c
+                }
+            })
+            .collect())
+    }
+
+    fn stage3(
+        &mut self,
+        img: &RgbImage,
+        candidates: Vec<Candidate>,
+    ) -> Result<Vec<Detection>, DetectError> {
+        let mut found: Vec<([f32; 4], f32, [[f32; 2]; 5])> = Vec::new();
+        let mut input = Vec::new();
+        for c in candidates {
+            let corners = mtcnn::truncate(c.corners);
+            crop_input(img, corners, 48, &mut input);
+            let out = self.onet.run(&input)?;
+            let score = out[2][1];
+            if score > self.cfg.thresholds[2] {
+                let points = mtcnn::landmarks(corners, &out[1]);
+                let reg = [out[0][0], out[0][1], out[0][2], out[0][3]];
+                found.push((mtcnn::regress(corners, reg, true), score, points));
+            }
+        }
+        let boxes: Vec<[f32; 4]> = found.iter().map(|f| f.0).collect();
+        let scores: Vec<f32> = found.iter().map(|f| f.1).collect();
+        let (w, h) = (img.width() as f32, img.height() as f32);
+        Ok(nms(&boxes, &scores, 0.7, Overlap::Min)
+            .into_iter()
+            .take(self.cfg.max_faces)
+            .map(|i| {
+                let (c, score, p) = found[i];
+                // Report the box clipped to the frame; landmarks stay as found.
+                let (x1, y1) = (c[0].max(0.0), c[1].max(0.0));
+                let (x2, y2) = (c[2].min(w - 1.0), c[3].min(h - 1.0));
+                Detection {
+                    bbox: BBox::from_corners(x1, y1, x2, y2),
+                    score,
+                    landmarks: Landmarks {
+                        left_eye: p[0],
+                        right_eye: p[1],
+                        nose: p[2],
+                        mouth_left: p[3],
+                        mouth_right: p[4],
+                    },
+                }
+            })
+            .collect())
+    }
+}
+
+fn check_shapes(
+    path: &Path,
+    network: &'static str,
+    s: &dyn Session,
+    want: &[&[usize]],
+    text: &'static str,
+) -> Result<(), DetectError> {
+    let got: Vec<Vec<usize>> = s.outputs().iter().map(|o| o.shape.clone()).collect();
+    if got.len() != want.len() || got.iter().zip(want).any(|(g, w)| g.as_slice() != *w) {
+        return Err(DetectError::WrongModel {
+            path: path.to_path_buf(),
+            network,
+            got,
+            want: text,
+        });
+    }
+    Ok(())
+}
+
+fn nms_candidates(c: &[Candidate], threshold: f32, how: Overlap) -> Vec<usize> {
+    let boxes: Vec<[f32; 4]> = c.iter().map(|c| c.corners).collect();
+    let scores: Vec<f32> = c.iter().map(|c| c.score).collect();
+    nms(&boxes, &scores, threshold, how)
+}
+
+/// HWC pixels (0..255) to MTCNN's width-major, normalised `W x H x 3`.
+fn to_width_major(hwc: &[f32], w: usize, h: usize, out: &mut Vec<f32>) {
+    out.clear();
+    out.resize(w * h * 3, 0.0);
+    for y in 0..h {
+        for x in 0..w {
+            let s = (y * w + x) * 3;
+            let d = (x * h + y) * 3;
+            for c in 0..3 {
+                out[d + c] = (hwc[s + c] - 127.5) * 0.0078125;
+            }
+        }
+    }
+}
+
+/// Crops pixel-inclusive `corners` (zero-padded outside the frame) to a
+/// `size x size` network input. The reference implementation indexes from 1
+/// and so reads the crop one pixel up and left of the corners; the networks
+/// were tuned with that, so we keep it.
+fn crop_input(img: &RgbImage, corners: [f32; 4], size: usize, out: &mut Vec<f32>) {
+    let region = [
+        corners[0] - 1.0,
+        corners[1] - 1.0,
+        corners[2] - corners[0] + 1.0,
+        corners[3] - corners[1] + 1.0,
+    ];
+    let hwc = resample::resize_area(img, region, size, size);
+    to_width_major(&hwc, size, size, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_and_bad_values_are_named() {
+        assert!(DetectorConfig::default().validate().is_ok());
+        let bad = DetectorConfig {
+            min_face_size: 5.0,
+            ..Default::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .contains("detector.min_face_size"));
+        let bad = DetectorConfig {
+            thresholds: [0.6, 1.5, 0.7],
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("detector.thresholds"));
+    }
+
+    #[test]
+    fn width_major_layout_puts_columns_first() {
+        // 2 wide, 1 high: pixel (1, 0) must land at index 1 * h + 0 = 1.
+        let hwc = [127.5, 127.5, 127.5, 255.0, 255.0, 255.0];
+        let mut out = Vec::new();
+        to_width_major(&hwc, 2, 1, &mut out);
+        assert_eq!(&out[0..3], &[0.0, 0.0, 0.0]);
+        assert!((out[3] - 0.99609375).abs() < 1e-6);
+    }
+}

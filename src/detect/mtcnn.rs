@@ -1,0 +1,185 @@
+//! MTCNN's decoding, as pure functions: the image pyramid, P-Net's heat map
+//! to candidate boxes, box regression, squaring, and O-Net's landmarks.
+//!
+//! In: raw network outputs (flat `f32` buffers) and boxes. Out: boxes in
+//! pixel-inclusive corners `[x1, y1, x2, y2]`. The networks were exported
+//! from Keras with **width before height**: an input is `1 x W x H x 3` and
+//! P-Net's maps are `1 x W' x H' x C`, so cell `(i, j)` is column i, row j.
+//! The arithmetic follows the reference implementation (ipazc/mtcnn, MIT).
+
+/// P-Net's cell size and stride, in pixels of the scaled image.
+const CELL: f32 = 12.0;
+const STRIDE: f32 = 2.0;
+
+/// A candidate face: corners, score, and the network's box regression.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub corners: [f32; 4],
+    pub score: f32,
+    pub reg: [f32; 4],
+}
+
+/// Scales of the image pyramid: the first maps `min_face` pixels to P-Net's
+/// 12-pixel cell, each next one is `factor` times smaller, down to the
+/// level where the shorter side is still at least 12 pixels.
+pub fn pyramid_scales(width: u32, height: u32, min_face: f32, factor: f32) -> Vec<f32> {
+    let m = CELL / min_face;
+    let mut min_layer = width.min(height) as f32 * m;
+    let mut scales = Vec::new();
+    let mut scale = m;
+    while min_layer >= CELL {
+        scales.push(scale);
+        scale *= factor;
+        min_layer *= factor;
+    }
+    scales
+}
+
+/// Size of the image scaled by `scale` (rounded up, as the reference does).
+pub fn scaled_size(width: u32, height: u32, scale: f32) -> (usize, usize) {
+    (
+        (width as f32 * scale).ceil() as usize,
+        (height as f32 * scale).ceil() as usize,
+    )
+}
+
+/// Turns P-Net's maps into candidates in original-image pixels.
+/// `prob` is `W' x H' x 2` (face probability in channel 1), `reg` is
+/// `W' x H' x 4`.
+pub fn pnet_candidates(
+    prob: &[f32],
+    reg: &[f32],
+    map_w: usize,
+    map_h: usize,
+    scale: f32,
+    threshold: f32,
+) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for i in 0..map_w {
+        for j in 0..map_h {
+            let cell = i * map_h + j;
+            let score = prob[cell * 2 + 1];
+            if score < threshold {
+                continue;
+            }
+            let (x, y) = (i as f32, j as f32);
+            let corners = [
+                ((STRIDE * x + 1.0) / scale).trunc(),
+                ((STRIDE * y + 1.0) / scale).trunc(),
+                ((STRIDE * x + CELL) / scale).trunc(),
+                ((STRIDE * y + CELL) / scale).trunc(),
+            ];
+            let r = &reg[cell * 4..cell * 4 + 4];
+            out.push(Candidate {
+                corners,
+                score,
+                reg: [r[0], r[1], r[2], r[3]],
+            });
+        }
+    }
+    out
+}
+
+/// Applies a box regression. P-Net's stage measures the box without the
+/// extra pixel (`inclusive = false`), R-Net's and O-Net's with it.
+pub fn regress(corners: [f32; 4], reg: [f32; 4], inclusive: bool) -> [f32; 4] {
+    let extra = if inclusive { 1.0 } else { 0.0 };
+    let w = corners[2] - corners[0] + extra;
+    let h = corners[3] - corners[1] + extra;
+    [
+        corners[0] + reg[0] * w,
+        corners[1] + reg[1] * h,
+        corners[2] + reg[2] * w,
+        corners[3] + reg[3] * h,
+    ]
+}
+
+/// Grows a box to a square around its centre (the reference's `rerec`).
+pub fn square(c: [f32; 4]) -> [f32; 4] {
+    let w = c[2] - c[0];
+    let h = c[3] - c[1];
+    let side = w.max(h);
+    let x1 = c[0] + w * 0.5 - side * 0.5;
+    let y1 = c[1] + h * 0.5 - side * 0.5;
+    [x1, y1, x1 + side, y1 + side]
+}
+
+/// Truncates corners to whole pixels, as the reference does between stages.
+pub fn truncate(c: [f32; 4]) -> [f32; 4] {
+    [c[0].trunc(), c[1].trunc(), c[2].trunc(), c[3].trunc()]
+}
+
+/// O-Net's landmarks (`x1..x5, y1..y5`, relative to the box) in pixels.
+pub fn landmarks(corners: [f32; 4], rel: &[f32]) -> [[f32; 2]; 5] {
+    let w = corners[2] - corners[0] + 1.0;
+    let h = corners[3] - corners[1] + 1.0;
+    let mut pts = [[0.0; 2]; 5];
+    for (k, p) in pts.iter_mut().enumerate() {
+        *p = [
+            corners[0] + rel[k] * w - 1.0,
+            corners[1] + rel[k + 5] * h - 1.0,
+        ];
+    }
+    pts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pyramid_starts_at_the_min_face_scale_and_stops_above_the_cell_size() {
+        let s = pyramid_scales(640, 480, 20.0, 0.709);
+        assert!((s[0] - 0.6).abs() < 1e-6);
+        // The last level keeps the shorter side at 12 px or more.
+        let last = *s.last().unwrap();
+        assert!(480.0 * last >= 12.0 - 1e-3);
+        assert!(480.0 * last * 0.709 < 12.0);
+        assert_eq!(s.len(), 10);
+    }
+
+    #[test]
+    fn a_tiny_image_has_no_pyramid_level() {
+        assert!(pyramid_scales(10, 10, 20.0, 0.709).is_empty());
+    }
+
+    #[test]
+    fn pnet_cell_maps_back_to_a_twelve_pixel_window_in_the_original() {
+        // 3 x 2 map, one confident cell at column 2, row 1.
+        let (w, h) = (3, 2);
+        let mut prob = vec![0.0; w * h * 2];
+        let mut reg = vec![0.0; w * h * 4];
+        let cell = 2 * h + 1;
+        prob[cell * 2 + 1] = 0.9;
+        reg[cell * 4..cell * 4 + 4].copy_from_slice(&[0.1, 0.2, 0.3, 0.4]);
+        let c = pnet_candidates(&prob, &reg, w, h, 0.5, 0.6);
+        assert_eq!(c.len(), 1);
+        // x: (2*2+1)/0.5 = 10, (2*2+12)/0.5 = 32; y: (2+1)/0.5 = 6, (2+12)/0.5 = 28
+        assert_eq!(c[0].corners, [10.0, 6.0, 32.0, 28.0]);
+        assert_eq!(c[0].reg, [0.1, 0.2, 0.3, 0.4]);
+        assert!((c[0].score - 0.9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn regression_moves_corners_by_fractions_of_the_box() {
+        let r = regress([10.0, 10.0, 29.0, 29.0], [0.1, -0.1, 0.0, 0.5], true);
+        assert_eq!(r, [12.0, 8.0, 29.0, 39.0]);
+        let r = regress([10.0, 10.0, 30.0, 30.0], [0.1, 0.0, 0.0, 0.0], false);
+        assert_eq!(r[0], 12.0);
+    }
+
+    #[test]
+    fn square_keeps_the_centre_and_takes_the_longer_side() {
+        let s = square([10.0, 0.0, 20.0, 40.0]);
+        assert_eq!(s, [-5.0, 0.0, 35.0, 40.0]);
+    }
+
+    #[test]
+    fn landmarks_are_placed_relative_to_the_box() {
+        let rel = [0.25, 0.75, 0.5, 0.3, 0.7, 0.4, 0.4, 0.6, 0.8, 0.8];
+        let p = landmarks([99.0, 199.0, 198.0, 298.0], &rel);
+        // w = h = 100; x = 99 + 0.25*100 - 1 = 123
+        assert_eq!(p[0], [123.0, 238.0]);
+        assert_eq!(p[1], [173.0, 238.0]);
+    }
+}

@@ -1,0 +1,279 @@
+//! The emotion stage: aligned face crop in, [`Emotion`] out.
+//!
+//! In: an aligned RGB crop of the bundle's input size. Out: probabilities
+//! over the seven expressions in canonical order, the top expression, and
+//! valence/arousal, either regressed by the model (Emotion-GCN) or derived
+//! from the posterior and per-class anchors (models without a V/A head).
+//! Owns the bundle, the prepared session and its input buffer.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::align::{AlignConfig, Framing};
+use crate::frame::{Emotion, RgbImage, VaSource};
+use crate::infer::{Backend, InferError, Session};
+
+pub mod bundle;
+
+pub use self::bundle::{Bundle, BundleError, Color, Manifest, ScoreKind};
+
+/// `[emotion]` in the config file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmotionConfig {
+    /// Model bundle: a folder with `bundle.json` and the ONNX file.
+    pub model: PathBuf,
+}
+
+impl Default for EmotionConfig {
+    fn default() -> Self {
+        EmotionConfig {
+            model: PathBuf::from("models/fer-minixception"),
+        }
+    }
+}
+
+/// Errors of the emotion stage.
+#[derive(Debug, thiserror::Error)]
+pub enum EmotionError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    #[error("{path}: the model has no output named {name:?} (its outputs are {available:?}); fix outputs in bundle.json")]
+    MissingOutput {
+        path: PathBuf,
+        name: String,
+        available: Vec<String>,
+    },
+    #[error("{path}: output {name:?} has shape {got:?}, expected {want:?}")]
+    OutputShape {
+        path: PathBuf,
+        name: String,
+        got: Vec<usize>,
+        want: Vec<usize>,
+    },
+    #[error("aligned crop is {got:?} but the model takes {want:?}")]
+    CropSize { got: (u32, u32), want: (u32, u32) },
+}
+
+/// A loaded, checked emotion model.
+pub struct EmotionModel {
+    bundle: Bundle,
+    session: Box<dyn Session>,
+    expr_ix: usize,
+    va_ix: Option<usize>,
+    input: Vec<f32>,
+}
+
+impl EmotionModel {
+    /// Opens the bundle, loads it on `backend` and checks its output shapes.
+    pub fn from_config(
+        cfg: &EmotionConfig,
+        backend: &dyn Backend,
+    ) -> Result<EmotionModel, EmotionError> {
+        let bundle = Bundle::open(&cfg.model)?;
+        let m = &bundle.manifest;
+        let ch = m.input.color.channels();
+        let shape = [1, ch, m.input.height as usize, m.input.width as usize];
+        let session = backend.load(&bundle.model_path)?.prepare(&shape)?;
+        let find = |name: &str, want: &[usize]| -> Result<usize, EmotionError> {
+            let outs = session.outputs();
+            let ix = outs.iter().position(|o| o.name == name).ok_or_else(|| {
+                EmotionError::MissingOutput {
+                    path: bundle.manifest_path.clone(),
+                    name: name.to_string(),
+                    available: outs.iter().map(|o| o.name.clone()).collect(),
+                }
+            })?;
+            if outs[ix].shape != want {
+                return Err(EmotionError::OutputShape {
+                    path: bundle.model_path.clone(),
+                    name: name.to_string(),
+                    got: outs[ix].shape.clone(),
+                    want: want.to_vec(),
+                });
+            }
+            Ok(ix)
+        };
+        let expr_ix = find(&m.outputs.expressions, &[1, 7])?;
+        let va_ix = match (&m.va_source, &m.outputs.va) {
+            (VaSource::Model, Some(name)) => Some(find(name, &[1, 2])?),
+            _ => None,
+        };
+        if !m.trained {
+            tracing::warn!(
+                model = %bundle.manifest_path.display(),
+                "THIS MODEL IS UNTRAINED (random weights, for latency work only): its expressions and valence/arousal mean nothing"
+            );
+        }
+        Ok(EmotionModel {
+            bundle,
+            session,
+            expr_ix,
+            va_ix,
+            input: Vec::new(),
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.bundle.manifest
+    }
+
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// The crop framing: the config's overrides, else the bundle's.
+    pub fn framing(&self, overrides: &AlignConfig) -> Framing {
+        let m = &self.bundle.manifest;
+        Framing {
+            width: m.input.width,
+            height: m.input.height,
+            eye_distance: overrides.eye_distance.unwrap_or(m.alignment.eye_distance),
+            eye_line: overrides.eye_line.unwrap_or(m.alignment.eye_line),
+        }
+    }
+
+    /// Reads the emotion of one aligned crop.
+    pub fn infer(&mut self, crop: &RgbImage) -> Result<Emotion, EmotionError> {
+        let m = &self.bundle.manifest;
+        let want = (m.input.width, m.input.height);
+        if crop.dimensions() != want {
+            return Err(EmotionError::CropSize {
+                got: crop.dimensions(),
+                want,
+            });
+        }
+        preprocess(
+            crop,
+            m.input.color,
+            &m.input.mean,
+            &m.input.std,
+            &mut self.input,
+        );
+        let out = self.session.run(&self.input)?;
+        let raw = &out[self.expr_ix];
+        let probs_model = match m.outputs.expressions_kind {
+            ScoreKind::Logits => softmax(raw),
+            ScoreKind::Probabilities => raw.clone(),
+        };
+        let mut probs = [0.0f32; 7];
+        for (i, p) in probs_model.iter().enumerate() {
+            probs[self.bundle.class_to_canonical[i]] = *p;
+        }
+        let (v, a, source) = match self.va_ix {
+            Some(ix) => (out[ix][0], out[ix][1], VaSource::Model),
+            None => {
+                let [v, a] = derive_va(&probs, &self.bundle.anchors);
+                (v, a, VaSource::Derived)
+            }
+        };
+        Ok(Emotion::from_parts(probs, v, a, source))
+    }
+}
+
+/// Crop → `[1, C, H, W]` floats: pixel / 255, then (x − mean) / std.
+pub fn preprocess(crop: &RgbImage, color: Color, mean: &[f32], std: &[f32], out: &mut Vec<f32>) {
+    let (w, h) = crop.dimensions();
+    let plane = (w * h) as usize;
+    out.clear();
+    out.resize(plane * color.channels(), 0.0);
+    match color {
+        Color::Gray => {
+            let (m, s) = (mean[0], std[0]);
+            for (i, p) in crop.pixels().enumerate() {
+                let y = 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32;
+                out[i] = (y / 255.0 - m) / s;
+            }
+        }
+        Color::Rgb => {
+            for (i, p) in crop.pixels().enumerate() {
+                for c in 0..3 {
+                    out[c * plane + i] = (p[c] as f32 / 255.0 - mean[c]) / std[c];
+                }
+            }
+        }
+    }
+}
+
+/// Numerically stable softmax.
+pub fn softmax(z: &[f32]) -> Vec<f32> {
+    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = z.iter().map(|v| (v - max).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.into_iter().map(|v| v / sum).collect()
+}
+
+/// Posterior-weighted mean of the per-class anchors (canonical order).
+pub fn derive_va(probs: &[f32; 7], anchors: &[[f32; 2]; 7]) -> [f32; 2] {
+    let total: f32 = probs.iter().sum();
+    let mut va = [0.0f32; 2];
+    for (p, a) in probs.iter().zip(anchors) {
+        va[0] += p * a[0];
+        va[1] += p * a[1];
+    }
+    if total > 0.0 {
+        va[0] /= total;
+        va[1] /= total;
+    }
+    va
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let p = softmax(&[1.0, 2.0, 3.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(p[0] < p[1] && p[1] < p[2]);
+        // Large logits do not overflow.
+        let p = softmax(&[0.0, 1000.0]);
+        assert!(p[1] > 0.999 && p.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn a_certain_posterior_yields_that_class_anchor() {
+        let anchors = [
+            [0.0, 0.0],
+            [0.8, 0.3],
+            [-0.7, -0.3],
+            [0.3, 0.8],
+            [-0.3, 0.8],
+            [-0.7, 0.3],
+            [-0.6, 0.6],
+        ];
+        let mut p = [0.0; 7];
+        p[1] = 1.0;
+        assert_eq!(derive_va(&p, &anchors), [0.8, 0.3]);
+        let half = [0.0, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0];
+        let va = derive_va(&half, &anchors);
+        assert!((va[0] - 0.05).abs() < 1e-6 && va[1].abs() < 1e-6);
+    }
+
+    #[test]
+    fn grey_preprocessing_uses_bt601_luma_and_the_bundle_normalisation() {
+        let crop = RgbImage::from_pixel(2, 1, image::Rgb([255, 255, 255]));
+        let mut out = Vec::new();
+        preprocess(&crop, Color::Gray, &[0.5], &[0.5], &mut out);
+        assert_eq!(out.len(), 2);
+        assert!((out[0] - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn rgb_preprocessing_writes_planar_channels() {
+        let crop = RgbImage::from_fn(2, 1, |x, _| {
+            if x == 0 {
+                image::Rgb([255, 0, 0])
+            } else {
+                image::Rgb([0, 0, 255])
+            }
+        });
+        let mut out = Vec::new();
+        preprocess(&crop, Color::Rgb, &[0.0; 3], &[1.0; 3], &mut out);
+        assert_eq!(out, vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+    }
+}

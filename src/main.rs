@@ -1,0 +1,126 @@
+//! The `fer-edge` binary: parse the command line, dispatch, print the error
+//! chain once, and set the exit code (0 ok, 1 some inputs failed, 2 usage,
+//! config or model error).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use fer_edge::analyze::{self, AnalyzeOptions};
+use fer_edge::config::Config;
+use fer_edge::faces::FaceChain;
+
+mod cli;
+
+use cli::{Cli, Command};
+
+/// Exit codes.
+const EXIT_INPUT_FAILED: u8 = 1;
+const EXIT_SETUP: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FER_EDGE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err((code, err)) => {
+            eprintln!("error: {err}");
+            let mut source = err.source();
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+type Failure = (u8, Box<dyn std::error::Error>);
+
+fn setup<E: std::error::Error + 'static>(e: E) -> Failure {
+    (EXIT_SETUP, Box::new(e))
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
+    match path {
+        Some(p) => Config::load(p).map_err(setup),
+        None => Ok(Config::default()),
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
+        Command::Analyze {
+            paths,
+            config,
+            model,
+            annotate,
+        } => {
+            let mut cfg = load_config(config.as_deref())?;
+            if let Some(m) = model {
+                cfg.emotion.model = m;
+            }
+            let mut chain = FaceChain::from_config(&cfg).map_err(setup)?;
+            let opts = AnalyzeOptions {
+                paths,
+                annotate_dir: annotate,
+            };
+            let stdout = std::io::stdout();
+            let stderr = std::io::stderr();
+            let summary = analyze::run(&mut chain, &opts, &mut stdout.lock(), &mut stderr.lock())
+                .map_err(setup)?;
+            if summary.failed > 0 {
+                eprintln!(
+                    "{} of {} input(s) failed",
+                    summary.failed,
+                    summary.failed + summary.analysed
+                );
+                Ok(ExitCode::from(EXIT_INPUT_FAILED))
+            } else {
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+        Command::Check { config } => {
+            let cfg = load_config(config.as_deref())?;
+            let chain = FaceChain::from_config(&cfg).map_err(setup)?;
+            let backend = chain.backend();
+            println!(
+                "backend:  {} — {}",
+                backend.name(),
+                backend.check().map_err(setup)?
+            );
+            println!("detector: MTCNN from {}", cfg.detector.model_dir.display());
+            let m = chain.emotion_model().manifest();
+            let f = chain.framing();
+            println!(
+                "emotion:  {} {} ({}, {}{}), input {}x{} {:?}, V/A {:?}",
+                m.name,
+                m.version,
+                m.architecture,
+                if m.trained { "trained" } else { "UNTRAINED" },
+                m.source
+                    .package
+                    .as_deref()
+                    .map(|p| format!(", from {p}"))
+                    .unwrap_or_default(),
+                m.input.width,
+                m.input.height,
+                m.input.color,
+                m.va_source
+            );
+            println!(
+                "align:    eye distance {:.2} of width, eye line at {:.2} of height",
+                f.eye_distance, f.eye_line
+            );
+            println!("ok");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! `fer-edge analyze` end to end: the real binary, the shipped models, real
+//! photos (provenance in tests/data/README.md).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn data(p: &str) -> PathBuf {
+    root().join("tests/data").join(p)
+}
+
+fn analyze(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+        .current_dir(root())
+        .arg("analyze")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn reports(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each stdout line is JSON"))
+        .collect()
+}
+
+fn faces(r: &Value) -> &Vec<Value> {
+    r["faces"].as_array().unwrap()
+}
+
+#[test]
+fn a_group_photo_gives_all_six_faces_with_eyes_inside_their_boxes() {
+    let out = analyze(&[data("group_t1.jpg").as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = &reports(&out)[0];
+    assert_eq!(
+        (r["width"].as_u64(), r["height"].as_u64()),
+        (Some(1280), Some(886))
+    );
+    let f = faces(r);
+    assert_eq!(f.len(), 6, "{r}");
+    for face in f {
+        let b: Vec<f64> = face["bbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        for eye in ["left_eye", "right_eye"] {
+            let p = &face["landmarks"][eye];
+            let (x, y) = (p[0].as_f64().unwrap(), p[1].as_f64().unwrap());
+            assert!(
+                x > b[0] && x < b[0] + b[2] && y > b[1] && y < b[1] + b[3],
+                "{eye} outside {b:?}"
+            );
+        }
+        assert!(
+            face["landmarks"]["left_eye"][0].as_f64() < face["landmarks"]["right_eye"][0].as_f64()
+        );
+        assert!(face["score"].as_f64().unwrap() > 0.9);
+    }
+    // Faces from ~90 to ~120 px wide, spread over the whole frame.
+    let xs: Vec<f64> = f.iter().map(|v| v["bbox"][0].as_f64().unwrap()).collect();
+    assert!(
+        xs.iter().cloned().fold(f64::MAX, f64::min) < 100.0
+            && xs.iter().cloned().fold(0.0, f64::max) > 1100.0
+    );
+}
+
+#[test]
+fn a_clear_smile_reads_as_happy_with_positive_valence() {
+    let out = analyze(&[data("astronaut.png").as_os_str()]);
+    assert!(out.status.success());
+    let r = &reports(&out)[0];
+    let f = faces(r);
+    assert_eq!(f.len(), 1);
+    let face = &f[0];
+    assert_eq!(face["expression"], "happy", "{face}");
+    assert!(face["confidence"].as_f64().unwrap() > 0.8);
+    assert!(face["valence"].as_f64().unwrap() > 0.3);
+    assert_eq!(face["va_source"], "derived");
+    let p = face["probabilities"].as_object().unwrap();
+    assert_eq!(p.len(), 7);
+    // Keys appear in the thesis' order in the printed JSON.
+    let line = String::from_utf8_lossy(&out.stdout);
+    let at = |k: &str| {
+        line.find(&format!("\"{k}\":"))
+            .unwrap_or_else(|| panic!("{k} missing"))
+    };
+    let order = [
+        "neutral", "happy", "sad", "surprise", "fear", "disgust", "anger",
+    ]
+    .map(at);
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{line}");
+    let sum: f64 = p.values().map(|v| v.as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-3);
+    for k in ["decode", "detect", "align", "emotion"] {
+        assert!(r["timings_ms"][k].as_f64().unwrap() >= 0.0);
+    }
+}
+
+#[test]
+fn the_broadest_smiles_in_the_group_photo_read_as_happy() {
+    let out = analyze(&[data("group_t1.jpg").as_os_str()]);
+    let r = &reports(&out)[0];
+    // The two men laughing at the table's centre (x ≈ 464 and 741).
+    for x0 in [464.0, 741.0] {
+        let face = faces(r)
+            .iter()
+            .find(|f| (f["bbox"][0].as_f64().unwrap() - x0).abs() < 20.0)
+            .expect("face present");
+        assert_eq!(face["expression"], "happy", "{face}");
+        assert!(face["valence"].as_f64().unwrap() > 0.2);
+    }
+}
+
+#[test]
+fn images_without_people_give_no_faces() {
+    let out = analyze(&[
+        data("coffee.png").as_os_str(),
+        data("chelsea.png").as_os_str(),
+    ]);
+    assert!(out.status.success());
+    let r = reports(&out);
+    assert_eq!(r.len(), 2);
+    for rep in r {
+        assert!(faces(&rep).is_empty(), "{rep}");
+    }
+}
+
+#[test]
+fn a_corrupt_file_is_reported_and_the_others_still_analysed_with_exit_code_1() {
+    let out = analyze(&[
+        data("astronaut.png").as_os_str(),
+        data("corrupt_truncated.jpg").as_os_str(),
+        data("coffee.png").as_os_str(),
+        data("no_such_file.png").as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let r = reports(&out);
+    assert_eq!(r.len(), 2, "both good files reported");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("corrupt_truncated.jpg") && stderr.contains("cannot decode"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no_such_file.png"), "{stderr}");
+}
+
+#[test]
+fn a_folder_is_read_in_name_order_and_annotations_are_written_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = analyze(&[
+        data("frames640").as_os_str(),
+        "--annotate".as_ref(),
+        dir.path().as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = reports(&out);
+    let names: Vec<&str> = r.iter().map(|v| v["image"].as_str().unwrap()).collect();
+    assert!(
+        names[0].ends_with("one_face.png") && names[1].ends_with("six_faces.png"),
+        "{names:?}"
+    );
+    assert_eq!(faces(&r[0]).len(), 1);
+    assert_eq!(faces(&r[1]).len(), 6);
+    let ann = image::open(dir.path().join("six_faces.annotated.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(ann.dimensions(), (640, 480));
+    let orig = image::open(data("frames640/six_faces.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_ne!(ann.as_raw(), orig.as_raw(), "annotation drew nothing");
+}
+
+#[test]
+fn nothing_is_written_to_disk_without_annotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+        .current_dir(root())
+        .env("TMPDIR", dir.path())
+        .args(["analyze", "tests/data/astronaut.png"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_bad_config_key_or_missing_model_exits_2_naming_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[detector]\nmin_face_sise = 30\n").unwrap();
+    let out = analyze(&[
+        data("astronaut.png").as_os_str(),
+        "--config".as_ref(),
+        cfg.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("min_face_sise") && err.contains("bad.toml"),
+        "{err}"
+    );
+
+    let out = analyze(&[
+        data("astronaut.png").as_os_str(),
+        "--model".as_ref(),
+        dir.path().join("nope").as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope") && err.contains("bundle.json"), "{err}");
+}
+
+#[test]
+fn a_tampered_model_is_refused_with_its_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("bundle");
+    std::fs::create_dir(&b).unwrap();
+    std::fs::copy(
+        root().join("models/fer-minixception/bundle.json"),
+        b.join("bundle.json"),
+    )
+    .unwrap();
+    let mut onnx = std::fs::read(root().join("models/fer-minixception/model.onnx")).unwrap();
+    let n = onnx.len();
+    onnx[n - 10] ^= 0xff;
+    std::fs::write(b.join("model.onnx"), onnx).unwrap();
+    let out = analyze(&[
+        data("astronaut.png").as_os_str(),
+        "--model".as_ref(),
+        b.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sha256") && err.contains("model.onnx"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_loads_everything_and_says_what_would_run() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+        .current_dir(root())
+        .args(["check", "--config", "config/fer-edge.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("tract") && s.contains("fer-minixception") && s.contains("MTCNN"),
+        "{s}"
+    );
+}

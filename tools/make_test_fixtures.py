@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Make fer-edge's derived test fixtures from the real photos in tests/data/.
+
+Writes:
+  tests/data/frames640/one_face.png    astronaut.png scaled into a 640x480 frame (1 face)
+  tests/data/frames640/six_faces.png   group_t1.jpg scaled into a 640x480 frame (6 faces)
+  tests/data/golden/*.png + golden.json
+      small real-image inputs at each network's exact input size, and what
+      onnxruntime (the reference runtime) outputs for them; the Rust test
+      `tests/golden.rs` runs the same inputs through every fer-edge backend
+      and requires agreement within 1e-4.
+
+Needs: numpy, pillow, onnxruntime.   Usage: python tools/make_test_fixtures.py
+"""
+import json
+import os
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "tests", "data")
+
+
+def frame640(src, out):
+    im = Image.open(os.path.join(DATA, src)).convert("RGB")
+    scale = min(640 / im.width, 480 / im.height)
+    im = im.resize((round(im.width * scale), round(im.height * scale)), Image.BILINEAR)
+    mean = tuple(int(v) for v in np.asarray(im).reshape(-1, 3).mean(0))
+    canvas = Image.new("RGB", (640, 480), mean)
+    canvas.paste(im, ((640 - im.width) // 2, (480 - im.height) // 2))
+    canvas.save(os.path.join(DATA, "frames640", out))
+
+
+def session(path):
+    return ort.InferenceSession(os.path.join(ROOT, path), providers=["CPUExecutionProvider"])
+
+
+def mtcnn_input(rgb):
+    """HWC uint8 -> MTCNN's 1 x W x H x 3, (x - 127.5) / 128."""
+    x = (rgb.astype(np.float32) - 127.5) * 0.0078125
+    return np.ascontiguousarray(x.transpose(1, 0, 2)[None])
+
+
+def main():
+    os.makedirs(os.path.join(DATA, "frames640"), exist_ok=True)
+    os.makedirs(os.path.join(DATA, "golden"), exist_ok=True)
+    frame640("astronaut.png", "one_face.png")
+    frame640("group_t1.jpg", "six_faces.png")
+
+    astro = Image.open(os.path.join(DATA, "astronaut.png")).convert("RGB")
+    group = Image.open(os.path.join(DATA, "group_t1.jpg")).convert("RGB")
+    golden = {"runtime": f"onnxruntime {ort.__version__}", "cases": []}
+
+    # mini-Xception: a 64x64 grey crop of the astronaut's face.
+    face = astro.crop((170, 60, 280, 170)).convert("L").resize((64, 64), Image.BILINEAR)
+    face.save(os.path.join(DATA, "golden", "face64_gray.png"))
+    x = ((np.asarray(face, np.float32) / 255.0 - 0.5) / 0.5)[None, None]
+    out = session("models/fer-minixception/model.onnx").run(None, {"input": x})
+    golden["cases"].append({"model": "models/fer-minixception/model.onnx", "input": "golden/face64_gray.png",
+                            "layout": "nchw_gray", "shape": [1, 1, 64, 64],
+                            "outputs": [o.reshape(-1).tolist() for o in out]})
+
+    # MTCNN: P-Net on a 60x44 scaled patch, R-Net 24x24 and O-Net 48x48 face crops.
+    cases = [("pnet", group.crop((440, 240, 600, 357)).resize((60, 44), Image.BILINEAR)),
+             ("rnet", group.crop((464, 264, 572, 411)).resize((24, 24), Image.BILINEAR)),
+             ("onet", group.crop((741, 342, 841, 475)).resize((48, 48), Image.BILINEAR))]
+    for name, img in cases:
+        fname = f"golden/{name}_in.png"
+        img.save(os.path.join(DATA, fname))
+        x = mtcnn_input(np.asarray(img))
+        sess = session(f"models/mtcnn/{name}.onnx")
+        out = sess.run(None, {sess.get_inputs()[0].name: x})
+        golden["cases"].append({"model": f"models/mtcnn/{name}.onnx", "input": fname, "layout": "mtcnn_wh",
+                                "shape": list(x.shape), "outputs": [o.reshape(-1).tolist() for o in out]})
+
+    with open(os.path.join(DATA, "golden", "golden.json"), "w") as f:
+        json.dump(golden, f)
+        f.write("\n")
+    print("wrote", len(golden["cases"]), "golden cases")
+
+
+if __name__ == "__main__":
+    main()
