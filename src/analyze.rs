@@ -73,7 +73,7 @@ struct LandmarkReport {
 }
 
 /// The seven probabilities, in canonical order and named.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub struct Probabilities {
     neutral: f32,
     happy: f32,

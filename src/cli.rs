@@ -39,6 +39,16 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         annotate: Option<PathBuf>,
     },
+    /// Run the daemon: capture → faces → tracks → MQTT, until the replay
+    /// ends or SIGTERM/SIGINT.
+    ///
+    /// Exit code 0 on a clean end, 78 for a config or model error (systemd
+    /// should not restart), 69 when a device or the broker address is
+    /// unavailable (a restart may help).
+    Run {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Load the config and every model, print what would run, and exit.
     Check {
         #[arg(long, short)]

@@ -12,18 +12,26 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::align::AlignConfig;
+use crate::capture::SourceConfig;
 use crate::detect::DetectorConfig;
 use crate::emotion::EmotionConfig;
 use crate::infer::InferenceConfig;
+use crate::publish::MqttConfig;
+use crate::track::smooth::SmoothingConfig;
+use crate::track::TrackerConfig;
 
 /// The configuration of a fer-edge process.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    pub source: SourceConfig,
     pub inference: InferenceConfig,
     pub detector: DetectorConfig,
     pub align: AlignConfig,
     pub emotion: EmotionConfig,
+    pub tracker: TrackerConfig,
+    pub smoothing: SmoothingConfig,
+    pub mqtt: MqttConfig,
 }
 
 /// A configuration that cannot be used.
@@ -65,9 +73,13 @@ impl Config {
 
     /// Checks every section's values.
     pub fn validate(&self) -> Result<(), String> {
+        self.source.validate()?;
         self.inference.validate()?;
         self.detector.validate()?;
         self.align.validate()?;
+        self.tracker.validate()?;
+        self.smoothing.validate()?;
+        self.mqtt.validate()?;
         Ok(())
     }
 }
@@ -77,10 +89,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_shipped_example_config_parses_and_equals_the_defaults() {
+    fn the_shipped_example_config_parses_and_equals_the_defaults_but_for_its_replay() {
         let text = include_str!("../config/fer-edge.toml");
-        let cfg = Config::parse(text, Path::new("config/fer-edge.toml")).unwrap();
+        let mut cfg = Config::parse(text, Path::new("config/fer-edge.toml")).unwrap();
+        assert!(cfg.source.path.is_some());
+        cfg.source.path = None;
         assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn every_section_rejects_unknown_keys() {
+        for section in [
+            "source",
+            "inference",
+            "detector",
+            "align",
+            "emotion",
+            "tracker",
+            "smoothing",
+            "mqtt",
+            "mqtt.tls",
+        ] {
+            let err = Config::parse(
+                &format!("[{section}]\nbogus_key = 1\n"),
+                Path::new("x.toml"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("bogus_key"), "{section}: {err}");
+        }
     }
 
     #[test]

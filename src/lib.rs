@@ -7,12 +7,21 @@
 //!             ──> emotion (bundle on an infer::Backend) ──> FaceReading
 //! ```
 //!
-//! `faces` wires those stages for one frame; `analyze` runs them over still
-//! images; `config` holds the TOML, each section defined beside its stage.
+//! The daemon adds a source in front and tracking, smoothing and MQTT
+//! behind:
+//!
+//! ```text
+//! capture ──> faces ──> track (+ smooth) ──> publish (MQTT)
+//! ```
+//!
+//! `faces` wires the still-image stages for one frame; `analyze` runs them
+//! over images; `pipeline` wires the daemon's threads; `config` holds the
+//! TOML, each section defined beside its stage.
 
 pub mod align;
 pub mod analyze;
 pub mod annotate;
+pub mod capture;
 pub mod config;
 pub mod detect;
 pub mod emotion;
@@ -20,3 +29,7 @@ pub mod faces;
 pub mod frame;
 pub mod infer;
 pub mod models;
+pub mod pipeline;
+pub mod publish;
+pub mod telemetry;
+pub mod track;

@@ -1,6 +1,7 @@
 //! The `fer-edge` binary: parse the command line, dispatch, print the error
-//! chain once, and set the exit code (0 ok, 1 some inputs failed, 2 usage,
-//! config or model error).
+//! chain once, and set the exit code: `analyze` 0 ok, 1 some inputs failed,
+//! 2 usage, config or model error; `run` 0 clean end, 78 config or model
+//! error (EX_CONFIG: do not restart), 69 unavailable device or port.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use clap::Parser;
 use fer_edge::analyze::{self, AnalyzeOptions};
 use fer_edge::config::Config;
 use fer_edge::faces::FaceChain;
+use fer_edge::pipeline::{self, RunError};
 
 mod cli;
 
@@ -18,6 +20,8 @@ use cli::{Cli, Command};
 /// Exit codes.
 const EXIT_INPUT_FAILED: u8 = 1;
 const EXIT_SETUP: u8 = 2;
+const EX_UNAVAILABLE: u8 = 69;
+const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -25,7 +29,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FER_EDGE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off")),
         )
         .init();
     match run(cli) {
@@ -85,6 +89,22 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 Ok(ExitCode::from(EXIT_INPUT_FAILED))
             } else {
                 Ok(ExitCode::SUCCESS)
+            }
+        }
+        Command::Run { config } => {
+            let cfg = load_config(config.as_deref()).map_err(|(_, e)| (EX_CONFIG, e))?;
+            match pipeline::run(cfg) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    let code = match e {
+                        RunError::Source(_) | RunError::Runtime(_) => EX_UNAVAILABLE,
+                        RunError::Publish(fer_edge::publish::PublishError::Broker(_)) => {
+                            EX_UNAVAILABLE
+                        }
+                        _ => EX_CONFIG,
+                    };
+                    Err((code, Box::new(e)))
+                }
             }
         }
         Command::Check { config } => {

@@ -4,6 +4,9 @@
 Writes:
   tests/data/frames640/one_face.png    astronaut.png scaled into a 640x480 frame (1 face)
   tests/data/frames640/six_faces.png   group_t1.jpg scaled into a 640x480 frame (6 faces)
+  tests/data/sequences/pan6/*.jpg      30 frames, 640x480: the group photo drifting
+                                       ~3 px per frame (six faces, all in view)
+  tests/data/sequences/pan1/*.jpg      30 frames, 640x480: the astronaut drifting (one face)
   tests/data/golden/*.png + golden.json
       small real-image inputs at each network's exact input size, and what
       onnxruntime (the reference runtime) outputs for them; the Rust test
@@ -33,6 +36,22 @@ def frame640(src, out):
     canvas.save(os.path.join(DATA, "frames640", out))
 
 
+def pan_sequence(src, out, n=30, amp=(24, 10)):
+    """Frames of a photo scaled into 640x480 and drifting on a smooth path."""
+    im = Image.open(os.path.join(DATA, src)).convert("RGB")
+    scale = min(600 / im.width, 440 / im.height)
+    im = im.resize((round(im.width * scale), round(im.height * scale)), Image.BILINEAR)
+    mean = tuple(int(v) for v in np.asarray(im).reshape(-1, 3).mean(0))
+    folder = os.path.join(DATA, "sequences", out)
+    os.makedirs(folder, exist_ok=True)
+    for i in range(n):
+        phase = 2 * np.pi * i / n
+        dx, dy = amp[0] * np.sin(phase), amp[1] * (1 - np.cos(phase))
+        canvas = Image.new("RGB", (640, 480), mean)
+        canvas.paste(im, (int(round((640 - im.width) / 2 + dx)), int(round((480 - im.height) / 2 + dy - amp[1] / 2))))
+        canvas.save(os.path.join(folder, f"{i:04d}.jpg"), quality=90)
+
+
 def session(path):
     return ort.InferenceSession(os.path.join(ROOT, path), providers=["CPUExecutionProvider"])
 
@@ -48,6 +67,8 @@ def main():
     os.makedirs(os.path.join(DATA, "golden"), exist_ok=True)
     frame640("astronaut.png", "one_face.png")
     frame640("group_t1.jpg", "six_faces.png")
+    pan_sequence("group_t1.jpg", "pan6")
+    pan_sequence("astronaut.png", "pan1")
 
     astro = Image.open(os.path.join(DATA, "astronaut.png")).convert("RGB")
     group = Image.open(os.path.join(DATA, "group_t1.jpg")).convert("RGB")

@@ -1,0 +1,213 @@
+//! Where frames come from: a V4L2 camera, or a replayed recording.
+//!
+//! In: a `[source]` config. Out: owned RGB [`Frame`]s with a sequence number
+//! and a timestamp, one `next_frame` call at a time. The seam is small on
+//! purpose (libv4l-rs' lesson, not nokhwa's): open, next frame, how many
+//! were dropped. A source copies each frame into an owned buffer at this
+//! boundary, so nothing downstream borrows driver memory.
+//!
+//! Errors are split by what the caller should do: [`CaptureError::Frame`]
+//! spoils one frame (log, count, skip), [`CaptureError::Unavailable`] means
+//! the device is gone for now (the source reopens it with backoff; keep
+//! calling), [`CaptureError::Open`] is fatal at start-up.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use crate::frame::RgbImage;
+
+pub mod convert;
+pub mod replay;
+#[cfg(feature = "v4l2")]
+pub mod v4l2;
+#[cfg(not(feature = "v4l2"))]
+#[path = "v4l2_disabled.rs"]
+pub mod v4l2;
+
+/// One captured frame.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Increases by one per frame the source produced (gaps = drops).
+    pub seq: u64,
+    /// Seconds since the source started: nominal (`seq / fps`) for a replay,
+    /// the driver's monotonic timestamp for a camera.
+    pub timestamp: f64,
+    /// When the frame entered fer-edge (for capture→publish latency).
+    pub captured_at: Instant,
+    pub image: RgbImage,
+}
+
+/// Why a source could not give a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot open source {what}: {reason}")]
+    Open { what: String, reason: String },
+    #[error("bad frame from {what}: {reason}")]
+    Frame { what: String, reason: String },
+    #[error("{what} is unavailable: {reason}")]
+    Unavailable { what: String, reason: String },
+}
+
+/// A source of frames.
+pub trait FrameSource: Send {
+    /// A one-line description for logs (path, negotiated format...).
+    fn describe(&self) -> String;
+    /// The next frame; `Ok(None)` at the end of a non-looping replay.
+    fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError>;
+    /// Frames the source knows it lost (driver sequence gaps).
+    fn dropped(&self) -> u64 {
+        0
+    }
+    /// True for sources that produce frames on their own clock (cameras,
+    /// paced replays): the pipeline then lets the newest frame win.
+    fn is_live(&self) -> bool;
+}
+
+/// Which kind of source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    #[default]
+    Replay,
+    V4l2,
+}
+
+/// Camera pixel formats fer-edge can convert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PixelFormat {
+    #[default]
+    Yuyv,
+    Mjpeg,
+}
+
+/// `[source]` in the config file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// `replay` (a folder of images or a video file) or `v4l2` (a camera).
+    pub kind: SourceKind,
+    /// Replay: a folder of PNG/JPEG images (name order) or a video file
+    /// (decoded by the `ffmpeg` program).
+    pub path: Option<PathBuf>,
+    /// Frame rate: the camera rate to request, or the replay's nominal rate
+    /// (which sets its timestamps).
+    pub fps: f64,
+    /// Replay: start again at the end instead of finishing.
+    #[serde(rename = "loop")]
+    pub loop_: bool,
+    /// Replay: sleep to play at `fps` (true), or go as fast as the pipeline
+    /// takes frames, processing every one (false; tests and benchmarks).
+    pub pace: bool,
+    /// Camera device; prefer the stable `/dev/v4l/by-id/...` name.
+    pub device: PathBuf,
+    pub width: u32,
+    pub height: u32,
+    pub format: PixelFormat,
+    /// Give up waiting for a camera frame after this long (the v4l crate
+    /// would otherwise block forever).
+    pub read_timeout_ms: u64,
+    /// Longest wait between attempts to reopen a vanished camera.
+    pub reopen_max_backoff_s: f64,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            kind: SourceKind::Replay,
+            path: None,
+            fps: 15.0,
+            loop_: false,
+            pace: true,
+            device: PathBuf::from("/dev/video0"),
+            width: 640,
+            height: 480,
+            format: PixelFormat::Yuyv,
+            read_timeout_ms: 2000,
+            reopen_max_backoff_s: 10.0,
+        }
+    }
+}
+
+impl SourceConfig {
+    /// Checks values (no file access). `analyze` ignores `[source]`, so a
+    /// missing replay path is only an error for `run` ([`Self::validate_for_run`]).
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.fps > 0.0 && self.fps <= 240.0) {
+            return Err(format!("source.fps = {} must be in (0, 240]", self.fps));
+        }
+        if !(16..=8192).contains(&self.width) || !(16..=8192).contains(&self.height) {
+            return Err(format!(
+                "source.width/height = {}x{} must be 16..8192 pixels",
+                self.width, self.height
+            ));
+        }
+        if !(10..=60_000).contains(&self.read_timeout_ms) {
+            return Err(format!(
+                "source.read_timeout_ms = {} must be 10..60000",
+                self.read_timeout_ms
+            ));
+        }
+        if !(self.reopen_max_backoff_s >= 0.1 && self.reopen_max_backoff_s <= 3600.0) {
+            return Err(format!(
+                "source.reopen_max_backoff_s = {} must be 0.1..3600",
+                self.reopen_max_backoff_s
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SourceConfig {
+    /// What `run` needs on top of [`Self::validate`].
+    pub fn validate_for_run(&self) -> Result<(), String> {
+        self.validate()?;
+        if self.kind == SourceKind::Replay && self.path.is_none() {
+            return Err(
+                "source.kind = \"replay\" needs source.path: a folder of images or a video file"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Opens the configured source.
+pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
+    match cfg.kind {
+        SourceKind::Replay => Ok(Box::new(replay::Replay::open(cfg)?)),
+        SourceKind::V4l2 => v4l2::open(cfg),
+    }
+}
+
+/// Exponential backoff: 0.25 s doubling up to `max_s`.
+pub fn backoff_delay(attempt: u32, max_s: f64) -> std::time::Duration {
+    let s = 0.25 * 2f64.powi(attempt.min(16) as i32);
+    std::time::Duration::from_secs_f64(s.min(max_s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        assert_eq!(backoff_delay(0, 10.0).as_millis(), 250);
+        assert_eq!(backoff_delay(2, 10.0).as_millis(), 1000);
+        assert_eq!(backoff_delay(30, 10.0).as_secs(), 10);
+    }
+
+    #[test]
+    fn a_replay_without_a_path_is_rejected_with_the_fix() {
+        assert!(SourceConfig::default().validate().is_ok());
+        let e = SourceConfig::default().validate_for_run().unwrap_err();
+        assert!(e.contains("source.path"), "{e}");
+        let ok = SourceConfig {
+            path: Some("x".into()),
+            ..Default::default()
+        };
+        assert!(ok.validate_for_run().is_ok());
+    }
+}

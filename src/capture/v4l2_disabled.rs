@@ -1,0 +1,11 @@
+//! The V4L2 source's disabled twin: this build was made without the `v4l2`
+//! feature (it needs libclang at build time for the kernel headers).
+
+use super::{CaptureError, FrameSource, SourceConfig};
+
+pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
+    Err(CaptureError::Open {
+        what: cfg.device.display().to_string(),
+        reason: "V4L2 camera support is not enabled in this build; rebuild with `--features v4l2` (needs libclang-dev)".into(),
+    })
+}

@@ -1,0 +1,191 @@
+//! What fer-edge publishes: topic names and JSON payloads.
+//!
+//! In: track readings, lifecycle events, telemetry. Out: serialisable
+//! structs whose JSON matches `schema/mqtt.schema.json` (checked by the
+//! integration tests). Every JSON payload carries `schema_version`.
+//!
+//! Topic layout under `{topic_prefix}/{device_id}/`:
+//! `status` (retained `online`/`offline`, also the last will),
+//! `faces/tracked` (retained list of current track ids),
+//! `faces/{track_id}/expression` (per frame and track, in the spirit of
+//! ROS4HRI's `hri_msgs/Expression`), `events` (`new`/`end`), `stats`.
+
+use serde::Serialize;
+
+use crate::analyze::Probabilities;
+use crate::telemetry::{Percentiles, StageSnapshot};
+
+pub const SCHEMA_VERSION: &str = "1.0";
+
+/// Topic names of one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    base: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str, device_id: &str) -> Topics {
+        Topics {
+            base: format!("{prefix}/{device_id}"),
+        }
+    }
+    pub fn status(&self) -> String {
+        format!("{}/status", self.base)
+    }
+    pub fn tracked(&self) -> String {
+        format!("{}/faces/tracked", self.base)
+    }
+    pub fn expression(&self, track_id: u64) -> String {
+        format!("{}/faces/{track_id}/expression", self.base)
+    }
+    pub fn events(&self) -> String {
+        format!("{}/events", self.base)
+    }
+    pub fn stats(&self) -> String {
+        format!("{}/stats", self.base)
+    }
+}
+
+/// The unsmoothed reading behind a smoothed message.
+#[derive(Debug, Serialize)]
+pub struct Raw {
+    pub expression: &'static str,
+    pub confidence: f32,
+    pub valence: f32,
+    pub arousal: f32,
+    pub probabilities: Probabilities,
+}
+
+/// `faces/{track_id}/expression`.
+#[derive(Debug, Serialize)]
+pub struct ExpressionMsg {
+    pub schema_version: &'static str,
+    pub track_id: u64,
+    /// Unix time of the frame's capture, seconds.
+    pub timestamp: f64,
+    /// Source time of the frame, seconds since the source started.
+    pub frame_time: f64,
+    pub frame_seq: u64,
+    /// Smoothed expression (with hysteresis) and its smoothed probability.
+    pub expression: &'static str,
+    pub confidence: f32,
+    /// Smoothed, in [-1, 1].
+    pub valence: f32,
+    /// Smoothed, in [-1, 1].
+    pub arousal: f32,
+    /// Smoothed probabilities.
+    pub probabilities: Probabilities,
+    pub raw: Raw,
+    /// Face box in the frame: x, y, width, height (pixels).
+    pub bbox: [f32; 4],
+    pub model: String,
+    pub va_source: crate::frame::VaSource,
+}
+
+/// `faces/tracked`.
+#[derive(Debug, Serialize)]
+pub struct TrackedMsg {
+    pub schema_version: &'static str,
+    pub timestamp: f64,
+    pub track_ids: Vec<u64>,
+}
+
+/// `events`.
+#[derive(Debug, Serialize)]
+pub struct EventMsg {
+    pub schema_version: &'static str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub track_id: u64,
+    pub timestamp: f64,
+    /// For `end`: seconds from the first to the last frame of the track.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    /// For `end`: frames the track was read on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_valence: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_arousal: Option<f32>,
+    /// For `end`: the expression reported most often.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dominant_expression: Option<&'static str>,
+}
+
+/// MQTT counters inside `stats`.
+#[derive(Debug, Serialize, Default, Clone)]
+pub struct MqttStats {
+    pub connected: bool,
+    pub connections: u64,
+    pub published: u64,
+    pub dropped_queue_full: u64,
+    pub dropped_offline: u64,
+    pub requeued_after_reset: u64,
+}
+
+/// `stats`.
+#[derive(Debug, Serialize)]
+pub struct StatsMsg {
+    pub schema_version: &'static str,
+    pub timestamp: f64,
+    pub uptime_s: f64,
+    pub source: String,
+    pub backend: String,
+    pub model: String,
+    pub model_trained: bool,
+    pub fps_in: f64,
+    pub fps_out: f64,
+    pub frames_captured: u64,
+    pub frames_processed: u64,
+    /// Frames replaced by a newer one before inference took them.
+    pub frames_skipped: u64,
+    /// Frames the camera driver lost (sequence gaps).
+    pub frames_dropped_by_source: u64,
+    pub frame_errors: u64,
+    pub faces_tracked: usize,
+    pub stages: std::collections::BTreeMap<String, StageSnapshot>,
+    pub capture_to_publish_ms: Percentiles,
+    pub mqtt: MqttStats,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_follow_the_documented_layout() {
+        let t = Topics::new("fer-edge", "kiosk-1");
+        assert_eq!(t.status(), "fer-edge/kiosk-1/status");
+        assert_eq!(t.tracked(), "fer-edge/kiosk-1/faces/tracked");
+        assert_eq!(t.expression(7), "fer-edge/kiosk-1/faces/7/expression");
+        assert_eq!(t.events(), "fer-edge/kiosk-1/events");
+        assert_eq!(t.stats(), "fer-edge/kiosk-1/stats");
+    }
+
+    #[test]
+    fn end_events_carry_their_summary_and_new_events_do_not() {
+        let new = EventMsg {
+            schema_version: SCHEMA_VERSION,
+            kind: "new",
+            track_id: 3,
+            timestamp: 1.0,
+            duration_s: None,
+            frames: None,
+            mean_valence: None,
+            mean_arousal: None,
+            dominant_expression: None,
+        };
+        let v = serde_json::to_value(&new).unwrap();
+        assert_eq!(v["type"], "new");
+        assert!(v.get("duration_s").is_none());
+    }
+}

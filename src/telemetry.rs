@@ -1,0 +1,187 @@
+//! Per-stage counters and latencies, shared by the pipeline's threads.
+//!
+//! In: events from each stage (a frame in, a frame out, a drop, an error,
+//! how long it took). Out: a [`Snapshot`] with counts, rates and latency
+//! percentiles, published as `stats` and printed by `fer-edge bench`.
+//! Latencies keep the most recent `WINDOW` samples per stage.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::Serialize;
+
+const WINDOW: usize = 2048;
+
+/// Counters and recent latencies of one stage.
+#[derive(Debug, Default, Clone)]
+struct Stage {
+    frames_in: u64,
+    frames_out: u64,
+    dropped: u64,
+    errors: u64,
+    latencies_ms: Vec<f64>,
+    next: usize,
+}
+
+/// Latency summary in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub samples: usize,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `samples` (unsorted).
+    pub fn of(samples: &[f64]) -> Percentiles {
+        if samples.is_empty() {
+            return Percentiles::default();
+        }
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        let at = |q: f64| s[((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
+        let r = |v: f64| (v * 1000.0).round() / 1000.0;
+        Percentiles {
+            p50: r(at(0.5)),
+            p90: r(at(0.9)),
+            p99: r(at(0.99)),
+            max: r(s[s.len() - 1]),
+            samples: s.len(),
+        }
+    }
+}
+
+/// One stage's numbers at a point in time.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StageSnapshot {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub dropped: u64,
+    pub errors: u64,
+    pub latency_ms: Percentiles,
+}
+
+/// All stages' numbers.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Snapshot {
+    pub uptime_s: f64,
+    pub stages: BTreeMap<String, StageSnapshot>,
+}
+
+/// The registry every stage reports to.
+#[derive(Debug)]
+pub struct Telemetry {
+    started: Instant,
+    stages: Mutex<BTreeMap<&'static str, Stage>>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry {
+            started: Instant::now(),
+            stages: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Telemetry {
+    fn with<R>(&self, stage: &'static str, f: impl FnOnce(&mut Stage) -> R) -> R {
+        // A poisoned lock only means another thread panicked mid-update of a
+        // counter: the numbers are still usable.
+        let mut map = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+        f(map.entry(stage).or_default())
+    }
+
+    pub fn frame_in(&self, stage: &'static str) {
+        self.with(stage, |s| s.frames_in += 1);
+    }
+
+    /// A frame (or message) left `stage`, having spent `ms` in it.
+    pub fn frame_out(&self, stage: &'static str, ms: f64) {
+        self.with(stage, |s| {
+            s.frames_out += 1;
+            if s.latencies_ms.len() < WINDOW {
+                s.latencies_ms.push(ms);
+            } else {
+                s.latencies_ms[s.next] = ms;
+            }
+            s.next = (s.next + 1) % WINDOW;
+        });
+    }
+
+    pub fn dropped(&self, stage: &'static str, n: u64) {
+        self.with(stage, |s| s.dropped += n);
+    }
+
+    pub fn error(&self, stage: &'static str) {
+        self.with(stage, |s| s.errors += 1);
+    }
+
+    pub fn count(&self, stage: &'static str) -> (u64, u64, u64, u64) {
+        self.with(stage, |s| (s.frames_in, s.frames_out, s.dropped, s.errors))
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let map = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+        Snapshot {
+            uptime_s: (self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            stages: map
+                .iter()
+                .map(|(k, s)| {
+                    (
+                        k.to_string(),
+                        StageSnapshot {
+                            frames_in: s.frames_in,
+                            frames_out: s.frames_out,
+                            dropped: s.dropped,
+                            errors: s.errors,
+                            latency_ms: Percentiles::of(&s.latencies_ms),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(|i| i as f64).collect();
+        let p = Percentiles::of(&v);
+        assert_eq!(
+            (p.p50, p.p90, p.p99, p.max, p.samples),
+            (50.0, 90.0, 99.0, 100.0, 100)
+        );
+        assert_eq!(Percentiles::of(&[]).samples, 0);
+    }
+
+    #[test]
+    fn counters_accumulate_per_stage() {
+        let t = Telemetry::default();
+        t.frame_in("detect");
+        t.frame_out("detect", 3.0);
+        t.dropped("capture", 2);
+        t.error("detect");
+        let s = t.snapshot();
+        assert_eq!(s.stages["detect"].frames_out, 1);
+        assert_eq!(s.stages["detect"].errors, 1);
+        assert_eq!(s.stages["capture"].dropped, 2);
+        assert_eq!(s.stages["detect"].latency_ms.p50, 3.0);
+    }
+
+    #[test]
+    fn the_latency_window_keeps_the_most_recent_samples() {
+        let t = Telemetry::default();
+        for i in 0..(WINDOW + 10) {
+            t.frame_out("x", if i < 10 { 1000.0 } else { 1.0 });
+        }
+        assert_eq!(t.snapshot().stages["x"].latency_ms.max, 1.0);
+    }
+}
