@@ -49,9 +49,53 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Look inside model bundles.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Load the config and every model, print what would run, and exit.
     Check {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Print a bundle's manifest (checking its sha256) and, for Emotion-GCN
+    /// bundles, the graph and the cosine similarity of its classifiers.
+    Inspect { bundle: PathBuf },
+    /// Run a bundle on one already aligned face crop and print its raw outputs as JSON.
+    Run {
+        bundle: PathBuf,
+        /// A PNG/JPEG crop of exactly the bundle's input size.
+        #[arg(long)]
+        aligned: PathBuf,
+    },
+    /// Align one face as the daemon does (for comparing with training code).
+    Align {
+        #[arg(long)]
+        image: PathBuf,
+        /// Left eye centre (the one on the left of the image): X,Y in pixels.
+        #[arg(long, value_parser = parse_point)]
+        left: [f32; 2],
+        #[arg(long, value_parser = parse_point)]
+        right: [f32; 2],
+        /// Output size (square).
+        #[arg(long, default_value_t = 227)]
+        size: u32,
+        #[arg(long, default_value_t = 0.36)]
+        eye_distance: f32,
+        #[arg(long, default_value_t = 0.40)]
+        eye_line: f32,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn parse_point(s: &str) -> Result<[f32; 2], String> {
+    let (x, y) = s
+        .split_once(',')
+        .ok_or_else(|| format!("{s:?}: expected X,Y"))?;
+    let p = |v: &str| v.trim().parse::<f32>().map_err(|e| format!("{v:?}: {e}"));
+    Ok([p(x)?, p(y)?])
 }

@@ -28,6 +28,7 @@ pub mod emotion;
 pub mod faces;
 pub mod frame;
 pub mod infer;
+pub mod inspect;
 pub mod models;
 pub mod pipeline;
 pub mod publish;

@@ -15,7 +15,7 @@ use fer_edge::pipeline::{self, RunError};
 
 mod cli;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, ModelCommand};
 
 /// Exit codes.
 const EXIT_INPUT_FAILED: u8 = 1;
@@ -107,6 +107,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 }
             }
         }
+        Command::Model(cmd) => model_command(cmd),
         Command::Check { config } => {
             let cfg = load_config(config.as_deref())?;
             let chain = FaceChain::from_config(&cfg).map_err(setup)?;
@@ -143,4 +144,45 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn model_command(cmd: ModelCommand) -> Result<ExitCode, Failure> {
+    match cmd {
+        ModelCommand::Inspect { bundle } => {
+            print!("{}", fer_edge::inspect::inspect(&bundle).map_err(setup)?);
+        }
+        ModelCommand::Run { bundle, aligned } => {
+            let backend = fer_edge::infer::backend("tract").map_err(setup)?;
+            let v = fer_edge::inspect::run_aligned(&bundle, &aligned, backend.as_ref())
+                .map_err(setup)?;
+            println!("{v}");
+        }
+        ModelCommand::Align {
+            image,
+            left,
+            right,
+            size,
+            eye_distance,
+            eye_line,
+            out,
+        } => {
+            let img = fer_edge::analyze::decode(&image).map_err(|reason| {
+                setup(std::io::Error::other(format!(
+                    "{}: {reason}",
+                    image.display()
+                )))
+            })?;
+            let framing = fer_edge::align::Framing {
+                width: size,
+                height: size,
+                eye_distance,
+                eye_line,
+            };
+            let crop =
+                fer_edge::inspect::align_image(&img, left, right, &framing).map_err(setup)?;
+            crop.save(&out)
+                .map_err(|e| setup(std::io::Error::other(format!("{}: {e}", out.display()))))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -136,8 +136,17 @@ impl EmotionModel {
         }
     }
 
-    /// Reads the emotion of one aligned crop.
-    pub fn infer(&mut self, crop: &RgbImage) -> Result<Emotion, EmotionError> {
+    /// Names of the model's outputs, in session order.
+    pub fn session_outputs(&self) -> Vec<String> {
+        self.session
+            .outputs()
+            .iter()
+            .map(|o| o.name.clone())
+            .collect()
+    }
+
+    /// The model's raw outputs for one aligned crop (no softmax, model order).
+    pub fn run_raw(&mut self, crop: &RgbImage) -> Result<Vec<Vec<f32>>, EmotionError> {
         let m = &self.bundle.manifest;
         let want = (m.input.width, m.input.height);
         if crop.dimensions() != want {
@@ -153,7 +162,13 @@ impl EmotionModel {
             &m.input.std,
             &mut self.input,
         );
-        let out = self.session.run(&self.input)?;
+        Ok(self.session.run(&self.input)?)
+    }
+
+    /// Reads the emotion of one aligned crop.
+    pub fn infer(&mut self, crop: &RgbImage) -> Result<Emotion, EmotionError> {
+        let out = self.run_raw(crop)?;
+        let m = &self.bundle.manifest;
         let raw = &out[self.expr_ix];
         let probs_model = match m.outputs.expressions_kind {
             ScoreKind::Logits => softmax(raw),

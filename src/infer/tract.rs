@@ -48,11 +48,18 @@ struct TractModel {
 
 impl Model for TractModel {
     fn output_names(&self) -> Vec<String> {
+        // ONNX names its graph outputs by tensor, which tract keeps as outlet
+        // labels; the producing node's name is only a fallback.
         self.model
             .output_outlets()
             .map(|outs| {
                 outs.iter()
-                    .map(|o| self.model.node(o.node).name.clone())
+                    .map(|o| {
+                        self.model
+                            .outlet_label(*o)
+                            .map(str::to_string)
+                            .unwrap_or_else(|| self.model.node(o.node).name.clone())
+                    })
                     .collect()
             })
             .unwrap_or_default()

@@ -1,0 +1,1 @@
+"""Emotion-GCN for fer-edge."""
