@@ -49,6 +49,28 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Time the real stages on replayed frames (median, p90, p99, frames/s, peak RSS).
+    Bench {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Emotion model bundle, overriding `[emotion] model`.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Inference backend, overriding `[inference] backend`.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Folder of frames to replay.
+        #[arg(long, default_value = "tests/data/frames640")]
+        frames: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Time only the emotion model on one aligned crop (batch 1).
+        #[arg(long)]
+        model_only: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Look inside model bundles.
     #[command(subcommand)]
     Model(ModelCommand),

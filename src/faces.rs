@@ -126,6 +126,11 @@ impl FaceChain {
         })
     }
 
+    /// Runs only the emotion model on an aligned crop (benchmarks).
+    pub fn infer_crop(&mut self, crop: &RgbImage) -> Result<crate::frame::Emotion, EmotionError> {
+        self.emotion.infer(crop)
+    }
+
     /// Aligned crop of one face, for debugging and calibration views.
     pub fn aligned_crop(&self, img: &RgbImage, reading: &FaceReading) -> Option<RgbImage> {
         align::align(img, &reading.detection.landmarks, &self.framing)

@@ -21,6 +21,7 @@
 pub mod align;
 pub mod analyze;
 pub mod annotate;
+pub mod bench;
 pub mod capture;
 pub mod config;
 pub mod detect;

@@ -108,6 +108,38 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Model(cmd) => model_command(cmd),
+        Command::Bench {
+            config,
+            model,
+            backend,
+            frames,
+            runs,
+            model_only,
+            json,
+        } => {
+            let mut cfg = load_config(config.as_deref())?;
+            if let Some(m) = model {
+                cfg.emotion.model = m;
+            }
+            if let Some(b) = backend {
+                cfg.inference.backend = b;
+                cfg.inference
+                    .validate()
+                    .map_err(|e| setup(std::io::Error::other(e)))?;
+            }
+            let opts = fer_edge::bench::BenchOptions {
+                frames,
+                runs: runs.max(1),
+                model_only,
+            };
+            let report = fer_edge::bench::run(&cfg, &opts).map_err(setup)?;
+            if json {
+                println!("{}", serde_json::to_string(&report).map_err(setup)?);
+            } else {
+                print!("{}", fer_edge::bench::text(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { config } => {
             let cfg = load_config(config.as_deref())?;
             let chain = FaceChain::from_config(&cfg).map_err(setup)?;

@@ -300,7 +300,6 @@ fn inference_loop(
         chain.emotion_model().manifest().name,
         chain.emotion_model().manifest().version
     );
-    let mut last_t = 0.0;
     publish_tracked(publisher, &tracked);
     while let Some(frame) = mailbox.take() {
         telemetry.frame_in("inference");
@@ -313,6 +312,10 @@ fn inference_loop(
                 continue;
             }
         };
+        if shared.stop.load(Ordering::SeqCst) {
+            // Shutting down: this frame is stale, end the tracks now.
+            break;
+        }
         telemetry.frame_out("detect", result.times.detect_ms);
         if !result.faces.is_empty() {
             telemetry.frame_out("align", result.times.align_ms);
@@ -322,7 +325,6 @@ fn inference_loop(
         let boxes: Vec<_> = result.faces.iter().map(|f| f.detection.bbox).collect();
         let update = tracker.update(frame.timestamp, &boxes);
         tracing::debug!(seq = frame.seq, t = frame.timestamp, faces = boxes.len(), assigned = ?update.assigned, started = ?update.started, ended = update.ended.len(), "frame");
-        last_t = frame.timestamp;
         let unix = payload::unix_now() - frame.captured_at.elapsed().as_secs_f64();
         for id in &update.started {
             states.insert(
@@ -398,7 +400,6 @@ fn inference_loop(
         let st = states.remove(&tr.id);
         end_track(publisher, &topics, &tr, st, unix);
     }
-    let _ = last_t;
     tracked.clear();
     shared.tracked_now.store(0, Ordering::Relaxed);
     publish_tracked(publisher, &tracked);

@@ -152,9 +152,24 @@ impl Detector {
 
     /// Finds faces in `img`, best score first.
     pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Detection>, DetectError> {
-        let candidates = self.stage1(img)?;
-        let candidates = self.stage2(img, candidates)?;
-        self.stage3(img, candidates)
+        let t0 = std::time::Instant::now();
+        let c1 = self.stage1(img)?;
+        let t1 = t0.elapsed();
+        let n1 = c1.len();
+        let c2 = self.stage2(img, c1)?;
+        let t2 = t0.elapsed();
+        let n2 = c2.len();
+        let faces = self.stage3(img, c2)?;
+        tracing::trace!(
+            pnet_ms = t1.as_secs_f64() * 1e3,
+            rnet_ms = (t2 - t1).as_secs_f64() * 1e3,
+            onet_ms = (t0.elapsed() - t2).as_secs_f64() * 1e3,
+            candidates_after_pnet = n1,
+            candidates_after_rnet = n2,
+            faces = faces.len(),
+            "mtcnn stages"
+        );
+        Ok(faces)
     }
 
     fn pyramid_for(&mut self, w: u32, h: u32) -> Result<&mut Pyramid, DetectError> {

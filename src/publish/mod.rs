@@ -332,7 +332,6 @@ pub struct Connection {
     cfg: MqttConfig,
     topics: Topics,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    last_tracked: Arc<Mutex<Option<Vec<u8>>>>,
     shutting_down: Arc<AtomicBool>,
 }
 
@@ -404,7 +403,6 @@ pub fn start(cfg: &MqttConfig) -> Result<(Publisher, Connection), PublishError> 
     let (frames_tx, frames_rx) = mpsc::channel(cfg.queue_capacity);
     let (outbox_tx, outbox_rx) = mpsc::channel(cfg.outbox_capacity);
     let (reconnected_tx, reconnected_rx) = mpsc::unbounded_channel();
-    let last_tracked = Arc::new(Mutex::new(None));
     let shutting_down = Arc::new(AtomicBool::new(false));
 
     let ev_task = tokio::spawn(event_loop(
@@ -423,7 +421,7 @@ pub fn start(cfg: &MqttConfig) -> Result<(Publisher, Connection), PublishError> 
         outbox_tx: outbox_tx.clone(),
         reconnected: reconnected_rx,
         counters: counters.clone(),
-        last_tracked: last_tracked.clone(),
+        last_tracked: None,
     }));
     let publisher = Publisher {
         frames: frames_tx,
@@ -436,7 +434,6 @@ pub fn start(cfg: &MqttConfig) -> Result<(Publisher, Connection), PublishError> 
         cfg: cfg.clone(),
         topics,
         tasks: vec![ev_task, pub_task],
-        last_tracked,
         shutting_down,
     };
     Ok((publisher, conn))
@@ -447,14 +444,14 @@ impl Connection {
     /// publishes retained `offline`, and disconnects.
     pub async fn shutdown(self, publisher: &Publisher, deadline: Duration) {
         let t0 = Instant::now();
-        // Let the outbox drain while connected.
+        // Let the outbox (end events, the last track list) drain first, so
+        // `offline` is the last word; leave a fifth of the time for it.
         while publisher.outbox.capacity() < publisher.outbox.max_capacity()
-            && t0.elapsed() < deadline / 2
+            && t0.elapsed() < deadline * 4 / 5
             && publisher.is_connected()
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let _ = &self.last_tracked;
         let opts = PublishOptions::new(qos(self.cfg.qos_events)).retained();
         if publisher.is_connected() {
             if let Ok(notice) = self
@@ -526,7 +523,8 @@ struct PublishLoop {
     outbox_tx: mpsc::Sender<Message>,
     reconnected: mpsc::UnboundedReceiver<()>,
     counters: Arc<Counters>,
-    last_tracked: Arc<Mutex<Option<Vec<u8>>>>,
+    /// The latest `faces/tracked` payload, republished after a reconnect.
+    last_tracked: Option<Vec<u8>>,
 }
 
 async fn publish_loop(mut s: PublishLoop) {
@@ -539,14 +537,14 @@ async fn publish_loop(mut s: PublishLoop) {
                 // No reconnect event exists (rumqtt#250): every ConnAck republishes the retained state.
                 let online = Message { topic: s.topics.status(), payload: b"online".to_vec(), retain: true, captured_at: None };
                 publish_event(&s, online, event_qos).await;
-                let tracked = s.last_tracked.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let tracked = s.last_tracked.clone();
                 if let Some(p) = tracked {
                     publish_event(&s, Message { topic: s.topics.tracked(), payload: p, retain: true, captured_at: None }, event_qos).await;
                 }
             }
             Some(msg) = s.outbox.recv(), if s.counters.connected.load(Ordering::SeqCst) => {
                 if msg.topic == s.topics.tracked() {
-                    *s.last_tracked.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.payload.clone());
+                    s.last_tracked = Some(msg.payload.clone());
                 }
                 publish_event(&s, msg, event_qos).await;
             }

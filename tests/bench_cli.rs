@@ -1,0 +1,51 @@
+//! A short smoke of `fer-edge bench`: it must keep working (its numbers are
+//! for people, not assertions: CI machines are slow and noisy).
+
+use std::process::Command;
+
+#[test]
+fn bench_reports_every_stage_as_json() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["bench", "--runs", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for stage in [
+        "decode",
+        "detect",
+        "align_per_face",
+        "emotion_per_face",
+        "track_smooth",
+        "serialise",
+    ] {
+        assert!(
+            r["stages_ms"][stage]["p50"].as_f64().unwrap() >= 0.0,
+            "{stage} missing: {r}"
+        );
+    }
+    assert_eq!(r["faces_per_frame"], serde_json::json!([1, 6]));
+    assert!(r["frames_per_s"].as_f64().unwrap() > 0.0);
+    assert!(r["peak_rss_mb"].as_f64().unwrap() > 1.0);
+}
+
+#[test]
+fn bench_model_only_times_the_emotion_model_alone() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["bench", "--model-only", "--runs", "3", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["stages_ms"]["emotion_per_face"]["samples"], 3);
+}
