@@ -67,6 +67,9 @@ pub enum Command {
         /// Time only the emotion model on one aligned crop (batch 1).
         #[arg(long)]
         model_only: bool,
+        /// Measure this core's peak FP32 rate (an FMA loop) and exit.
+        #[arg(long)]
+        peak: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,

@@ -109,6 +109,20 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Model(cmd) => model_command(cmd),
         Command::Bench {
+            peak: true, json, ..
+        } => {
+            let g = fer_edge::bench::peak_gflops();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "peak_gflops_1_thread": (g * 10.0).round() / 10.0 })
+                );
+            } else {
+                println!("peak FP32, one thread: {g:.1} GFLOP/s");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
             config,
             model,
             backend,
@@ -116,6 +130,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             runs,
             model_only,
             json,
+            ..
         } => {
             let mut cfg = load_config(config.as_deref())?;
             if let Some(m) = model {

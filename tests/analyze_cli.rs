@@ -273,3 +273,24 @@ fn check_loads_everything_and_says_what_would_run() {
         "{s}"
     );
 }
+
+#[test]
+fn detection_gives_the_same_answer_on_one_thread_and_on_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = Vec::new();
+    for threads in [1, 2] {
+        let cfg = dir.path().join(format!("t{threads}.toml"));
+        std::fs::write(&cfg, format!("[detector]\nthreads = {threads}\n")).unwrap();
+        let out = analyze(&[
+            data("group_t1.jpg").as_os_str(),
+            "--config".as_ref(),
+            cfg.as_os_str(),
+        ]);
+        assert!(out.status.success());
+        let mut r = reports(&out).remove(0);
+        r["timings_ms"] = Value::Null;
+        lines.push(r);
+    }
+    assert_eq!(lines[0], lines[1]);
+    assert_eq!(faces(&lines[0]).len(), 6);
+}

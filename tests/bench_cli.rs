@@ -49,3 +49,18 @@ fn bench_model_only_times_the_emotion_model_alone() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["stages_ms"]["emotion_per_face"]["samples"], 3);
 }
+
+#[test]
+fn bench_peak_measures_a_positive_fp32_rate() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+        .args(["bench", "--peak", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["peak_gflops_1_thread"].as_f64().unwrap() > 0.1, "{r}");
+}

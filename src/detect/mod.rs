@@ -38,6 +38,9 @@ pub struct DetectorConfig {
     pub thresholds: [f32; 3],
     /// At most this many faces per frame, best scores first.
     pub max_faces: usize,
+    /// Threads sharing the detector's work (P-Net pyramid levels, R-Net and
+    /// O-Net candidates). Results do not depend on it.
+    pub threads: usize,
 }
 
 impl Default for DetectorConfig {
@@ -48,6 +51,7 @@ impl Default for DetectorConfig {
             scale_factor: 0.709,
             thresholds: [0.6, 0.7, 0.7],
             max_faces: 32,
+            threads: 2,
         }
     }
 }
@@ -70,6 +74,12 @@ impl DetectorConfig {
         if let Some(t) = self.thresholds.iter().find(|t| !(0.0..1.0).contains(*t)) {
             return Err(format!(
                 "detector.thresholds contains {t}: each threshold must be in [0, 1)"
+            ));
+        }
+        if !(1..=16).contains(&self.threads) {
+            return Err(format!(
+                "detector.threads = {} must be 1 to 16",
+                self.threads
             ));
         }
         if self.max_faces == 0 {
@@ -95,8 +105,12 @@ pub enum DetectError {
     },
 }
 
-/// Prepared P-Net sessions, one per pyramid level, with the level's scale.
-type Pyramid = Vec<(f32, Box<dyn Session>)>;
+/// A pyramid level: its scale and the P-Net session prepared for its size.
+type Level = (f32, Box<dyn Session>);
+/// Prepared P-Net sessions, one per pyramid level.
+type Pyramid = Vec<Level>;
+/// Levels assigned to one thread, with their index in the pyramid.
+type LevelGroup<'a> = Vec<(usize, &'a mut Level)>;
 
 /// MTCNN, ready to run.
 pub struct Detector {
@@ -105,8 +119,9 @@ pub struct Detector {
     pnet: Box<dyn Model>,
     /// Prepared P-Net sessions for each pyramid level of one frame size.
     pyramid: Option<((u32, u32), Pyramid)>,
-    rnet: Box<dyn Session>,
-    onet: Box<dyn Session>,
+    /// One R-Net and one O-Net session per thread.
+    rnet: Vec<Box<dyn Session>>,
+    onet: Vec<Box<dyn Session>>,
 }
 
 impl Detector {
@@ -123,20 +138,26 @@ impl Detector {
         let pnet_path = path("pnet.onnx")?;
         let pnet = backend.load(&pnet_path)?;
         let rnet_path = path("rnet.onnx")?;
-        let rnet = backend.load(&rnet_path)?.prepare(&[1, 24, 24, 3])?;
+        let rnet_model = backend.load(&rnet_path)?;
+        let rnet = (0..cfg.threads)
+            .map(|_| rnet_model.prepare(&[1, 24, 24, 3]))
+            .collect::<Result<Vec<_>, _>>()?;
         check_shapes(
             &rnet_path,
             "R-Net",
-            rnet.as_ref(),
+            rnet[0].as_ref(),
             &[&[1, 4], &[1, 2]],
             "[1,4] box, [1,2] score",
         )?;
         let onet_path = path("onet.onnx")?;
-        let onet = backend.load(&onet_path)?.prepare(&[1, 48, 48, 3])?;
+        let onet_model = backend.load(&onet_path)?;
+        let onet = (0..cfg.threads)
+            .map(|_| onet_model.prepare(&[1, 48, 48, 3]))
+            .collect::<Result<Vec<_>, _>>()?;
         check_shapes(
             &onet_path,
             "O-Net",
-            onet.as_ref(),
+            onet[0].as_ref(),
             &[&[1, 4], &[1, 10], &[1, 2]],
             "[1,4] box, [1,10] landmarks, [1,2] score",
         )?;
@@ -205,19 +226,59 @@ impl Detector {
     fn stage1(&mut self, img: &RgbImage) -> Result<Vec<Candidate>, DetectError> {
         let (w, h) = img.dimensions();
         let threshold = self.cfg.thresholds[0];
-        let mut all = Vec::new();
-        let mut input = Vec::new();
-        for (scale, session) in self.pyramid_for(w, h)?.iter_mut() {
-            let (sw, sh) = mtcnn::scaled_size(w, h, *scale);
-            let hwc = resample::resize_area(img, [0.0, 0.0, w as f32, h as f32], sw, sh);
-            to_width_major(&hwc, sw, sh, &mut input);
-            let out = session.run(&input)?;
-            let shape = &session.outputs()[0].shape;
-            let level =
-                mtcnn::pnet_candidates(&out[1], &out[0], shape[1], shape[2], *scale, threshold);
-            let keep = nms_candidates(&level, 0.5, Overlap::Union);
-            all.extend(keep.into_iter().map(|i| level[i]));
+        let threads = self.cfg.threads;
+        let levels = self.pyramid_for(w, h)?;
+        // Spread the levels over the threads by pixel count (level 0 alone is
+        // about half the work); each level keeps its own prepared session.
+        let mut groups: Vec<(f32, LevelGroup)> = (0..threads).map(|_| (0.0, Vec::new())).collect();
+        for (ix, level) in levels.iter_mut().enumerate() {
+            let (sw, sh) = mtcnn::scaled_size(w, h, level.0);
+            let g = groups
+                .iter_mut()
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .expect("at least one thread");
+            g.0 += (sw * sh) as f32;
+            g.1.push((ix, level));
         }
+        let run_group = |group: LevelGroup| -> Result<Vec<(usize, Vec<Candidate>)>, DetectError> {
+            let mut input = Vec::new();
+            let mut out_levels = Vec::new();
+            for (ix, (scale, session)) in group {
+                let (sw, sh) = mtcnn::scaled_size(w, h, *scale);
+                let hwc = resample::resize_area(img, [0.0, 0.0, w as f32, h as f32], sw, sh);
+                to_width_major(&hwc, sw, sh, &mut input);
+                let out = session.run(&input)?;
+                let shape = &session.outputs()[0].shape;
+                let level =
+                    mtcnn::pnet_candidates(&out[1], &out[0], shape[1], shape[2], *scale, threshold);
+                let keep = nms_candidates(&level, 0.5, Overlap::Union);
+                out_levels.push((ix, keep.into_iter().map(|i| level[i]).collect()));
+            }
+            Ok(out_levels)
+        };
+        let mut per_level: Vec<(usize, Vec<Candidate>)> = Vec::new();
+        if threads == 1 {
+            for (_, g) in groups {
+                per_level.extend(run_group(g)?);
+            }
+        } else {
+            let results: Vec<_> = std::thread::scope(|scope| {
+                let handles: Vec<_> = groups
+                    .into_iter()
+                    .map(|(_, g)| scope.spawn(move || run_group(g)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            });
+            for r in results {
+                per_level.extend(r?);
+            }
+        }
+        // Same order as a single thread: level by level.
+        per_level.sort_by_key(|(ix, _)| *ix);
+        let all: Vec<Candidate> = per_level.into_iter().flat_map(|(_, c)| c).collect();
         let keep = nms_candidates(&all, 0.7, Overlap::Union);
         Ok(keep
             .into_iter()
@@ -235,20 +296,17 @@ impl Detector {
         img: &RgbImage,
         candidates: Vec<Candidate>,
     ) -> Result<Vec<Candidate>, DetectError> {
-        let mut passed = Vec::new();
-        let mut input = Vec::new();
-        for c in candidates {
-            crop_input(img, c.corners, 24, &mut input);
-            let out = self.rnet.run(&input)?;
+        let threshold = self.cfg.thresholds[1];
+        let passed = par_chunks(&mut self.rnet, &candidates, |session, c, input| {
+            crop_input(img, c.corners, 24, input);
+            let out = session.run(input)?;
             let score = out[1][1];
-            if score > self.cfg.thresholds[1] {
-                passed.push(Candidate {
-                    corners: c.corners,
-                    score,
-                    reg: [out[0][0], out[0][1], out[0][2], out[0][3]],
-                });
-            }
-        }
+            Ok((score > threshold).then(|| Candidate {
+                corners: c.corners,
+                score,
+                reg: [out[0][0], out[0][1], out[0][2], out[0][3]],
+            }))
+        })?;
         let keep = nms_candidates(&passed, 0.7, Overlap::Union);
         Ok(keep
             .into_iter()
@@ -267,19 +325,19 @@ impl Detector {
         img: &RgbImage,
         candidates: Vec<Candidate>,
     ) -> Result<Vec<Detection>, DetectError> {
-        let mut found: Vec<([f32; 4], f32, [[f32; 2]; 5])> = Vec::new();
-        let mut input = Vec::new();
-        for c in candidates {
-            let corners = mtcnn::truncate(c.corners);
-            crop_input(img, corners, 48, &mut input);
-            let out = self.onet.run(&input)?;
-            let score = out[2][1];
-            if score > self.cfg.thresholds[2] {
-                let points = mtcnn::landmarks(corners, &out[1]);
-                let reg = [out[0][0], out[0][1], out[0][2], out[0][3]];
-                found.push((mtcnn::regress(corners, reg, true), score, points));
-            }
-        }
+        let threshold = self.cfg.thresholds[2];
+        let found: Vec<([f32; 4], f32, [[f32; 2]; 5])> =
+            par_chunks(&mut self.onet, &candidates, |session, c, input| {
+                let corners = mtcnn::truncate(c.corners);
+                crop_input(img, corners, 48, input);
+                let out = session.run(input)?;
+                let score = out[2][1];
+                Ok((score > threshold).then(|| {
+                    let points = mtcnn::landmarks(corners, &out[1]);
+                    let reg = [out[0][0], out[0][1], out[0][2], out[0][3]];
+                    (mtcnn::regress(corners, reg, true), score, points)
+                }))
+            })?;
         let boxes: Vec<[f32; 4]> = found.iter().map(|f| f.0).collect();
         let scores: Vec<f32> = found.iter().map(|f| f.1).collect();
         let (w, h) = (img.width() as f32, img.height() as f32);
@@ -305,6 +363,45 @@ impl Detector {
             })
             .collect())
     }
+}
+
+/// Runs `f` over `items` split into contiguous chunks, one per session
+/// (one thread each), and returns the results in the items' order.
+fn par_chunks<T: Sync, R: Send>(
+    sessions: &mut [Box<dyn Session>],
+    items: &[T],
+    f: impl Fn(&mut dyn Session, &T, &mut Vec<f32>) -> Result<Option<R>, DetectError> + Sync,
+) -> Result<Vec<R>, DetectError> {
+    let run = |session: &mut Box<dyn Session>, chunk: &[T]| -> Result<Vec<R>, DetectError> {
+        let mut input = Vec::new();
+        let mut out = Vec::new();
+        for item in chunk {
+            if let Some(r) = f(session.as_mut(), item, &mut input)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    };
+    if sessions.len() == 1 || items.len() < 2 {
+        return run(&mut sessions[0], items);
+    }
+    let chunk = items.len().div_ceil(sessions.len());
+    let results: Vec<Result<Vec<R>, DetectError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sessions
+            .iter_mut()
+            .zip(items.chunks(chunk))
+            .map(|(s, c)| scope.spawn(|| run(s, c)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut all = Vec::new();
+    for r in results {
+        all.extend(r?);
+    }
+    Ok(all)
 }
 
 fn check_shapes(
