@@ -15,11 +15,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::analyze::{self, round, Probabilities};
+use crate::analyze;
 use crate::config::Config;
 use crate::faces::{FaceChain, SetupError};
 use crate::frame::{FaceReading, RgbImage};
-use crate::publish::payload::{ExpressionMsg, Raw, SCHEMA_VERSION};
+use crate::publish::payload::{ExpressionMsg, FrameStamp};
 use crate::telemetry::Percentiles;
 use crate::track::smooth::EmotionSmoother;
 use crate::track::Tracker;
@@ -250,30 +250,12 @@ fn serialise(
     s: &crate::track::smooth::Smoothed,
     model: &str,
 ) -> Vec<u8> {
-    let e = &face.emotion;
-    let b = face.detection.bbox;
-    let msg = ExpressionMsg {
-        schema_version: SCHEMA_VERSION,
-        track_id: id,
-        timestamp: 0.0,
+    let stamp = FrameStamp {
+        unix: 0.0,
         frame_time: 0.0,
         frame_seq: 0,
-        expression: s.expression.name(),
-        confidence: round(s.confidence, 4),
-        valence: round(s.valence, 4),
-        arousal: round(s.arousal, 4),
-        probabilities: Probabilities::from_array(&s.probabilities),
-        raw: Raw {
-            expression: e.expression.name(),
-            confidence: round(e.confidence, 4),
-            valence: round(e.valence, 4),
-            arousal: round(e.arousal, 4),
-            probabilities: Probabilities::from_array(&e.probabilities),
-        },
-        bbox: [b.x, b.y, b.w, b.h],
-        model: model.to_string(),
-        va_source: e.va_source,
     };
+    let msg = ExpressionMsg::new(id, stamp, face, s, model.to_string());
     serde_json::to_vec(&msg).expect("payload serialises")
 }
 

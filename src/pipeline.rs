@@ -20,13 +20,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::analyze::{round, Probabilities};
+use crate::analyze::round;
 use crate::capture::{self, CaptureError, Frame, FrameSource};
 use crate::config::Config;
 use crate::faces::{FaceChain, SetupError};
 use crate::frame::Expression;
 use crate::publish::payload::{
-    self, EventMsg, ExpressionMsg, Raw, StatsMsg, TrackedMsg, SCHEMA_VERSION,
+    self, EventMsg, ExpressionMsg, FrameStamp, StatsMsg, TrackedMsg, SCHEMA_VERSION,
 };
 use crate::publish::{self, Message, PublishError, Publisher};
 use crate::telemetry::Telemetry;
@@ -349,30 +349,12 @@ fn inference_loop(
             st.sum_v += sm.valence as f64;
             st.sum_a += sm.arousal as f64;
             st.label_counts[sm.expression.index()] += 1;
-            let e = &face.emotion;
-            let b = face.detection.bbox;
-            let msg = ExpressionMsg {
-                schema_version: SCHEMA_VERSION,
-                track_id: *id,
-                timestamp: unix,
+            let stamp = FrameStamp {
+                unix,
                 frame_time: frame.timestamp,
                 frame_seq: frame.seq,
-                expression: sm.expression.name(),
-                confidence: round(sm.confidence, 4),
-                valence: round(sm.valence, 4),
-                arousal: round(sm.arousal, 4),
-                probabilities: Probabilities::from_array(&sm.probabilities),
-                raw: Raw {
-                    expression: e.expression.name(),
-                    confidence: round(e.confidence, 4),
-                    valence: round(e.valence, 4),
-                    arousal: round(e.arousal, 4),
-                    probabilities: Probabilities::from_array(&e.probabilities),
-                },
-                bbox: [round(b.x, 1), round(b.y, 1), round(b.w, 1), round(b.h, 1)],
-                model: model_name.clone(),
-                va_source: e.va_source,
             };
+            let msg = ExpressionMsg::new(*id, stamp, face, &sm, model_name.clone());
             publisher.send_frame(Message {
                 topic: topics.expression(*id),
                 payload: serde_json::to_vec(&msg).expect("payload serialises"),

@@ -82,6 +82,54 @@ pub struct ExpressionMsg {
     pub va_source: crate::frame::VaSource,
 }
 
+/// Where and when a frame was captured, as the expression message reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameStamp {
+    /// Unix time of the capture, seconds.
+    pub unix: f64,
+    /// Seconds since the source started.
+    pub frame_time: f64,
+    pub frame_seq: u64,
+}
+
+impl ExpressionMsg {
+    /// The message for one tracked face: smoothed values on top, the raw
+    /// reading under `raw`, numbers rounded for the wire.
+    pub fn new(
+        track_id: u64,
+        stamp: FrameStamp,
+        face: &crate::frame::FaceReading,
+        smoothed: &crate::track::smooth::Smoothed,
+        model: String,
+    ) -> ExpressionMsg {
+        use crate::analyze::round;
+        let e = &face.emotion;
+        let b = face.detection.bbox;
+        ExpressionMsg {
+            schema_version: SCHEMA_VERSION,
+            track_id,
+            timestamp: stamp.unix,
+            frame_time: stamp.frame_time,
+            frame_seq: stamp.frame_seq,
+            expression: smoothed.expression.name(),
+            confidence: round(smoothed.confidence, 4),
+            valence: round(smoothed.valence, 4),
+            arousal: round(smoothed.arousal, 4),
+            probabilities: Probabilities::from_array(&smoothed.probabilities),
+            raw: Raw {
+                expression: e.expression.name(),
+                confidence: round(e.confidence, 4),
+                valence: round(e.valence, 4),
+                arousal: round(e.arousal, 4),
+                probabilities: Probabilities::from_array(&e.probabilities),
+            },
+            bbox: [round(b.x, 1), round(b.y, 1), round(b.w, 1), round(b.h, 1)],
+            model,
+            va_source: e.va_source,
+        }
+    }
+}
+
 /// `faces/tracked`.
 #[derive(Debug, Serialize)]
 pub struct TrackedMsg {
