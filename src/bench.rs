@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -279,11 +279,6 @@ pub fn text(r: &BenchReport) -> String {
         r.peak_rss_mb
     );
     s
-}
-
-/// Default frames folder, relative to the working directory.
-pub fn default_frames() -> PathBuf {
-    Path::new("tests/data/frames640").to_path_buf()
 }
 
 /// This core's peak single-precision rate in GFLOP/s, measured with a loop

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use crate::align::{self, AlignConfig, Framing};
+use crate::align::{self, Framing};
 use crate::config::Config;
 use crate::detect::{DetectError, Detector};
 use crate::emotion::{EmotionError, EmotionModel};
@@ -84,11 +84,6 @@ impl FaceChain {
 
     pub fn framing(&self) -> Framing {
         self.framing
-    }
-
-    /// Replaces the crop framing (the `[align]` overrides).
-    pub fn set_align(&mut self, overrides: &AlignConfig) {
-        self.framing = self.emotion.framing(overrides);
     }
 
     /// Runs the chain on one frame.

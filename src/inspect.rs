@@ -15,7 +15,6 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::emotion::{Bundle, BundleError, EmotionConfig, EmotionError, EmotionModel};
-use crate::frame::RgbImage;
 use crate::infer::Backend;
 
 /// The part of `gcn.json` that `inspect` reads.
@@ -206,17 +205,6 @@ pub fn run_aligned(
         "arousal": e.arousal,
         "va_source": e.va_source,
     }))
-}
-
-/// Aligns one face in `img` as fer-edge does, for comparing with training code.
-pub fn align_image(
-    img: &RgbImage,
-    left: [f32; 2],
-    right: [f32; 2],
-    framing: &crate::align::Framing,
-) -> Result<RgbImage, crate::align::AlignError> {
-    let m = crate::align::eye_transform(left, right, framing)?;
-    Ok(crate::align::warp(img, &m, framing.width, framing.height))
 }
 
 #[cfg(test)]

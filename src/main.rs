@@ -225,8 +225,12 @@ fn model_command(cmd: ModelCommand) -> Result<ExitCode, Failure> {
                 eye_distance,
                 eye_line,
             };
-            let crop =
-                fer_edge::inspect::align_image(&img, left, right, &framing).map_err(setup)?;
+            let eyes = fer_edge::frame::Landmarks {
+                left_eye: left,
+                right_eye: right,
+                ..Default::default()
+            };
+            let (crop, _) = fer_edge::align::align(&img, &eyes, &framing).map_err(setup)?;
             crop.save(&out)
                 .map_err(|e| setup(std::io::Error::other(format!("{}: {e}", out.display()))))?;
         }

@@ -101,6 +101,12 @@ impl Mailbox {
 /// Per-track state beside the tracker: smoothing and the end-of-track summary.
 struct TrackState {
     smoother: EmotionSmoother,
+    summary: TrackSummary,
+}
+
+/// What an `end` event reports about a track.
+#[derive(Default)]
+struct TrackSummary {
     frames: u64,
     sum_v: f64,
     sum_a: f64,
@@ -331,10 +337,7 @@ fn inference_loop(
                 *id,
                 TrackState {
                     smoother: EmotionSmoother::new(&cfg.smoothing),
-                    frames: 0,
-                    sum_v: 0.0,
-                    sum_a: 0.0,
-                    label_counts: [0; 7],
+                    summary: TrackSummary::default(),
                 },
             );
             publisher.send_event(event(&topics, "new", *id, unix, None));
@@ -345,10 +348,10 @@ fn inference_loop(
                 continue;
             };
             let sm = st.smoother.update(frame.timestamp, &face.emotion);
-            st.frames += 1;
-            st.sum_v += sm.valence as f64;
-            st.sum_a += sm.arousal as f64;
-            st.label_counts[sm.expression.index()] += 1;
+            st.summary.frames += 1;
+            st.summary.sum_v += sm.valence as f64;
+            st.summary.sum_a += sm.arousal as f64;
+            st.summary.label_counts[sm.expression.index()] += 1;
             let stamp = FrameStamp {
                 unix,
                 frame_time: frame.timestamp,
@@ -392,7 +395,7 @@ fn event(
     kind: &'static str,
     id: u64,
     unix: f64,
-    end: Option<(&Track, &TrackState)>,
+    end: Option<(&Track, &TrackSummary)>,
 ) -> Message {
     let msg = EventMsg {
         schema_version: SCHEMA_VERSION,
@@ -429,14 +432,8 @@ fn end_track(
     st: Option<TrackState>,
     unix: f64,
 ) {
-    let st = st.unwrap_or(TrackState {
-        smoother: EmotionSmoother::new(&Default::default()),
-        frames: 0,
-        sum_v: 0.0,
-        sum_a: 0.0,
-        label_counts: [0; 7],
-    });
-    publisher.send_event(event(topics, "end", tr.id, unix, Some((tr, &st))));
+    let summary = st.map(|s| s.summary).unwrap_or_default();
+    publisher.send_event(event(topics, "end", tr.id, unix, Some((tr, &summary))));
 }
 
 fn publish_tracked(publisher: &Publisher, tracked: &BTreeSet<u64>) {

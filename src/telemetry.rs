@@ -120,10 +120,6 @@ impl Telemetry {
         self.with(stage, |s| s.errors += 1);
     }
 
-    pub fn count(&self, stage: &'static str) -> (u64, u64, u64, u64) {
-        self.with(stage, |s| (s.frames_in, s.frames_out, s.dropped, s.errors))
-    }
-
     pub fn snapshot(&self) -> Snapshot {
         let map = self.stages.lock().unwrap_or_else(|e| e.into_inner());
         Snapshot {

@@ -3,11 +3,13 @@
 
 use std::process::Command;
 
-#[test]
-fn bench_reports_every_stage_as_json() {
+/// Runs `fer-edge bench ARGS --json` from the repository root and parses its report.
+fn bench(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["bench", "--runs", "1", "--json"])
+        .arg("bench")
+        .args(args)
+        .arg("--json")
         .output()
         .unwrap();
     assert!(
@@ -15,7 +17,12 @@ fn bench_reports_every_stage_as_json() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn bench_reports_every_stage_as_json() {
+    let r = bench(&["--runs", "1"]);
     for stage in [
         "decode",
         "detect",
@@ -36,31 +43,12 @@ fn bench_reports_every_stage_as_json() {
 
 #[test]
 fn bench_model_only_times_the_emotion_model_alone() {
-    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["bench", "--model-only", "--runs", "3", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = bench(&["--model-only", "--runs", "3"]);
     assert_eq!(r["stages_ms"]["emotion_per_face"]["samples"], 3);
 }
 
 #[test]
 fn bench_peak_measures_a_positive_fp32_rate() {
-    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
-        .args(["bench", "--peak", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = bench(&["--peak"]);
     assert!(r["peak_gflops_1_thread"].as_f64().unwrap() > 0.1, "{r}");
 }

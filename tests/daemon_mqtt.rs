@@ -192,7 +192,30 @@ struct DaemonConfig<'a> {
     sequence: &'a str,
     pace: bool,
     looping: bool,
-    extra: &'a str,
+}
+
+impl DaemonConfig<'_> {
+    /// A replay processed frame by frame, ending when the sequence does.
+    fn replay(port: u16, embedded: bool, sequence: &str) -> DaemonConfig<'_> {
+        DaemonConfig {
+            port,
+            embedded,
+            sequence,
+            pace: false,
+            looping: false,
+        }
+    }
+
+    /// A never-ending live-like source (one face, 15 fps) against an external broker.
+    fn live(port: u16) -> DaemonConfig<'static> {
+        DaemonConfig {
+            port,
+            embedded: false,
+            sequence: "pan1",
+            pace: true,
+            looping: true,
+        }
+    }
 }
 
 fn write_config(dir: &Path, c: &DaemonConfig) -> PathBuf {
@@ -221,7 +244,6 @@ port = {port}
 device_id = "test-kiosk"
 reconnect_max_backoff_s = 0.5
 stats_interval_s = 1.0
-{extra}
 "#,
         seq = seq.display(),
         root = root().display(),
@@ -229,7 +251,6 @@ stats_interval_s = 1.0
         looping = c.looping,
         embedded = c.embedded,
         port = c.port,
-        extra = c.extra,
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -368,17 +389,7 @@ fn a_replayed_group_sequence_reaches_a_mosquitto_subscriber_from_online_to_offli
     let port = free_port();
     let _broker = mosquitto(port, dir.path());
     let sub = Subscriber::start(port);
-    let cfg = write_config(
-        dir.path(),
-        &DaemonConfig {
-            port,
-            embedded: false,
-            sequence: "pan6",
-            pace: false,
-            looping: false,
-            extra: "",
-        },
-    );
+    let cfg = write_config(dir.path(), &DaemonConfig::replay(port, false, "pan6"));
     let mut d = daemon(&cfg);
     let status = d
         .wait_exit(Duration::from_secs(240))
@@ -408,17 +419,7 @@ fn the_embedded_broker_serves_subscribers_with_no_other_broker_running() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let cfg = write_config(
-        dir.path(),
-        &DaemonConfig {
-            port,
-            embedded: true,
-            sequence: "pan1",
-            pace: false,
-            looping: false,
-            extra: "",
-        },
-    );
+    let cfg = write_config(dir.path(), &DaemonConfig::replay(port, true, "pan1"));
     let mut d = daemon(&cfg);
     assert!(
         wait_for_port(port, Duration::from_secs(60)),
@@ -445,17 +446,7 @@ fn the_daemon_survives_a_broker_restart_and_republishes_online() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut broker = mosquitto(port, dir.path());
-    let cfg = write_config(
-        dir.path(),
-        &DaemonConfig {
-            port,
-            embedded: false,
-            sequence: "pan1",
-            pace: true,
-            looping: true,
-            extra: "",
-        },
-    );
+    let cfg = write_config(dir.path(), &DaemonConfig::live(port));
     let mut d = daemon(&cfg);
     let sub = Subscriber::start(port);
     assert!(
@@ -511,17 +502,7 @@ fn the_daemon_starts_without_a_broker_and_connects_when_one_appears() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let cfg = write_config(
-        dir.path(),
-        &DaemonConfig {
-            port,
-            embedded: false,
-            sequence: "pan1",
-            pace: true,
-            looping: true,
-            extra: "",
-        },
-    );
+    let cfg = write_config(dir.path(), &DaemonConfig::live(port));
     let mut d = daemon(&cfg);
     std::thread::sleep(Duration::from_secs(3));
     assert!(d.alive(), "no broker is no reason to exit");
@@ -543,17 +524,7 @@ fn the_daemon_starts_without_a_broker_and_connects_when_one_appears() {
 
 fn run_expecting_config_error(toml_extra: &str, key: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &DaemonConfig {
-            port: free_port(),
-            embedded: true,
-            sequence: "pan1",
-            pace: false,
-            looping: false,
-            extra: "",
-        },
-    );
+    let cfg = write_config(dir.path(), &DaemonConfig::replay(free_port(), true, "pan1"));
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     if let Some(model) = toml_extra.strip_prefix("emotion.model=") {
         let shipped = format!("{}/models/fer-minixception", root().display());

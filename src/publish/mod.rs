@@ -563,9 +563,8 @@ async fn publish_loop(mut s: PublishLoop) {
                     Err(_) => { s.counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed); }
                 }
             }
-            // While disconnected only reconnects and frames wake us; re-check
-            // the outbox guard periodically.
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            // Every channel closed: the client is shutting down.
+            else => return,
         }
     }
 }
