@@ -72,7 +72,8 @@ pub fn peak_rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn machine() -> String {
+/// CPU model and core count, for reports.
+pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -102,139 +103,204 @@ fn progress(done: usize, total: usize) {
     }
 }
 
-/// Runs the benchmark.
-pub fn run(cfg: &Config, opts: &BenchOptions) -> Result<BenchReport, BenchError> {
-    let mut chain = FaceChain::from_config(cfg)?;
+/// One engine's chain and what was measured on it.
+struct EngineBench {
+    cfg: Config,
+    chain: FaceChain,
+    /// The aligned crop `--model-only` times the emotion model on.
+    crop: Option<RgbImage>,
+    stages: BTreeMap<&'static str, Vec<f64>>,
+    e2e: Vec<f64>,
+    faces_per_frame: Vec<usize>,
+    total_faces: usize,
+    /// Time spent in this engine's rounds only (rounds interleave engines).
+    busy_s: f64,
+}
+
+type Frames = Vec<(PathBuf, Vec<u8>)>;
+
+fn read_frames(dir: &std::path::Path) -> Result<Frames, BenchError> {
     let mut sink = Vec::new();
-    let (files, _) = analyze::expand_inputs(std::slice::from_ref(&opts.frames), &mut sink);
+    let (files, _) = analyze::expand_inputs(std::slice::from_ref(&dir.to_path_buf()), &mut sink);
     if files.is_empty() {
         return Err(BenchError::Input(format!(
             "{}: no PNG/JPEG frames to replay",
-            opts.frames.display()
+            dir.display()
         )));
     }
-    let frames: Vec<(PathBuf, Vec<u8>)> = files
+    files
         .iter()
         .map(|f| {
             std::fs::read(f)
                 .map(|b| (f.clone(), b))
                 .map_err(|e| BenchError::Input(format!("{}: {e}", f.display())))
         })
-        .collect::<Result<_, _>>()?;
-    let m = chain.emotion_model().manifest().clone();
-    let mut stages: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
-    let mut e2e = Vec::new();
-    let mut faces_per_frame = vec![0; frames.len()];
-    let mut total_faces = 0usize;
-    let total = opts.runs * if opts.model_only { 1 } else { frames.len() };
-    let mut done = 0;
-    let wall = Instant::now();
-    if opts.model_only {
-        let img = analyze::decode_bytes(&frames[0].1).map_err(BenchError::Input)?;
-        let first = chain.process(&img)?;
-        let reading = first.faces.first().ok_or_else(|| {
-            BenchError::Input(format!(
-                "{}: no face to align for --model-only",
-                frames[0].0.display()
-            ))
-        })?;
-        let crop = chain
-            .aligned_crop(&img, reading)
-            .ok_or_else(|| BenchError::Input("the face could not be aligned".into()))?;
-        for _ in 0..3 {
-            chain_infer(&mut chain, &crop)?;
-        }
-        for _ in 0..opts.runs {
-            let t = Instant::now();
-            chain_infer(&mut chain, &crop)?;
-            let ms = t.elapsed().as_secs_f64() * 1000.0;
-            stages.entry("emotion_per_face").or_default().push(ms);
-            e2e.push(ms);
-            done += 1;
-            progress(done, total);
-        }
-        faces_per_frame = vec![1];
-        total_faces = opts.runs;
-    } else {
-        // Warm-up: prepares the detector's pyramid and the run states.
-        for (_, bytes) in frames.iter().take(2) {
-            let img = analyze::decode_bytes(bytes).map_err(BenchError::Input)?;
-            chain.process(&img)?;
-        }
-        for _ in 0..opts.runs {
-            let mut tracker = Tracker::new(cfg.tracker.clone());
-            let mut smoothers: BTreeMap<u64, EmotionSmoother> = BTreeMap::new();
-            for (i, (_, bytes)) in frames.iter().enumerate() {
-                let t0 = Instant::now();
+        .collect()
+}
+
+impl EngineBench {
+    /// Loads the chain and warms it up on the frames.
+    fn new(cfg: &Config, frames: &Frames, model_only: bool) -> Result<EngineBench, BenchError> {
+        let mut chain = FaceChain::from_config(cfg)?;
+        let mut crop = None;
+        if model_only {
+            let img = analyze::decode_bytes(&frames[0].1).map_err(BenchError::Input)?;
+            let first = chain.process(&img)?;
+            let reading = first.faces.first().ok_or_else(|| {
+                BenchError::Input(format!(
+                    "{}: no face to align for --model-only",
+                    frames[0].0.display()
+                ))
+            })?;
+            let c = chain
+                .aligned_crop(&img, reading)
+                .ok_or_else(|| BenchError::Input("the face could not be aligned".into()))?;
+            for _ in 0..3 {
+                chain_infer(&mut chain, &c)?;
+            }
+            crop = Some(c);
+        } else {
+            // Warm-up: prepares the detector's pyramid and the run states.
+            for (_, bytes) in frames.iter().take(2) {
                 let img = analyze::decode_bytes(bytes).map_err(BenchError::Input)?;
-                let t_decode = t0.elapsed().as_secs_f64() * 1000.0;
-                let r = chain.process(&img)?;
-                let t1 = Instant::now();
-                let boxes: Vec<_> = r.faces.iter().map(|f| f.detection.bbox).collect();
-                let up = tracker.update(i as f64 / 15.0, &boxes);
-                let mut smoothed = Vec::new();
-                for (face, id) in r.faces.iter().zip(&up.assigned) {
-                    let id = id.unwrap_or(0);
-                    let s = smoothers
-                        .entry(id)
-                        .or_insert_with(|| EmotionSmoother::new(&cfg.smoothing))
-                        .update(i as f64 / 15.0, &face.emotion);
-                    smoothed.push((id, face, s));
-                }
-                let t_track = t1.elapsed().as_secs_f64() * 1000.0;
-                let t2 = Instant::now();
-                let mut bytes_out = 0;
-                for (id, face, s) in &smoothed {
-                    bytes_out += serialise(*id, face, s, &m.name).len();
-                }
-                std::hint::black_box(bytes_out);
-                let t_ser = t2.elapsed().as_secs_f64() * 1000.0;
-                let n = r.faces.len();
-                faces_per_frame[i] = n;
-                total_faces += n;
-                stages.entry("decode").or_default().push(t_decode);
-                stages.entry("detect").or_default().push(r.times.detect_ms);
-                if n > 0 {
-                    stages
-                        .entry("align_per_face")
-                        .or_default()
-                        .push(r.times.align_ms / n as f64);
-                    stages
-                        .entry("emotion_per_face")
-                        .or_default()
-                        .push(r.times.emotion_ms / n as f64);
-                }
-                stages.entry("track_smooth").or_default().push(t_track);
-                stages.entry("serialise").or_default().push(t_ser);
-                e2e.push(t0.elapsed().as_secs_f64() * 1000.0);
-                done += 1;
-                progress(done, total);
+                chain.process(&img)?;
             }
         }
+        Ok(EngineBench {
+            cfg: cfg.clone(),
+            chain,
+            crop,
+            stages: BTreeMap::new(),
+            e2e: Vec::new(),
+            faces_per_frame: vec![0; if model_only { 1 } else { frames.len() }],
+            total_faces: 0,
+            busy_s: 0.0,
+        })
     }
-    let secs = wall.elapsed().as_secs_f64().max(1e-9);
-    Ok(BenchReport {
-        machine: machine(),
-        backend: chain.backend().name().to_string(),
-        model: format!(
-            "{}@{}{}",
-            m.name,
-            m.version,
-            if m.trained { "" } else { " (untrained)" }
-        ),
-        model_input: format!("{}x{} {:?}", m.input.width, m.input.height, m.input.color),
-        frames: files.iter().map(|f| f.display().to_string()).collect(),
-        runs: opts.runs,
-        faces_per_frame,
-        stages_ms: stages
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), Percentiles::of(&v)))
-            .collect(),
-        end_to_end_ms: Percentiles::of(&e2e),
-        frames_per_s: (e2e.len() as f64 / secs * 100.0).round() / 100.0,
-        faces_per_s: (total_faces as f64 / secs * 100.0).round() / 100.0,
-        peak_rss_mb: peak_rss_mb(),
-    })
+
+    /// One timed run of the emotion model on the aligned crop.
+    fn model_round(&mut self) -> Result<(), BenchError> {
+        let crop = self.crop.as_ref().expect("model-only bench has a crop");
+        let t = Instant::now();
+        chain_infer(&mut self.chain, crop)?;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        self.stages.entry("emotion_per_face").or_default().push(ms);
+        self.e2e.push(ms);
+        self.busy_s += ms / 1000.0;
+        self.faces_per_frame = vec![1];
+        self.total_faces += 1;
+        Ok(())
+    }
+
+    /// One pass over every frame through the whole chain, tracking and
+    /// serialisation included.
+    fn pipeline_round(&mut self, frames: &Frames) -> Result<(), BenchError> {
+        let t_round = Instant::now();
+        let mut tracker = Tracker::new(self.cfg.tracker.clone());
+        let mut smoothers: BTreeMap<u64, EmotionSmoother> = BTreeMap::new();
+        let model = self.chain.emotion_model().manifest().name.clone();
+        for (i, (_, bytes)) in frames.iter().enumerate() {
+            let t0 = Instant::now();
+            let img = analyze::decode_bytes(bytes).map_err(BenchError::Input)?;
+            let t_decode = t0.elapsed().as_secs_f64() * 1000.0;
+            let r = self.chain.process(&img)?;
+            let t1 = Instant::now();
+            let boxes: Vec<_> = r.faces.iter().map(|f| f.detection.bbox).collect();
+            let up = tracker.update(i as f64 / 15.0, &boxes);
+            let mut smoothed = Vec::new();
+            for (face, id) in r.faces.iter().zip(&up.assigned) {
+                let id = id.unwrap_or(0);
+                let s = smoothers
+                    .entry(id)
+                    .or_insert_with(|| EmotionSmoother::new(&self.cfg.smoothing))
+                    .update(i as f64 / 15.0, &face.emotion);
+                smoothed.push((id, face, s));
+            }
+            let t_track = t1.elapsed().as_secs_f64() * 1000.0;
+            let t2 = Instant::now();
+            let mut bytes_out = 0;
+            for (id, face, s) in &smoothed {
+                bytes_out += serialise(*id, face, s, &model).len();
+            }
+            std::hint::black_box(bytes_out);
+            let t_ser = t2.elapsed().as_secs_f64() * 1000.0;
+            let n = r.faces.len();
+            self.faces_per_frame[i] = n;
+            self.total_faces += n;
+            let st = &mut self.stages;
+            st.entry("decode").or_default().push(t_decode);
+            st.entry("detect").or_default().push(r.times.detect_ms);
+            if n > 0 {
+                st.entry("align_per_face")
+                    .or_default()
+                    .push(r.times.align_ms / n as f64);
+                st.entry("emotion_per_face")
+                    .or_default()
+                    .push(r.times.emotion_ms / n as f64);
+            }
+            st.entry("track_smooth").or_default().push(t_track);
+            st.entry("serialise").or_default().push(t_ser);
+            self.e2e.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        self.busy_s += t_round.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    fn report(self, frames: &Frames, runs: usize) -> BenchReport {
+        let m = self.chain.emotion_model().manifest();
+        let secs = self.busy_s.max(1e-9);
+        BenchReport {
+            machine: machine(),
+            backend: self.chain.engine_label(),
+            model: format!(
+                "{}@{}{}",
+                m.name,
+                m.version,
+                if m.trained { "" } else { " (untrained)" }
+            ),
+            model_input: format!("{}x{} {:?}", m.input.width, m.input.height, m.input.color),
+            frames: frames.iter().map(|f| f.0.display().to_string()).collect(),
+            runs,
+            faces_per_frame: self.faces_per_frame,
+            stages_ms: self
+                .stages
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Percentiles::of(&v)))
+                .collect(),
+            end_to_end_ms: Percentiles::of(&self.e2e),
+            frames_per_s: (self.e2e.len() as f64 / secs * 100.0).round() / 100.0,
+            faces_per_s: (self.total_faces as f64 / secs * 100.0).round() / 100.0,
+            peak_rss_mb: peak_rss_mb(),
+        }
+    }
+}
+
+/// Runs the benchmark: one report per config (engine), the engines taking
+/// turns round by round so that a noisy machine slows them alike.
+pub fn run(cfgs: &[Config], opts: &BenchOptions) -> Result<Vec<BenchReport>, BenchError> {
+    let frames = read_frames(&opts.frames)?;
+    let mut benches = cfgs
+        .iter()
+        .map(|c| EngineBench::new(c, &frames, opts.model_only))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total = opts.runs * benches.len() * if opts.model_only { 1 } else { frames.len() };
+    let mut done = 0;
+    for _ in 0..opts.runs {
+        for b in benches.iter_mut() {
+            if opts.model_only {
+                b.model_round()?;
+                done += 1;
+            } else {
+                b.pipeline_round(&frames)?;
+                done += frames.len();
+            }
+            progress(done, total);
+        }
+    }
+    Ok(benches
+        .into_iter()
+        .map(|b| b.report(&frames, opts.runs))
+        .collect())
 }
 
 fn chain_infer(chain: &mut FaceChain, crop: &RgbImage) -> Result<(), BenchError> {

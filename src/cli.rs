@@ -35,6 +35,10 @@ pub enum Command {
         /// Emotion model bundle, overriding `[emotion] model`.
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Engine for every model (`tract`, `onnxruntime`, `cuda`),
+        /// overriding the config's.
+        #[arg(long)]
+        backend: Option<String>,
         /// Also write `<name>.annotated.png` per image into this folder.
         #[arg(long, value_name = "DIR")]
         annotate: Option<PathBuf>,
@@ -56,7 +60,9 @@ pub enum Command {
         /// Emotion model bundle, overriding `[emotion] model`.
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Inference backend, overriding `[inference] backend`.
+        /// Engine for every model, overriding the config's; several, comma
+        /// separated (`tract,onnxruntime`), are timed side by side in
+        /// interleaved rounds.
         #[arg(long)]
         backend: Option<String>,
         /// Folder of frames to replay.
@@ -77,10 +83,13 @@ pub enum Command {
     /// Look inside model bundles.
     #[command(subcommand)]
     Model(ModelCommand),
-    /// Load the config and every model, print what would run, and exit.
+    /// Load the config and every model, print what would run where, and exit.
     Check {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Engine for every model, overriding the config's.
+        #[arg(long)]
+        backend: Option<String>,
     },
 }
 
@@ -95,6 +104,28 @@ pub enum ModelCommand {
         /// A PNG/JPEG crop of exactly the bundle's input size.
         #[arg(long)]
         aligned: PathBuf,
+    },
+    /// Run the same real inputs (a photo's face) through several engines,
+    /// model by model: agreement with the first engine, median latency at
+    /// batch 1, and where the nodes ran.
+    Compare {
+        /// Engines, comma separated; the first is the reference.
+        #[arg(long, default_value = "tract,onnxruntime")]
+        engines: String,
+        /// Photo with a face.
+        #[arg(long, default_value = "tests/data/frames640/one_face.png")]
+        image: PathBuf,
+        /// Emotion bundles to compare besides the detector's networks
+        /// (default: the config's emotion model).
+        #[arg(long)]
+        bundle: Vec<PathBuf>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Timed runs per engine and model, after warm-up.
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
     },
     /// Align one face as the daemon does (for comparing with training code).
     Align {

@@ -77,10 +77,46 @@ impl Config {
         self.inference.validate()?;
         self.detector.validate()?;
         self.align.validate()?;
+        self.emotion.validate()?;
         self.tracker.validate()?;
         self.smoothing.validate()?;
         self.mqtt.validate()?;
+        self.validate_gpu_request()?;
         Ok(())
+    }
+
+    /// The engine of the detector and of the emotion model.
+    pub fn stage_backends(&self) -> [(&'static str, &str); 2] {
+        let default = self.inference.backend.as_str();
+        [
+            (
+                "detector",
+                self.detector.backend.as_deref().unwrap_or(default),
+            ),
+            (
+                "emotion",
+                self.emotion.backend.as_deref().unwrap_or(default),
+            ),
+        ]
+    }
+
+    /// `require_gpu` needs at least one stage on an engine that can use one.
+    fn validate_gpu_request(&self) -> Result<(), String> {
+        if !self.inference.require_gpu {
+            return Ok(());
+        }
+        let gpu_capable =
+            |b: &str| b == "cuda" || (b == "onnxruntime" && self.inference.wants_gpu_provider());
+        if self.stage_backends().iter().any(|(_, b)| gpu_capable(b)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "inference.require_gpu = true, but no stage asks for a GPU (detector: {}, emotion: {}, providers: {:?}): use backend = \"onnxruntime\" with providers = [\"tensorrt\", \"cuda\", \"cpu\"], or backend = \"cuda\"",
+                self.stage_backends()[0].1,
+                self.stage_backends()[1].1,
+                self.inference.providers.iter().map(|p| p.name()).collect::<Vec<_>>()
+            ))
+        }
     }
 }
 
@@ -102,6 +138,7 @@ mod tests {
         for section in [
             "source",
             "inference",
+            "inference.tensorrt",
             "detector",
             "align",
             "emotion",
@@ -138,9 +175,50 @@ mod tests {
 
     #[test]
     fn an_unknown_backend_is_rejected_with_the_alternatives() {
-        let err = Config::parse("[inference]\nbackend = \"cuda\"\n", Path::new("x.toml"))
+        let err = Config::parse("[inference]\nbackend = \"trt\"\n", Path::new("x.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("cuda") && err.contains("tract"), "{err}");
+        assert!(err.contains("trt") && err.contains("onnxruntime"), "{err}");
+        let err = Config::parse("[emotion]\nbackend = \"gpu\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("emotion.backend"), "{err}");
+    }
+
+    #[test]
+    fn each_stage_may_name_its_own_engine_and_defaults_to_the_inference_one() {
+        let cfg = Config::parse(
+            "[inference]\nbackend = \"onnxruntime\"\n[detector]\nbackend = \"tract\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.stage_backends(),
+            [("detector", "tract"), ("emotion", "onnxruntime")]
+        );
+    }
+
+    #[test]
+    fn require_gpu_without_any_gpu_engine_is_refused_at_load() {
+        let err = Config::parse("[inference]\nrequire_gpu = true\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("require_gpu") && err.contains("no stage asks for a GPU"),
+            "{err}"
+        );
+        Config::parse(
+            "[inference]\nrequire_gpu = true\nbackend = \"onnxruntime\"\nproviders = [\"cuda\", \"cpu\"]\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn an_unknown_provider_is_rejected_by_name() {
+        let err = Config::parse("[inference]\nproviders = [\"rocm\"]\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rocm"), "{err}");
     }
 }

@@ -13,13 +13,18 @@ use crate::config::Config;
 use crate::detect::{DetectError, Detector};
 use crate::emotion::{EmotionError, EmotionModel};
 use crate::frame::{FaceReading, RgbImage};
-use crate::infer::{self, Backend, InferError};
+use crate::infer::{self, Backend, InferError, Placement};
 
 /// Errors building the chain (fatal at start-up).
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("[inference] backend: {0}")]
-    Backend(#[source] InferError),
+    #[error("{stage} engine {name:?}: {source}")]
+    Backend {
+        stage: &'static str,
+        name: String,
+        #[source]
+        source: InferError,
+    },
     #[error("face detector: {0}")]
     Detector(#[from] DetectError),
     #[error("emotion model: {0}")]
@@ -51,9 +56,20 @@ pub struct FrameResult {
     pub skipped_faces: usize,
 }
 
+/// Where one model of the chain runs.
+#[derive(Debug, Clone)]
+pub struct ModelPlacement {
+    /// `detector P-Net`, `emotion`, …
+    pub model: String,
+    /// The engine's config name.
+    pub engine: &'static str,
+    pub placement: Placement,
+}
+
 /// Detector, aligner and emotion model, loaded and checked.
 pub struct FaceChain {
-    backend: Box<dyn Backend>,
+    /// Engines of the detector and the emotion model, in that order.
+    backends: [Box<dyn Backend>; 2],
     detector: Detector,
     emotion: EmotionModel,
     framing: Framing,
@@ -62,20 +78,60 @@ pub struct FaceChain {
 impl FaceChain {
     /// Loads every model the config names; fails with the first problem.
     pub fn from_config(cfg: &Config) -> Result<FaceChain, SetupError> {
-        let backend = infer::backend(&cfg.inference.backend).map_err(SetupError::Backend)?;
-        let detector = Detector::from_config(&cfg.detector, backend.as_ref())?;
-        let emotion = EmotionModel::from_config(&cfg.emotion, backend.as_ref())?;
+        let [det, emo] = cfg.stage_backends().map(|(stage, name)| {
+            infer::backend(name, &cfg.inference).map_err(|source| SetupError::Backend {
+                stage,
+                name: name.to_string(),
+                source,
+            })
+        });
+        let backends = [det?, emo?];
+        let detector = Detector::from_config(&cfg.detector, backends[0].as_ref())?;
+        let emotion = EmotionModel::from_config(&cfg.emotion, backends[1].as_ref())?;
         let framing = emotion.framing(&cfg.align);
         Ok(FaceChain {
-            backend,
+            backends,
             detector,
             emotion,
             framing,
         })
     }
 
-    pub fn backend(&self) -> &dyn Backend {
-        self.backend.as_ref()
+    /// The detector's and the emotion model's engines.
+    pub fn backends(&self) -> [&dyn Backend; 2] {
+        [self.backends[0].as_ref(), self.backends[1].as_ref()]
+    }
+
+    /// The engine names as one label: `onnxruntime`, or
+    /// `detector=tract,emotion=onnxruntime` when they differ.
+    pub fn engine_label(&self) -> String {
+        let [d, e] = self.backends().map(|b| b.name());
+        if d == e {
+            d.to_string()
+        } else {
+            format!("detector={d},emotion={e}")
+        }
+    }
+
+    /// Where every model runs; P-Net is prepared for `frame` (w, h).
+    pub fn placements(&mut self, frame: (u32, u32)) -> Result<Vec<ModelPlacement>, DetectError> {
+        let [d, e] = self.backends().map(|b| b.name());
+        let mut out: Vec<ModelPlacement> = self
+            .detector
+            .placements(frame)?
+            .into_iter()
+            .map(|(net, placement)| ModelPlacement {
+                model: format!("detector {net}"),
+                engine: d,
+                placement,
+            })
+            .collect();
+        out.push(ModelPlacement {
+            model: "emotion".into(),
+            engine: e,
+            placement: self.emotion.placement().clone(),
+        });
+        Ok(out)
     }
 
     pub fn emotion_model(&self) -> &EmotionModel {

@@ -181,6 +181,7 @@ pub fn run_aligned(
     let mut model = EmotionModel::from_config(
         &EmotionConfig {
             model: bundle.to_path_buf(),
+            backend: None,
         },
         backend,
     )?;

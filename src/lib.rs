@@ -23,6 +23,7 @@ pub mod analyze;
 pub mod annotate;
 pub mod bench;
 pub mod capture;
+pub mod compare;
 pub mod config;
 pub mod detect;
 pub mod emotion;

@@ -3,6 +3,7 @@
 //! 2 usage, config or model error; `run` 0 clean end, 78 config or model
 //! error (EX_CONFIG: do not restart), 69 unavailable device or port.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FER_EDGE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off")),
@@ -36,9 +38,16 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err((code, err)) => {
             eprintln!("error: {err}");
+            // Each cause once: a wrapper that already quotes its source's
+            // text (`face detector: <source>`) does not repeat it.
+            let mut shown = err.to_string();
             let mut source = err.source();
             while let Some(s) = source {
-                eprintln!("  caused by: {s}");
+                let text = s.to_string();
+                if !shown.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                    shown = text;
+                }
                 source = s.source();
             }
             ExitCode::from(code)
@@ -59,17 +68,29 @@ fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
     }
 }
 
+/// `--backend NAME`: one engine for every stage, as the flag says.
+fn set_engine(cfg: &mut Config, name: String) -> Result<(), Failure> {
+    cfg.inference.backend = name;
+    cfg.detector.backend = None;
+    cfg.emotion.backend = None;
+    cfg.validate().map_err(|e| setup(std::io::Error::other(e)))
+}
+
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Analyze {
             paths,
             config,
             model,
+            backend,
             annotate,
         } => {
             let mut cfg = load_config(config.as_deref())?;
             if let Some(m) = model {
                 cfg.emotion.model = m;
+            }
+            if let Some(b) = backend {
+                set_engine(&mut cfg, b)?;
             }
             let mut chain = FaceChain::from_config(&cfg).map_err(setup)?;
             let opts = AnalyzeOptions {
@@ -136,61 +157,81 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             if let Some(m) = model {
                 cfg.emotion.model = m;
             }
-            if let Some(b) = backend {
-                cfg.inference.backend = b;
-                cfg.inference
-                    .validate()
-                    .map_err(|e| setup(std::io::Error::other(e)))?;
-            }
+            // One config per engine named; none named: the config's own.
+            let cfgs = match backend {
+                None => vec![cfg],
+                Some(list) => list
+                    .split(',')
+                    .map(|b| {
+                        let mut c = cfg.clone();
+                        set_engine(&mut c, b.trim().to_string()).map(|_| c)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
             let opts = fer_edge::bench::BenchOptions {
                 frames,
                 runs: runs.max(1),
                 model_only,
             };
-            let report = fer_edge::bench::run(&cfg, &opts).map_err(setup)?;
-            if json {
-                println!("{}", serde_json::to_string(&report).map_err(setup)?);
-            } else {
-                print!("{}", fer_edge::bench::text(&report));
+            let reports = fer_edge::bench::run(&cfgs, &opts).map_err(setup)?;
+            for report in &reports {
+                if json {
+                    // One JSON line per engine.
+                    println!("{}", serde_json::to_string(report).map_err(setup)?);
+                } else {
+                    print!("{}", fer_edge::bench::text(report));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { config } => {
-            let cfg = load_config(config.as_deref())?;
-            let chain = FaceChain::from_config(&cfg).map_err(setup)?;
-            let backend = chain.backend();
-            println!(
-                "backend:  {} — {}",
-                backend.name(),
-                backend.check().map_err(setup)?
-            );
-            println!("detector: MTCNN from {}", cfg.detector.model_dir.display());
-            let m = chain.emotion_model().manifest();
-            let f = chain.framing();
-            println!(
-                "emotion:  {} {} ({}, {}{}), input {}x{} {:?}, V/A {:?}",
-                m.name,
-                m.version,
-                m.architecture,
-                if m.trained { "trained" } else { "UNTRAINED" },
-                m.source
-                    .package
-                    .as_deref()
-                    .map(|p| format!(", from {p}"))
-                    .unwrap_or_default(),
-                m.input.width,
-                m.input.height,
-                m.input.color,
-                m.va_source
-            );
-            println!(
-                "align:    eye distance {:.2} of width, eye line at {:.2} of height",
-                f.eye_distance, f.eye_line
-            );
-            println!("ok");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Check { config, backend } => check(config.as_deref(), backend),
     }
+}
+
+/// `fer-edge check`: loads the config and every model, and prints what
+/// runs where (engine, and the device each model's nodes really run on).
+fn check(config: Option<&Path>, backend: Option<String>) -> Result<ExitCode, Failure> {
+    let mut cfg = load_config(config)?;
+    if let Some(b) = backend {
+        set_engine(&mut cfg, b)?;
+    }
+    let mut chain = FaceChain::from_config(&cfg).map_err(setup)?;
+    for (stage, backend) in ["detector", "emotion"].iter().zip(chain.backends()) {
+        println!(
+            "engine:   {stage}: {} — {}",
+            backend.name(),
+            backend.check().map_err(setup)?
+        );
+    }
+    println!("detector: MTCNN from {}", cfg.detector.model_dir.display());
+    let m = chain.emotion_model().manifest();
+    let f = chain.framing();
+    println!(
+        "emotion:  {} {} ({}, {}{}), input {}x{} {:?}, V/A {:?}",
+        m.name,
+        m.version,
+        m.architecture,
+        if m.trained { "trained" } else { "UNTRAINED" },
+        m.source
+            .package
+            .as_deref()
+            .map(|p| format!(", from {p}"))
+            .unwrap_or_default(),
+        m.input.width,
+        m.input.height,
+        m.input.color,
+        m.va_source
+    );
+    println!(
+        "align:    eye distance {:.2} of width, eye line at {:.2} of height",
+        f.eye_distance, f.eye_line
+    );
+    let frame = (cfg.source.width, cfg.source.height);
+    for p in chain.placements(frame).map_err(setup)? {
+        println!("model:    {:<16} {:<12} {}", p.model, p.engine, p.placement);
+    }
+    println!("ok");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn model_command(cmd: ModelCommand) -> Result<ExitCode, Failure> {
@@ -199,10 +240,38 @@ fn model_command(cmd: ModelCommand) -> Result<ExitCode, Failure> {
             print!("{}", fer_edge::inspect::inspect(&bundle).map_err(setup)?);
         }
         ModelCommand::Run { bundle, aligned } => {
-            let backend = fer_edge::infer::backend("tract").map_err(setup)?;
+            let backend = fer_edge::infer::backend("tract", &Default::default()).map_err(setup)?;
             let v = fer_edge::inspect::run_aligned(&bundle, &aligned, backend.as_ref())
                 .map_err(setup)?;
             println!("{v}");
+        }
+        ModelCommand::Compare {
+            engines,
+            image,
+            bundle,
+            config,
+            runs,
+            json,
+        } => {
+            let cfg = load_config(config.as_deref())?;
+            let opts = fer_edge::compare::CompareOptions {
+                engines: engines.split(',').map(|e| e.trim().to_string()).collect(),
+                image,
+                bundles: if bundle.is_empty() {
+                    vec![cfg.emotion.model.clone()]
+                } else {
+                    bundle
+                },
+                runs: runs.max(1),
+                inference: cfg.inference.clone(),
+                detector: cfg.detector.clone(),
+            };
+            let report = fer_edge::compare::run(&opts).map_err(setup)?;
+            if json {
+                println!("{}", serde_json::to_string(&report).map_err(setup)?);
+            } else {
+                print!("{}", fer_edge::compare::text(&report));
+            }
         }
         ModelCommand::Align {
             image,

@@ -124,7 +124,8 @@ struct Shared {
 /// Runs the daemon until the replay ends or a signal arrives.
 pub fn run(cfg: Config) -> Result<(), RunError> {
     cfg.source.validate_for_run().map_err(RunError::Config)?;
-    let chain = FaceChain::from_config(&cfg)?;
+    let mut chain = FaceChain::from_config(&cfg)?;
+    log_placements(&mut chain, (cfg.source.width, cfg.source.height));
     let source = capture::open(&cfg.source)?;
     tracing::info!(source = %source.describe(), "source opened");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -133,6 +134,22 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         .thread_name("fer-edge-io")
         .build()?;
     runtime.block_on(run_async(cfg, chain, source))
+}
+
+/// Says at start which engine and device runs each model.
+fn log_placements(chain: &mut FaceChain, frame: (u32, u32)) {
+    match chain.placements(frame) {
+        Ok(list) => {
+            for p in list {
+                tracing::info!(model = %p.model, engine = p.engine, "{}", p.placement);
+            }
+        }
+        Err(e) => tracing::warn!(
+            "cannot prepare the detector for {}x{}: {e}",
+            frame.0,
+            frame.1
+        ),
+    }
 }
 
 async fn run_async(
@@ -151,7 +168,7 @@ async fn run_async(
     let mailbox = Arc::new(Mailbox::new(source.is_live()));
     let source_desc = source.describe();
     let model = chain.emotion_model().manifest().clone();
-    let backend = chain.backend().name().to_string();
+    let backend = chain.engine_label();
 
     let capture = {
         let (mailbox, shared, telemetry) = (mailbox.clone(), shared.clone(), telemetry.clone());

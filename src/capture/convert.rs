@@ -13,7 +13,7 @@ use crate::frame::RgbImage;
 
 /// Converts one YUYV frame (`stride` bytes per row, at least `2 · width`).
 pub fn yuyv_to_rgb(buf: &[u8], width: u32, height: u32, stride: u32) -> Result<RgbImage, String> {
-    if width == 0 || height == 0 || width % 2 != 0 {
+    if width == 0 || height == 0 || !width.is_multiple_of(2) {
         return Err(format!(
             "YUYV frame size {width}x{height} is invalid (width must be even and non-zero)"
         ));

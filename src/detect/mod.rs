@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::frame::{BBox, Detection, Landmarks, RgbImage};
-use crate::infer::{Backend, InferError, Model, Session};
+use crate::infer::{Backend, InferError, Model, Placement, Session};
 use crate::models;
 
 pub mod mtcnn;
@@ -41,6 +41,8 @@ pub struct DetectorConfig {
     /// Threads sharing the detector's work (P-Net pyramid levels, R-Net and
     /// O-Net candidates). Results do not depend on it.
     pub threads: usize,
+    /// Engine for the three networks; default `[inference] backend`.
+    pub backend: Option<String>,
 }
 
 impl Default for DetectorConfig {
@@ -52,6 +54,7 @@ impl Default for DetectorConfig {
             thresholds: [0.6, 0.7, 0.7],
             max_faces: 32,
             threads: 2,
+            backend: None,
         }
     }
 }
@@ -84,6 +87,9 @@ impl DetectorConfig {
         }
         if self.max_faces == 0 {
             return Err("detector.max_faces = 0 would never report a face: use 1 or more".into());
+        }
+        if let Some(b) = &self.backend {
+            crate::infer::validate_backend_name("detector.backend", b)?;
         }
         Ok(())
     }
@@ -169,6 +175,19 @@ impl Detector {
             rnet,
             onet,
         })
+    }
+
+    /// Where each network runs, preparing P-Net for `frame` (w, h) if needed.
+    pub fn placements(
+        &mut self,
+        frame: (u32, u32),
+    ) -> Result<Vec<(&'static str, Placement)>, DetectError> {
+        let pnet = self.pyramid_for(frame.0, frame.1)?[0].1.placement().clone();
+        Ok(vec![
+            ("P-Net", pnet),
+            ("R-Net", self.rnet[0].placement().clone()),
+            ("O-Net", self.onet[0].placement().clone()),
+        ])
     }
 
     /// Finds faces in `img`, best score first.
@@ -427,6 +446,33 @@ fn nms_candidates(c: &[Candidate], threshold: f32, how: Overlap) -> Vec<usize> {
     let boxes: Vec<[f32; 4]> = c.iter().map(|c| c.corners).collect();
     let scores: Vec<f32> = c.iter().map(|c| c.score).collect();
     nms(&boxes, &scores, threshold, how)
+}
+
+/// One network's real input for a face: the file it belongs to, the input
+/// shape and the values, built exactly as [`Detector::detect`] builds them
+/// (P-Net: the frame's first pyramid level; R-Net and O-Net: the face box).
+/// For comparing engines on the same numbers.
+pub fn network_inputs(
+    img: &RgbImage,
+    face: BBox,
+    cfg: &DetectorConfig,
+) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
+    let (w, h) = img.dimensions();
+    let mut out = Vec::new();
+    if let Some(&scale) = mtcnn::pyramid_scales(w, h, cfg.min_face_size, cfg.scale_factor).first() {
+        let (sw, sh) = mtcnn::scaled_size(w, h, scale);
+        let hwc = resample::resize_area(img, [0.0, 0.0, w as f32, h as f32], sw, sh);
+        let mut input = Vec::new();
+        to_width_major(&hwc, sw, sh, &mut input);
+        out.push(("pnet.onnx", vec![1, sw, sh, 3], input));
+    }
+    let corners = mtcnn::square([face.x, face.y, face.x + face.w, face.y + face.h]);
+    for (file, size) in [("rnet.onnx", 24), ("onet.onnx", 48)] {
+        let mut input = Vec::new();
+        crop_input(img, corners, size, &mut input);
+        out.push((file, vec![1, size, size, 3], input));
+    }
+    out
 }
 
 /// HWC pixels (0..255) to MTCNN's width-major, normalised `W x H x 3`.

@@ -24,13 +24,26 @@ pub use self::bundle::{Bundle, BundleError, Color, Manifest, ScoreKind};
 pub struct EmotionConfig {
     /// Model bundle: a folder with `bundle.json` and the ONNX file.
     pub model: PathBuf,
+    /// Engine for the emotion model; default `[inference] backend`.
+    pub backend: Option<String>,
 }
 
 impl Default for EmotionConfig {
     fn default() -> Self {
         EmotionConfig {
             model: PathBuf::from("models/fer-minixception"),
+            backend: None,
         }
+    }
+}
+
+impl EmotionConfig {
+    /// Checks values without touching the file system.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(b) = &self.backend {
+            crate::infer::validate_backend_name("emotion.backend", b)?;
+        }
+        Ok(())
     }
 }
 
@@ -115,6 +128,11 @@ impl EmotionModel {
             va_ix,
             input: Vec::new(),
         })
+    }
+
+    /// Where the model's nodes run.
+    pub fn placement(&self) -> &crate::infer::Placement {
+        self.session.placement()
     }
 
     pub fn manifest(&self) -> &Manifest {

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """fer-edge's emotion-model latency next to onnxruntime's on the same ONNX.
 
-Interleaved in one invocation (fer-edge, ORT 1 thread, ORT 2 threads, then
-again, ROUNDS times) so machine noise hits every engine alike; reports each
-engine's median of per-round medians and the per-round ratio to fer-edge
+Interleaved in one invocation (fer-edge on tract, fer-edge on onnxruntime
+with 1 and 2 threads, Python onnxruntime 1 and 2 threads, then again, ROUNDS
+times) so machine noise hits every engine alike; reports each engine's
+median of per-round medians and the per-round ratio to fer-edge on tract
 with its spread. fer-edge is measured by its own `fer-edge bench
---model-only` (tract, batch 1, on a real aligned face crop); onnxruntime
-runs the bundle's ONNX on the same crop, preprocessed the same way.
+--model-only --backend B` (batch 1, on a real aligned face crop); Python
+onnxruntime runs the bundle's ONNX on the same crop, preprocessed the same
+way. fer-edge's onnxruntime engine loads the library tools/setup.sh
+unpacked (the same version as the Python wheel).
 
 Usage:
   python tools/bench/peers.py --bundle models/fer-minixception [--rounds 5 --runs 30] [--fer-edge target/release/fer-edge]
@@ -18,6 +21,7 @@ import platform
 import statistics as st
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -54,9 +58,15 @@ def ort_median(sess, name, x, runs):
     return st.median(t)
 
 
-def fer_edge_median(binary, bundle, runs):
-    out = subprocess.run([binary, "bench", "--model-only", "--model", bundle, "--runs", str(runs), "--json"],
-                         cwd=REPO, capture_output=True, text=True, check=True)
+def fer_edge_median(binary, bundle, runs, backend="tract", threads=1):
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as cfg:
+        cfg.write(f"[inference]\nthreads = {threads}\n")
+    try:
+        out = subprocess.run([binary, "bench", "--model-only", "--model", bundle, "--runs", str(runs), "--json",
+                              "--backend", backend, "--config", cfg.name],
+                             cwd=REPO, capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(cfg.name)
     rep = json.loads(out.stdout)
     return rep["stages_ms"]["emotion_per_face"]["p50"], rep
 
@@ -80,10 +90,14 @@ def main():
         sessions[f"onnxruntime {ort.__version__} ({threads} thread{'s' if threads > 1 else ''})"] = ort.InferenceSession(
             onnx_path, so, providers=["CPUExecutionProvider"])
     name = manifest["input"]["name"]
-    rounds = {"fer-edge (tract, 1 thread)": []} | {k: [] for k in sessions}
+    ours = {"fer-edge (tract, 1 thread)": ("tract", 1),
+            "fer-edge (onnxruntime, 1 thread)": ("onnxruntime", 1),
+            "fer-edge (onnxruntime, 2 threads)": ("onnxruntime", 2)}
+    rounds = {k: [] for k in ours} | {k: [] for k in sessions}
     for _ in range(a.rounds):
-        m, rep = fer_edge_median(a.fer_edge, a.bundle, a.runs)
-        rounds["fer-edge (tract, 1 thread)"].append(m)
+        for k, (backend, threads) in ours.items():
+            m, rep = fer_edge_median(a.fer_edge, a.bundle, a.runs, backend, threads)
+            rounds[k].append(m)
         for k, s in sessions.items():
             rounds[k].append(ort_median(s, name, x, a.runs))
     base = rounds["fer-edge (tract, 1 thread)"]
