@@ -104,6 +104,9 @@ pub enum ModelCommand {
         /// A PNG/JPEG crop of exactly the bundle's input size.
         #[arg(long)]
         aligned: PathBuf,
+        /// Engine: `tract`, `onnxruntime` or `cuda` (default settings).
+        #[arg(long, default_value = "tract")]
+        backend: String,
     },
     /// Run the same real inputs (a photo's face) through several engines,
     /// model by model: agreement with the first engine, median latency at

@@ -239,8 +239,12 @@ fn model_command(cmd: ModelCommand) -> Result<ExitCode, Failure> {
         ModelCommand::Inspect { bundle } => {
             print!("{}", fer_edge::inspect::inspect(&bundle).map_err(setup)?);
         }
-        ModelCommand::Run { bundle, aligned } => {
-            let backend = fer_edge::infer::backend("tract", &Default::default()).map_err(setup)?;
+        ModelCommand::Run {
+            bundle,
+            aligned,
+            backend,
+        } => {
+            let backend = fer_edge::infer::backend(&backend, &Default::default()).map_err(setup)?;
             let v = fer_edge::inspect::run_aligned(&bundle, &aligned, backend.as_ref())
                 .map_err(setup)?;
             println!("{v}");

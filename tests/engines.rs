@@ -331,3 +331,46 @@ fn bench_times_two_engines_side_by_side_in_one_run() {
         assert!(r["stages_ms"]["detect"]["p50"].as_f64().unwrap() > 0.0);
     }
 }
+
+#[test]
+fn model_compare_runs_one_real_input_through_both_engines_and_they_agree() {
+    let out = fer_edge(
+        &[
+            "model",
+            "compare",
+            "--engines",
+            "tract,onnxruntime",
+            "--runs",
+            "5",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let models = r["models"].as_array().unwrap();
+    let names: Vec<&str> = models
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names[..3]
+        .iter()
+        .zip(["pnet", "rnet", "onet"])
+        .all(|(n, net)| n.contains(net)));
+    for m in models {
+        let engines = m["engines"].as_array().unwrap();
+        assert_eq!(engines.len(), 2);
+        for e in engines {
+            assert!(e["error"].is_null(), "{e}");
+            assert!(e["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "{e}");
+            assert_eq!(e["latency_ms"]["samples"], 5);
+        }
+        let diff = engines[1]["max_abs_diff"].as_f64().unwrap();
+        assert!(diff < 1e-4, "{}: onnxruntime vs tract {diff}", m["model"]);
+        assert!(engines[1]["placement"]
+            .as_str()
+            .unwrap()
+            .contains("CPUExecutionProvider"));
+    }
+}

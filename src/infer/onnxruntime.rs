@@ -142,16 +142,7 @@ fn try_load(path: &Path) -> Result<Loaded, TryLoad> {
         }
         Err(e) => return Err(TryLoad::Broken(e)),
     };
-    let minor = version
-        .split('.')
-        .nth(1)
-        .and_then(|m| m.parse::<u32>().ok())
-        .unwrap_or(0);
-    if minor < MIN_MINOR {
-        return Err(TryLoad::Broken(format!(
-            "onnxruntime {version} is too old: fer-edge needs 1.{MIN_MINOR} or newer"
-        )));
-    }
+    check_version(&version).map_err(TryLoad::Broken)?;
     let env = ort::init_from(path)
         .map_err(|e| TryLoad::Broken(e.to_string()))?
         .with_name("fer-edge")
@@ -163,6 +154,18 @@ fn try_load(path: &Path) -> Result<Loaded, TryLoad> {
         version,
         env,
     })
+}
+
+/// Accepts onnxruntime 1.17 and newer (the C API ort asks for).
+fn check_version(version: &str) -> Result<(), String> {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) if major > 1 || (major == 1 && minor >= MIN_MINOR) => Ok(()),
+        (Some(_), Some(_)) => Err(format!(
+            "onnxruntime {version} is too old: fer-edge needs 1.{MIN_MINOR} or newer"
+        )),
+        _ => Err(format!("reports an unreadable version {version:?}")),
+    }
 }
 
 /// Reads the version string of an onnxruntime library without keeping it
@@ -684,6 +687,16 @@ mod tests {
         assert!(!c
             .iter()
             .any(|p| p.ends_with("libonnxruntime_providers_shared.so")));
+    }
+
+    #[test]
+    fn versions_before_1_17_are_refused_and_later_ones_accepted() {
+        assert!(check_version("1.32.0").is_ok());
+        assert!(check_version("1.17.3").is_ok());
+        assert!(check_version("2.0.0").is_ok());
+        let err = check_version("1.16.3").unwrap_err();
+        assert!(err.contains("too old") && err.contains("1.17"), "{err}");
+        assert!(check_version("garbage").is_err());
     }
 
     #[test]

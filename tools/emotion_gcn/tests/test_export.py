@@ -25,8 +25,8 @@ def aligned_crop(tmp_path, size=227):
     return p
 
 
-def fer_edge_outputs(fer_edge, bundle, crop):
-    res = run([fer_edge, "model", "run", bundle, "--aligned", crop], cwd=REPO)
+def fer_edge_outputs(fer_edge, bundle, crop, backend="tract"):
+    res = run([fer_edge, "model", "run", bundle, "--aligned", crop, "--backend", backend], cwd=REPO)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
 
@@ -38,23 +38,24 @@ def torch_outputs(model, crop):
     return logits[0].numpy(), va[0].numpy()
 
 
-def assert_same(fer, model, crop):
+def assert_same(fer, model, crop, backend="tract"):
     logits, va = torch_outputs(model, crop)
     got_l = np.array(fer["outputs"]["expr_logits"])
     got_va = np.array(fer["outputs"]["va"])
     diff = max(np.abs(got_l - logits).max(), np.abs(got_va - va).max())
-    print("max abs diff fer-edge (tract) vs PyTorch:", diff)
+    print(f"max abs diff fer-edge ({backend}) vs PyTorch:", diff)
     assert diff <= 1e-4, diff
     return diff
 
 
-def test_a_random_init_densenet_bundle_matches_pytorch_in_fer_edge(fer_edge, random_bundle, tmp_path):
+@pytest.mark.parametrize("backend", ["tract", "onnxruntime"])
+def test_a_random_init_densenet_bundle_matches_pytorch_in_fer_edge(fer_edge, random_bundle, tmp_path, backend):
     bundle, model = random_bundle
     m = json.load(open(os.path.join(bundle, "bundle.json")))
     assert m["trained"] is False and m["architecture"] == "emotion-gcn" and m["va_source"] == "model"
     assert m["reference"]["max_abs_diff_onnx_vs_pytorch"] <= 1e-4
     crop = aligned_crop(tmp_path)
-    assert_same(fer_edge_outputs(fer_edge, bundle, crop), model, crop)
+    assert_same(fer_edge_outputs(fer_edge, bundle, crop, backend), model, crop, backend)
 
 
 def test_model_inspect_shows_the_graph_and_classifier_similarity(fer_edge, random_bundle):
