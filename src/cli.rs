@@ -7,10 +7,22 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// `fer-edge --version`: version, commit, target triple, built-in features.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FER_EDGE_COMMIT"),
+    ", ",
+    env!("FER_EDGE_TARGET"),
+    ", features: ",
+    env!("FER_EDGE_FEATURES"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fer-edge",
-    version,
+    version = VERSION,
     about = "Facial expression, valence and arousal on the edge (Emotion-GCN)"
 )]
 pub struct Cli {

@@ -3,9 +3,10 @@
 //!
 //! In: a TOML file (or nothing: every key has a default). Out: a validated
 //! [`Config`]. Loading is two steps, as in ripgrep: parse (unknown keys are
-//! rejected by name) and validate (values checked, no system calls); models
-//! are opened later by the stages themselves. Relative paths are relative to
-//! the working directory.
+//! rejected by name) and validate (values checked, no system calls); then
+//! [`Config::locate_models`] points the model paths at real files (beside
+//! the config file, installed, or in the working directory); the stages open
+//! them. Other relative paths are relative to the working directory.
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("config file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Model(#[from] crate::models::ModelFileError),
 }
 
 impl Config {
@@ -69,6 +72,17 @@ impl Config {
             message,
         })?;
         Ok(cfg)
+    }
+
+    /// Points the model paths at the files they name (the second, system
+    /// step of loading): see `models` for the places tried. `config_file`
+    /// is the file the paths were read from, if any.
+    pub fn locate_models(&mut self, config_file: Option<&Path>) -> Result<(), ConfigError> {
+        let dir = config_file.and_then(Path::parent);
+        self.detector.model_dir =
+            crate::models::locate("[detector] model_dir", &self.detector.model_dir, dir)?;
+        self.emotion.model = crate::models::locate("[emotion] model", &self.emotion.model, dir)?;
+        Ok(())
     }
 
     /// Checks every section's values.
@@ -130,6 +144,16 @@ mod tests {
         let mut cfg = Config::parse(text, Path::new("config/fer-edge.toml")).unwrap();
         assert!(cfg.source.path.is_some());
         cfg.source.path = None;
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn the_packaged_config_is_the_example_with_a_camera_as_source() {
+        let text = include_str!("../config/fer-edge.installed.toml");
+        let mut cfg = Config::parse(text, Path::new("config/fer-edge.installed.toml")).unwrap();
+        assert_eq!(cfg.source.kind, crate::capture::SourceKind::V4l2);
+        assert_eq!(cfg.source.path, None);
+        cfg.source.kind = crate::capture::SourceKind::Replay;
         assert_eq!(cfg, Config::default());
     }
 

@@ -4,7 +4,7 @@
 //! error (EX_CONFIG: do not restart), 69 unavailable device or port.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -61,11 +61,19 @@ fn setup<E: std::error::Error + 'static>(e: E) -> Failure {
     (EXIT_SETUP, Box::new(e))
 }
 
-fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
-    match path {
-        Some(p) => Config::load(p).map_err(setup),
-        None => Ok(Config::default()),
+/// Loads the config (or the defaults), applies `--model`, and points the
+/// model paths at the files they name.
+fn load_config(path: Option<&Path>, model: Option<PathBuf>) -> Result<Config, Failure> {
+    let mut cfg = match path {
+        Some(p) => Config::load(p).map_err(setup)?,
+        None => Config::default(),
+    };
+    if let Some(m) = model {
+        // A path typed on the command line is relative to where it is typed.
+        cfg.emotion.model = std::path::absolute(&m).unwrap_or(m);
     }
+    cfg.locate_models(path).map_err(setup)?;
+    Ok(cfg)
 }
 
 /// `--backend NAME`: one engine for every stage, as the flag says.
@@ -85,10 +93,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             backend,
             annotate,
         } => {
-            let mut cfg = load_config(config.as_deref())?;
-            if let Some(m) = model {
-                cfg.emotion.model = m;
-            }
+            let mut cfg = load_config(config.as_deref(), model)?;
             if let Some(b) = backend {
                 set_engine(&mut cfg, b)?;
             }
@@ -113,7 +118,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Run { config } => {
-            let cfg = load_config(config.as_deref()).map_err(|(_, e)| (EX_CONFIG, e))?;
+            let cfg = load_config(config.as_deref(), None).map_err(|(_, e)| (EX_CONFIG, e))?;
             match pipeline::run(cfg) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) => {
@@ -153,10 +158,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             json,
             ..
         } => {
-            let mut cfg = load_config(config.as_deref())?;
-            if let Some(m) = model {
-                cfg.emotion.model = m;
-            }
+            let cfg = load_config(config.as_deref(), model)?;
             // One config per engine named; none named: the config's own.
             let cfgs = match backend {
                 None => vec![cfg],
@@ -191,7 +193,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
 /// `fer-edge check`: loads the config and every model, and prints what
 /// runs where (engine, and the device each model's nodes really run on).
 fn check(config: Option<&Path>, backend: Option<String>) -> Result<ExitCode, Failure> {
-    let mut cfg = load_config(config)?;
+    let mut cfg = load_config(config, None)?;
     if let Some(b) = backend {
         set_engine(&mut cfg, b)?;
     }
@@ -257,7 +259,7 @@ fn model_command(cmd: ModelCommand) -> Result<ExitCode, Failure> {
             runs,
             json,
         } => {
-            let cfg = load_config(config.as_deref())?;
+            let cfg = load_config(config.as_deref(), None)?;
             let opts = fer_edge::compare::CompareOptions {
                 engines: engines.split(',').map(|e| e.trim().to_string()).collect(),
                 image,

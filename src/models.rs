@@ -1,9 +1,15 @@
-//! Model files on disk: presence and integrity checks shared by every stage
-//! that loads a model.
+//! Model files on disk: where a configured model path points, and presence
+//! and integrity checks shared by every stage that loads a model.
 //!
 //! In: paths. Out: the path back, or an error that names the file, what is
 //! wrong, and how to fix it. A folder may carry a `SHA256SUMS` file in the
 //! usual `sha256sum` format; when present every listed file must match.
+//!
+//! A relative model path is looked for, in order: beside the config file
+//! that names it, in the installed data folders (`<binary>/../share/fer-edge`
+//! and `/usr/share/fer-edge`, where the .deb puts `models/`), and in the
+//! working directory. So `models/mtcnn` works from a source checkout, from
+//! an installed package, and in any folder a user types `fer-edge` in.
 
 use std::fs;
 use std::io::Read;
@@ -14,8 +20,14 @@ use sha2::{Digest, Sha256};
 /// A model file that is missing, unreadable or not the file it claims to be.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelFileError {
-    #[error("model file {path} does not exist; set {key} to the folder that holds it (paths are relative to the working directory)")]
+    #[error("model file {path} does not exist; set {key} to the folder that holds it")]
     Missing { path: PathBuf, key: &'static str },
+    #[error("{key} = {value:?} was not found; tried {}: install the models (the fer-edge package puts them in /usr/share/fer-edge/models) or set {key} to their folder", tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NotFound {
+        key: &'static str,
+        value: PathBuf,
+        tried: Vec<PathBuf>,
+    },
     #[error("cannot read model file {path}: {source}")]
     Read {
         path: PathBuf,
@@ -30,6 +42,52 @@ pub enum ModelFileError {
     },
     #[error("{path}:{line}: not a `sha256sum` line (expected `<64 hex digits>  <file name>`)")]
     BadSumsLine { path: PathBuf, line: usize },
+}
+
+/// The installed data folders, most specific first.
+pub fn data_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        dirs.push(exe_dir.join("../share/fer-edge"));
+    }
+    dirs.push(PathBuf::from("/usr/share/fer-edge"));
+    dirs
+}
+
+/// Where a configured model path may be, in the order they are tried.
+pub fn candidates(value: &Path, config_dir: Option<&Path>, data_dirs: &[PathBuf]) -> Vec<PathBuf> {
+    if value.is_absolute() {
+        return vec![value.to_path_buf()];
+    }
+    let mut out = Vec::new();
+    if let Some(d) = config_dir {
+        out.push(d.join(value));
+    }
+    out.extend(data_dirs.iter().map(|d| d.join(value)));
+    out.push(value.to_path_buf());
+    out
+}
+
+/// The first existing place for a configured model path (see the module
+/// doc), or an error listing every place tried.
+pub fn locate(
+    key: &'static str,
+    value: &Path,
+    config_dir: Option<&Path>,
+) -> Result<PathBuf, ModelFileError> {
+    let tried = candidates(value, config_dir, &data_dirs());
+    match tried.iter().find(|p| p.exists()) {
+        // Canonical, so messages say /usr/share/... rather than /usr/bin/../share/...
+        Some(p) => Ok(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
+        None => Err(ModelFileError::NotFound {
+            key,
+            value: value.to_path_buf(),
+            tried,
+        }),
+    }
 }
 
 /// Returns `path` if it is an existing file.
@@ -139,6 +197,53 @@ mod tests {
         fs::write(dir.path().join("m.onnx"), b"abd").unwrap();
         let err = verify_sha256sums(dir.path()).unwrap_err().to_string();
         assert!(err.contains("m.onnx") && err.contains("corrupt"), "{err}");
+    }
+
+    #[test]
+    fn a_relative_model_path_is_tried_beside_the_config_then_installed_then_here() {
+        let c = candidates(
+            Path::new("models/mtcnn"),
+            Some(Path::new("/etc/fer-edge")),
+            &[PathBuf::from("/usr/share/fer-edge")],
+        );
+        assert_eq!(
+            c,
+            vec![
+                PathBuf::from("/etc/fer-edge/models/mtcnn"),
+                PathBuf::from("/usr/share/fer-edge/models/mtcnn"),
+                PathBuf::from("models/mtcnn"),
+            ]
+        );
+        assert_eq!(
+            candidates(Path::new("/opt/m"), Some(Path::new("/etc")), &[]),
+            vec![PathBuf::from("/opt/m")]
+        );
+    }
+
+    #[test]
+    fn a_model_found_nowhere_lists_every_place_tried() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = locate(
+            "[detector] model_dir",
+            Path::new("no/such/models"),
+            Some(dir.path()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&dir.path().join("no/such/models").display().to_string())
+                && err.contains("/usr/share/fer-edge/no/such/models")
+                && err.contains("[detector] model_dir"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_model_beside_the_config_file_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("models/x")).unwrap();
+        let got = locate("[emotion] model", Path::new("models/x"), Some(dir.path())).unwrap();
+        assert_eq!(got, dir.path().canonicalize().unwrap().join("models/x"));
     }
 
     #[test]

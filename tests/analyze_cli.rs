@@ -225,7 +225,10 @@ fn a_bad_config_key_or_missing_model_exits_2_naming_the_cause() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nope") && err.contains("bundle.json"), "{err}");
+    assert!(
+        err.contains("nope") && err.contains("[emotion] model") && err.contains("not found"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -293,4 +296,73 @@ fn detection_gives_the_same_answer_on_one_thread_and_on_two() {
     }
     assert_eq!(lines[0], lines[1]);
     assert_eq!(faces(&lines[0]).len(), 6);
+}
+
+#[test]
+fn models_named_in_a_config_file_are_found_beside_it_from_any_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(models.join("mtcnn")).unwrap();
+    std::fs::create_dir_all(models.join("fer-minixception")).unwrap();
+    for (sub, files) in [
+        (
+            "mtcnn",
+            &["pnet.onnx", "rnet.onnx", "onet.onnx", "SHA256SUMS"][..],
+        ),
+        ("fer-minixception", &["model.onnx", "bundle.json"][..]),
+    ] {
+        for f in files {
+            std::fs::copy(
+                root().join("models").join(sub).join(f),
+                models.join(sub).join(f),
+            )
+            .unwrap();
+        }
+    }
+    let cfg = dir.path().join("site.toml");
+    std::fs::write(
+        &cfg,
+        "[detector]\nmodel_dir = \"models/mtcnn\"\n[emotion]\nmodel = \"models/fer-minixception\"\n",
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+        .current_dir(elsewhere.path())
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let beside = dir.path().canonicalize().unwrap().join("models/mtcnn");
+    assert!(
+        stdout.contains(&beside.display().to_string()),
+        "detector models should come from beside the config:\n{stdout}"
+    );
+}
+
+#[test]
+fn a_model_path_found_nowhere_is_an_error_listing_the_places_tried() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("site.toml");
+    std::fs::write(&cfg, "[detector]\nmodel_dir = \"models/nothing-here\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+        .current_dir(dir.path())
+        .args(["analyze", "--config"])
+        .arg(&cfg)
+        .arg(data("astronaut.png"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[detector] model_dir")
+            && err.contains(&dir.path().join("models/nothing-here").display().to_string())
+            && err.contains("/usr/share/fer-edge/models/nothing-here"),
+        "{err}"
+    );
 }

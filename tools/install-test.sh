@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the amd64 package on this machine, checks that it works from the
+# installed layout, then removes and purges it and checks nothing is left.
+# Runs as root (CI does). Usage: tools/install-test.sh target/deb/fer-edge_*_amd64.deb
+set -euo pipefail
+deb=$(realpath "$1")
+repo=$(realpath "$(dirname "$0")/..")
+photo="$repo/tests/data/astronaut.png"
+fail() { echo "install-test: FAIL: $*" >&2; exit 1; }
+
+echo "install-test: $(basename "$deb") ($(du -h "$deb" | cut -f1))" >&2
+dpkg-deb --contents "$deb" | awk '{print $6}' >&2
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null
+
+# Installed, not switched on: no camera daemon starts unasked.
+unit=/usr/lib/systemd/system/fer-edge.service
+[ -f "$unit" ] || fail "unit not installed"
+[ ! -e /etc/systemd/system/multi-user.target.wants/fer-edge.service ] || fail "unit enabled on install"
+systemd-analyze verify "$unit" || fail "systemd-analyze verify"
+dpkg-query -W -f='${Conffiles}\n' fer-edge | grep -q /etc/fer-edge/fer-edge.toml || fail "config is not a conffile"
+
+/usr/bin/fer-edge --version
+/usr/bin/fer-edge check --config /etc/fer-edge/fer-edge.toml || fail "check with the installed config"
+# A bare analyze typed in any folder finds the installed models.
+elsewhere=$(mktemp -d)
+(cd "$elsewhere" && HOME="$elsewhere" /usr/bin/fer-edge analyze "$photo") > "$elsewhere/out.json" \
+  || fail "analyze outside the repository"
+grep -q '"expression":"happy"' "$elsewhere/out.json" || fail "analyze result: $(cat "$elsewhere/out.json")"
+rm -rf "$elsewhere"
+
+DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq fer-edge >/dev/null
+for p in /usr/bin/fer-edge /etc/fer-edge /usr/share/fer-edge /usr/share/doc/fer-edge \
+         "$unit" /var/lib/private/fer-edge; do
+  [ ! -e "$p" ] || fail "$p left behind after purge"
+done
+echo "install-test: installed, verified, ran, purged: ok" >&2

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The aarch64 build, tested under emulation (qemu-aarch64-static; there is
+# no binfmt_misc here, so binaries are started through qemu explicitly):
+#   1. tools/build-aarch64.sh --tests (release binary + test harnesses,
+#      linked for glibc 2.31, checked by tools/check-glibc.sh);
+#   2. the library's unit tests, run under qemu;
+#   3. `fer-edge analyze` on the test photos under qemu, compared with this
+#      machine's x86-64 build: same faces, same labels, boxes within 1 px.
+# Not in CI (it costs a second full release build of tract for aarch64; see
+# the README, "Build the packages"); run it before shipping an arm64 package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cache="${FER_EDGE_CACHE:-$HOME/.cache/fer-edge}"
+tdir="${FER_EDGE_AARCH64_TARGET:-$cache/target-aarch64}/aarch64-unknown-linux-gnu/release"
+bin=$(bash tools/build-aarch64.sh --tests)
+file "$bin" | grep -q 'ARM aarch64' || { echo "test-aarch64: $bin is not an aarch64 binary" >&2; exit 1; }
+qemu-aarch64-static "$bin" --version
+
+ran=0
+for t in "$tdir"/deps/fer_edge-*; do
+  [ -x "$t" ] && [ -f "$t" ] && file "$t" | grep -q 'ELF 64-bit.*aarch64.*executable' || continue
+  echo "test-aarch64: unit tests $(basename "$t") under qemu" >&2
+  qemu-aarch64-static "$t" --test-threads 2
+  ran=$((ran + 1))
+done
+[ "$ran" -gt 0 ] || { echo "test-aarch64: no aarch64 test binary found in $tdir/deps" >&2; exit 1; }
+
+photos=(tests/data/astronaut.png tests/data/group_t1.jpg tests/data/frames640/one_face.png tests/data/frames640/six_faces.png tests/data/coffee.png)
+cargo build --release --locked >&2
+x86=$(mktemp) arm=$(mktemp)
+target/release/fer-edge analyze --backend tract "${photos[@]}" > "$x86"
+qemu-aarch64-static "$bin" analyze --backend tract "${photos[@]}" > "$arm"
+python3 - "$x86" "$arm" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert len(a) == len(b), (len(a), len(b))
+faces = 0
+for x, y in zip(a, b):
+    assert len(x["faces"]) == len(y["faces"]), (x["image"], len(x["faces"]), len(y["faces"]))
+    for f, g in zip(x["faces"], y["faces"]):
+        assert f["expression"] == g["expression"], (x["image"], f["expression"], g["expression"])
+        assert all(abs(p - q) < 1.0 for p, q in zip(f["bbox"], g["bbox"])), (x["image"], f["bbox"], g["bbox"])
+        assert abs(f["valence"] - g["valence"]) < 1e-3 and abs(f["arousal"] - g["arousal"]) < 1e-3
+        faces += 1
+print(f"test-aarch64: analyze under qemu matches x86-64 on {len(a)} photos, {faces} faces: ok")
+PY
