@@ -29,8 +29,10 @@ cargo build --release --locked >&2
 cargo deb --no-build --locked --output "$out" >&2
 
 if [ "${1:-}" != "--amd64-only" ]; then
+  # zig's linker already strips the release binary, and the host's strip
+  # cannot read aarch64 files.
   bash tools/build-aarch64.sh >/dev/null
   CARGO_TARGET_DIR="${FER_EDGE_AARCH64_TARGET:-$cache/target-aarch64}" \
-    cargo deb --no-build --locked --target aarch64-unknown-linux-gnu --output "$out" >&2
+    cargo deb --no-build --no-strip --locked --variant jetson --target aarch64-unknown-linux-gnu --output "$out" >&2
 fi
 ls -l "$out"/*.deb

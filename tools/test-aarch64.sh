@@ -10,6 +10,7 @@
 # the README, "Build the packages"); run it before shipping an arm64 package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$(pwd)
 cache="${FER_EDGE_CACHE:-$HOME/.cache/fer-edge}"
 tdir="${FER_EDGE_AARCH64_TARGET:-$cache/target-aarch64}/aarch64-unknown-linux-gnu/release"
 bin=$(bash tools/build-aarch64.sh --tests)
@@ -45,3 +46,16 @@ for x, y in zip(a, b):
         faces += 1
 print(f"test-aarch64: analyze under qemu matches x86-64 on {len(a)} photos, {faces} faces: ok")
 PY
+
+# The arm64 package, unpacked: the binary finds its config's models in the
+# installed layout (<bin>/../share/fer-edge) from any folder.
+deb=$(ls target/deb/fer-edge_*_arm64.deb 2>/dev/null | tail -n 1 || true)
+if [ -n "$deb" ]; then
+  root=$(mktemp -d)
+  dpkg-deb -x "$deb" "$root"
+  dpkg-deb -f "$deb" Depends | grep -q 'libc6 (>= 2.31)' || { echo "test-aarch64: $deb Depends: $(dpkg-deb -f "$deb" Depends)" >&2; exit 1; }
+  (cd "$root" && qemu-aarch64-static "$root/usr/bin/fer-edge" check --config "$root/etc/fer-edge/fer-edge.toml" >/dev/null)
+  (cd /tmp && qemu-aarch64-static "$root/usr/bin/fer-edge" analyze "$repo/tests/data/astronaut.png") | grep -q '"expression":"happy"'
+  echo "test-aarch64: $(basename "$deb") runs from its unpacked layout: ok"
+  rm -rf "$root"
+fi
