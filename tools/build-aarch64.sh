@@ -10,7 +10,7 @@
 # (rustup cannot fetch one here), zig from PyPI's `ziglang` as the linker and
 # C compiler (it targets an exact glibc version), cargo-zigbuild from
 # crates.io, and qemu-user-static for tools/test-aarch64.sh. --tests also
-# builds the test binaries (release profile) for running under qemu.
+# builds the library's unit tests (release profile) for running under qemu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${FER_EDGE_CACHE:-$HOME/.cache/fer-edge}"
@@ -52,7 +52,12 @@ export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=$target -I/u
 args=(zigbuild --release --locked --target "$target.$glibc")
 cargo "${args[@]}" >&2
 if [ "${1:-}" = "--tests" ]; then
-  cargo "${args[@]}" --tests --lib >&2
+  # Only the library's unit-test harness: the integration tests start the
+  # binary as a child process, which needs binfmt_misc to emulate.
+  cargo-zigbuild test --no-run --release --locked --lib --target "$target.$glibc" 2>&1 \
+    | tee /dev/stderr | sed -n 's/.*Executable unittests src\/lib.rs (\(.*\))$/\1/p' \
+    > "$CARGO_TARGET_DIR/aarch64-unit-tests.path"
+  [ -s "$CARGO_TARGET_DIR/aarch64-unit-tests.path" ] || { echo "build-aarch64: no unit-test binary reported" >&2; exit 1; }
 fi
 bin="$CARGO_TARGET_DIR/$target/release/fer-edge"
 bash tools/check-glibc.sh "$bin" "$glibc" >&2

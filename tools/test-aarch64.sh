@@ -12,19 +12,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 cache="${FER_EDGE_CACHE:-$HOME/.cache/fer-edge}"
-tdir="${FER_EDGE_AARCH64_TARGET:-$cache/target-aarch64}/aarch64-unknown-linux-gnu/release"
 bin=$(bash tools/build-aarch64.sh --tests)
 file "$bin" | grep -q 'ARM aarch64' || { echo "test-aarch64: $bin is not an aarch64 binary" >&2; exit 1; }
 qemu-aarch64-static "$bin" --version
 
-ran=0
-for t in "$tdir"/deps/fer_edge-*; do
-  [ -x "$t" ] && [ -f "$t" ] && file "$t" | grep -q 'ELF 64-bit.*aarch64.*executable' || continue
-  echo "test-aarch64: unit tests $(basename "$t") under qemu" >&2
-  qemu-aarch64-static "$t" --test-threads 2
-  ran=$((ran + 1))
-done
-[ "$ran" -gt 0 ] || { echo "test-aarch64: no aarch64 test binary found in $tdir/deps" >&2; exit 1; }
+tests=$(cat "${FER_EDGE_AARCH64_TARGET:-$cache/target-aarch64}/aarch64-unit-tests.path")
+file "$tests" | grep -q 'ARM aarch64' || { echo "test-aarch64: $tests is not an aarch64 test binary" >&2; exit 1; }
+echo "test-aarch64: library unit tests under qemu" >&2
+qemu-aarch64-static "$tests" --test-threads 2
 
 photos=(tests/data/astronaut.png tests/data/group_t1.jpg tests/data/frames640/one_face.png tests/data/frames640/six_faces.png tests/data/coffee.png)
 cargo build --release --locked >&2
