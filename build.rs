@@ -13,11 +13,6 @@ fn main() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| "unknown".into());
-    let dirty = Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .output()
-        .ok()
-        .is_some_and(|o| o.status.success() && !o.stdout.is_empty());
     let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".into());
     let mut features = vec!["tract"];
     for (env, name) in [
@@ -29,15 +24,19 @@ fn main() {
             features.push(name);
         }
     }
-    println!(
-        "cargo:rustc-env=FER_EDGE_COMMIT={commit}{}",
-        if dirty { "-modified" } else { "" }
-    );
+    println!("cargo:rustc-env=FER_EDGE_COMMIT={commit}");
     println!("cargo:rustc-env=FER_EDGE_TARGET={target}");
     println!("cargo:rustc-env=FER_EDGE_FEATURES={}", features.join(", "));
-    // A new commit or checkout changes HEAD or the ref it points at.
-    for f in [".git/HEAD", ".git/index", ".git/refs/heads"] {
-        if std::path::Path::new(f).exists() {
+    // A new commit or checkout changes HEAD or the branch ref it points at.
+    // (Not .git/index: every `git status` touches it, which would rebuild.)
+    let mut watch = vec![".git/HEAD".to_string(), ".git/packed-refs".to_string()];
+    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
+        if let Some(r) = head.trim().strip_prefix("ref: ") {
+            watch.push(format!(".git/{r}"));
+        }
+    }
+    for f in watch {
+        if std::path::Path::new(&f).exists() {
             println!("cargo:rerun-if-changed={f}");
         }
     }
