@@ -295,6 +295,7 @@ impl Backend for OnnxRuntimeBackend {
             output_names,
             cfg: self.cfg.clone(),
             loaded: self.loaded,
+            gpu_stack: OnceLock::new(),
         }))
     }
 }
@@ -306,9 +307,21 @@ struct OrtModel {
     output_names: Vec<String>,
     cfg: InferenceConfig,
     loaded: &'static Loaded,
+    /// TensorRT version and GPU name, probed once per model (P-Net is
+    /// prepared once per pyramid level and thread).
+    gpu_stack: OnceLock<(Option<i32>, Option<String>)>,
 }
 
 impl OrtModel {
+    fn gpu_stack(&self) -> &(Option<i32>, Option<String>) {
+        self.gpu_stack.get_or_init(|| {
+            (
+                gpu_probe::tensorrt_version(),
+                gpu_probe::gpu_name(self.cfg.device),
+            )
+        })
+    }
+
     fn prepare_err(&self, shape: &[usize], reason: String) -> InferError {
         InferError::Prepare {
             path: self.path.clone(),
@@ -335,8 +348,8 @@ impl OrtModel {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             model_sha256: self.sha256.clone(),
-            tensorrt: gpu_probe::tensorrt_version(),
-            gpu: gpu_probe::gpu_name(self.cfg.device),
+            tensorrt: self.gpu_stack().0,
+            gpu: self.gpu_stack().1.clone(),
             precision: if trt.int8 {
                 "int8"
             } else if trt.fp16 {
@@ -488,6 +501,7 @@ impl Model for OrtModel {
         let mut s = OrtRun {
             path: self.path.clone(),
             input_shape: input_shape.to_vec(),
+            shape_i64: input_shape.iter().map(|&d| d as i64).collect(),
             outputs: Vec::new(),
             placement: Placement::default(),
             session,
@@ -593,6 +607,8 @@ type ShapedOutput = (Vec<usize>, Vec<f32>);
 struct OrtRun {
     path: PathBuf,
     input_shape: Vec<usize>,
+    /// The input shape as onnxruntime takes it, made once.
+    shape_i64: Vec<i64>,
     outputs: Vec<OutputInfo>,
     placement: Placement,
     session: OrtSession,
@@ -606,8 +622,7 @@ impl OrtRun {
             path: self.path.clone(),
             reason: e.to_string(),
         };
-        let shape: Vec<i64> = self.input_shape.iter().map(|&d| d as i64).collect();
-        let tensor = TensorRef::from_array_view((shape, input)).map_err(err)?;
+        let tensor = TensorRef::from_array_view((self.shape_i64.clone(), input)).map_err(err)?;
         let outputs = self.session.run(ort::inputs![tensor]).map_err(err)?;
         let mut out = Vec::with_capacity(outputs.len());
         for (_, value) in outputs.iter() {
