@@ -7,7 +7,7 @@
 //! exit code.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -15,9 +15,8 @@ use serde::Serialize;
 use crate::annotate;
 use crate::faces::FaceChain;
 use crate::frame::{FaceReading, VaSource};
-
-/// File extensions read from folders (files named explicitly are always tried).
-pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
+use crate::imageio::{decode, expand_inputs};
+use crate::report::{round, Probabilities};
 
 /// Options of one `analyze` run.
 #[derive(Debug, Clone, Default)]
@@ -72,39 +71,6 @@ struct LandmarkReport {
     mouth_right: [f32; 2],
 }
 
-/// The seven probabilities, in canonical order and named.
-#[derive(Debug, Serialize)]
-pub struct Probabilities {
-    neutral: f32,
-    happy: f32,
-    sad: f32,
-    surprise: f32,
-    fear: f32,
-    disgust: f32,
-    anger: f32,
-}
-
-impl Probabilities {
-    pub fn from_array(p: &[f32; 7]) -> Probabilities {
-        let r = |v: f32| round(v, 4);
-        Probabilities {
-            neutral: r(p[0]),
-            happy: r(p[1]),
-            sad: r(p[2]),
-            surprise: r(p[3]),
-            fear: r(p[4]),
-            disgust: r(p[5]),
-            anger: r(p[6]),
-        }
-    }
-}
-
-/// Rounds for display: JSON consumers gain nothing from 9 digits.
-pub fn round(v: f32, digits: i32) -> f32 {
-    let k = 10f32.powi(digits);
-    (v * k).round() / k
-}
-
 fn round_ms(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
@@ -129,77 +95,6 @@ fn face_report(f: &FaceReading) -> FaceReport {
         valence: round(f.emotion.valence, 4),
         arousal: round(f.emotion.arousal, 4),
         va_source: f.emotion.va_source,
-    }
-}
-
-/// Expands files and folders into the list of images to read. A folder
-/// contributes its files with an image extension, sorted by name; a path
-/// that does not exist is reported as a failure.
-pub fn expand_inputs(paths: &[PathBuf], err: &mut dyn Write) -> (Vec<PathBuf>, usize) {
-    let mut files = Vec::new();
-    let mut failed = 0;
-    for p in paths {
-        if p.is_dir() {
-            match std::fs::read_dir(p) {
-                Ok(entries) => {
-                    let mut found: Vec<PathBuf> = entries
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|f| f.is_file() && has_image_extension(f))
-                        .collect();
-                    found.sort();
-                    files.extend(found);
-                }
-                Err(e) => {
-                    let _ = writeln!(err, "error: {}: cannot list folder: {e}", p.display());
-                    failed += 1;
-                }
-            }
-        } else if p.exists() {
-            files.push(p.clone());
-        } else {
-            let _ = writeln!(err, "error: {}: no such file or folder", p.display());
-            failed += 1;
-        }
-    }
-    (files, failed)
-}
-
-fn has_image_extension(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
-}
-
-/// Reads and decodes one image file into RGB.
-pub fn decode(path: &Path) -> Result<crate::frame::RgbImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read file: {e}"))?;
-    decode_bytes(&bytes)
-}
-
-/// Decodes PNG or JPEG bytes into RGB, refusing truncated JPEGs.
-pub fn decode_bytes(bytes: &[u8]) -> Result<crate::frame::RgbImage, String> {
-    let format = image::guess_format(bytes).map_err(|e| format!("cannot decode image: {e}"))?;
-    if format == image::ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-        // The JPEG decoder fills a cut-off scan with grey instead of failing;
-        // a half-grey frame would then be analysed as if it were real.
-        return Err(
-            "cannot decode image: truncated JPEG (no end-of-image marker after the last scan)"
-                .into(),
-        );
-    }
-    let img = image::load_from_memory_with_format(bytes, format)
-        .map_err(|e| format!("cannot decode image: {e}"))?;
-    Ok(img.to_rgb8())
-}
-
-/// True when an end-of-image marker (FF D9) follows the last start-of-scan
-/// (FF DA). Inside entropy-coded data FF is always stuffed (FF 00) or a
-/// restart marker, so FF D9 there is the real end.
-pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
-    match last_sos {
-        Some(pos) => bytes[pos..].windows(2).any(|w| w == [0xFF, 0xD9]),
-        None => false,
     }
 }
 
@@ -274,48 +169,4 @@ pub fn run(
         analysed += 1;
     }
     Ok(Summary { analysed, failed })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn real_jpeg() -> Vec<u8> {
-        std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/group_t1.jpg"
-        ))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_whole_jpeg_decodes_and_a_truncated_one_is_refused() {
-        let whole = real_jpeg();
-        assert!(jpeg_is_complete(&whole));
-        assert_eq!(decode_bytes(&whole).unwrap().dimensions(), (1280, 886));
-        for cut in [3000, whole.len() / 2, whole.len() - 2] {
-            let err = decode_bytes(&whole[..cut]).unwrap_err();
-            assert!(err.contains("truncated JPEG"), "cut at {cut}: {err}");
-        }
-    }
-
-    #[test]
-    fn a_truncated_png_is_refused() {
-        let png = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/coffee.png"
-        ))
-        .unwrap();
-        assert!(decode_bytes(&png).is_ok());
-        let err = decode_bytes(&png[..png.len() / 2]).unwrap_err();
-        assert!(err.contains("cannot decode"), "{err}");
-    }
-
-    #[test]
-    fn bytes_that_are_no_image_are_refused() {
-        assert!(decode_bytes(b"hello, world")
-            .unwrap_err()
-            .contains("cannot decode"));
-        assert!(decode_bytes(b"").is_err());
-    }
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::analyze;
+use crate::imageio;
 use crate::config::Config;
 use crate::faces::{FaceChain, SetupError};
 use crate::frame::{FaceReading, RgbImage};
@@ -121,7 +121,7 @@ type Frames = Vec<(PathBuf, Vec<u8>)>;
 
 fn read_frames(dir: &std::path::Path) -> Result<Frames, BenchError> {
     let mut sink = Vec::new();
-    let (files, _) = analyze::expand_inputs(std::slice::from_ref(&dir.to_path_buf()), &mut sink);
+    let (files, _) = imageio::expand_inputs(std::slice::from_ref(&dir.to_path_buf()), &mut sink);
     if files.is_empty() {
         return Err(BenchError::Input(format!(
             "{}: no PNG/JPEG frames to replay",
@@ -144,7 +144,7 @@ impl EngineBench {
         let mut chain = FaceChain::from_config(cfg)?;
         let mut crop = None;
         if model_only {
-            let img = analyze::decode_bytes(&frames[0].1).map_err(BenchError::Input)?;
+            let img = imageio::decode_bytes(&frames[0].1).map_err(BenchError::Input)?;
             let first = chain.process(&img)?;
             let reading = first.faces.first().ok_or_else(|| {
                 BenchError::Input(format!(
@@ -162,7 +162,7 @@ impl EngineBench {
         } else {
             // Warm-up: prepares the detector's pyramid and the run states.
             for (_, bytes) in frames.iter().take(2) {
-                let img = analyze::decode_bytes(bytes).map_err(BenchError::Input)?;
+                let img = imageio::decode_bytes(bytes).map_err(BenchError::Input)?;
                 chain.process(&img)?;
             }
         }
@@ -201,7 +201,7 @@ impl EngineBench {
         let model = self.chain.emotion_model().manifest().name.clone();
         for (i, (_, bytes)) in frames.iter().enumerate() {
             let t0 = Instant::now();
-            let img = analyze::decode_bytes(bytes).map_err(BenchError::Input)?;
+            let img = imageio::decode_bytes(bytes).map_err(BenchError::Input)?;
             let t_decode = t0.elapsed().as_secs_f64() * 1000.0;
             let r = self.chain.process(&img)?;
             let t1 = Instant::now();

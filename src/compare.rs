@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::align;
-use crate::analyze;
+use crate::imageio;
 use crate::detect::{self, DetectError, Detector, DetectorConfig};
 use crate::emotion::{self, Bundle, BundleError};
 use crate::infer::{self, InferError, InferenceConfig, Session};
@@ -125,7 +125,7 @@ pub fn run(opts: &CompareOptions) -> Result<CompareReport, CompareError> {
 /// The detector nets' and each bundle's inputs, from the photo's best face
 /// (found with the reference-free tract CPU detector).
 fn real_inputs(opts: &CompareOptions) -> Result<Vec<Input>, CompareError> {
-    let img = analyze::decode(&opts.image).map_err(|reason| CompareError::Image {
+    let img = imageio::decode(&opts.image).map_err(|reason| CompareError::Image {
         path: opts.image.clone(),
         reason,
     })?;

@@ -201,7 +201,7 @@ pub fn run_aligned(
     Ok(serde_json::json!({
         "outputs": outputs,
         "expression": e.expression.name(),
-        "probabilities": crate::analyze::Probabilities::from_array(&e.probabilities),
+        "probabilities": crate::report::Probabilities::from_array(&e.probabilities),
         "valence": e.valence,
         "arousal": e.arousal,
         "va_source": e.va_source,

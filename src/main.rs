@@ -288,7 +288,7 @@ fn model_command(cmd: ModelCommand) -> Result<ExitCode, Failure> {
             eye_line,
             out,
         } => {
-            let img = fer_edge::analyze::decode(&image).map_err(|reason| {
+            let img = fer_edge::imageio::decode(&image).map_err(|reason| {
                 setup(std::io::Error::other(format!(
                     "{}: {reason}",
                     image.display()

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::analyze::round;
+use crate::report::round;
 use crate::capture::{self, CaptureError, Frame, FrameSource};
 use crate::config::Config;
 use crate::faces::{FaceChain, SetupError};

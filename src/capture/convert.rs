@@ -8,7 +8,7 @@
 
 use yuvutils_rs::{yuyv422_to_rgb, YuvPackedImage, YuvRange, YuvStandardMatrix};
 
-use crate::analyze;
+use crate::imageio;
 use crate::frame::RgbImage;
 
 /// Converts one YUYV frame (`stride` bytes per row, at least `2 · width`).
@@ -62,7 +62,7 @@ pub fn yuyv_to_rgb(buf: &[u8], width: u32, height: u32, stride: u32) -> Result<R
 
 /// Decodes one MJPEG frame; refuses truncated ones (USB hiccups cut frames).
 pub fn mjpeg_to_rgb(buf: &[u8]) -> Result<RgbImage, String> {
-    analyze::decode_bytes(buf)
+    imageio::decode_bytes(buf)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{CaptureError, Frame, FrameSource, SourceConfig};
-use crate::analyze;
+use crate::imageio;
 use crate::frame::RgbImage;
 
 enum Media {
@@ -50,7 +50,7 @@ impl Replay {
         };
         let media = if path.is_dir() {
             let mut sink = Vec::new();
-            let (files, _) = analyze::expand_inputs(std::slice::from_ref(&path), &mut sink);
+            let (files, _) = imageio::expand_inputs(std::slice::from_ref(&path), &mut sink);
             if files.is_empty() {
                 return Err(open_err("the folder holds no .png/.jpg/.jpeg files".into()));
             }
@@ -89,7 +89,7 @@ impl Replay {
                 }
                 let file = files[*next].clone();
                 *next += 1;
-                analyze::decode(&file)
+                imageio::decode(&file)
                     .map(Some)
                     .map_err(|reason| CaptureError::Frame {
                         what: file.display().to_string(),

@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use crate::analyze::Probabilities;
+use crate::report::Probabilities;
 use crate::telemetry::{Percentiles, StageSnapshot};
 
 pub const SCHEMA_VERSION: &str = "1.0";
@@ -102,7 +102,7 @@ impl ExpressionMsg {
         smoothed: &crate::track::smooth::Smoothed,
         model: String,
     ) -> ExpressionMsg {
-        use crate::analyze::round;
+        use crate::report::round;
         let e = &face.emotion;
         let b = face.detection.bbox;
         ExpressionMsg {
