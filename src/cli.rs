@@ -77,8 +77,9 @@ pub enum Command {
         /// interleaved rounds.
         #[arg(long)]
         backend: Option<String>,
-        /// Folder of frames to replay.
-        #[arg(long, default_value = "tests/data/frames640")]
+        /// Folder of frames to replay as one video, in name order
+        /// (`tests/data/sequences/pan6` has six faces).
+        #[arg(long, default_value = "tests/data/sequences/pan1")]
         frames: PathBuf,
         #[arg(long, default_value_t = 10)]
         runs: usize,

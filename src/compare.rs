@@ -16,9 +16,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::align;
-use crate::imageio;
 use crate::detect::{self, DetectError, Detector, DetectorConfig};
 use crate::emotion::{self, Bundle, BundleError};
+use crate::imageio;
 use crate::infer::{self, InferError, InferenceConfig, Session};
 use crate::telemetry::Percentiles;
 

@@ -1,8 +1,10 @@
-//! The per-frame face chain: detect → align → emotion.
+//! The per-frame face chain: detect (or follow) → align → emotion.
 //!
-//! In: one RGB frame. Out: a [`FaceReading`] per face (best detector score
-//! first) and how long each stage took. `fer-edge analyze` calls it per
-//! image; the daemon calls it per frame. A face that cannot be aligned
+//! In: one RGB frame, and for video the [`Plan`] the track core made for
+//! it (full detection, or O-Net refinement of the boxes it follows). Out: a
+//! [`FaceReading`] per face (best detector score first) and how long each
+//! stage took. `fer-edge analyze` calls [`FaceChain::process`] per image;
+//! the daemon and the bench call [`FaceChain::run`] per frame. A face that cannot be aligned
 //! (degenerate landmarks) is skipped, logged and counted in
 //! [`FrameResult::skipped_faces`]; it never fails the frame.
 
@@ -14,6 +16,7 @@ use crate::detect::{DetectError, Detector};
 use crate::emotion::{EmotionError, EmotionModel};
 use crate::frame::{FaceReading, RgbImage};
 use crate::infer::{self, Backend, InferError, Placement};
+use crate::track::core::{Observation, Plan};
 
 /// Errors building the chain (fatal at start-up).
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +46,10 @@ pub enum FrameError {
 /// Milliseconds spent per stage on one frame.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StageTimes {
+    /// Full detection (0 on a followed frame).
     pub detect_ms: f64,
+    /// Following: O-Net on each followed face (0 on a detection frame).
+    pub follow_ms: f64,
     pub align_ms: f64,
     pub emotion_ms: f64,
 }
@@ -54,6 +60,21 @@ pub struct FrameResult {
     pub faces: Vec<FaceReading>,
     pub times: StageTimes,
     pub skipped_faces: usize,
+    /// True when the full detector ran; false on a followed frame.
+    pub detected: bool,
+    /// Followed faces whose O-Net score fell below `follow_threshold`.
+    pub lost: usize,
+}
+
+impl FrameResult {
+    /// What the track core needs from this frame.
+    pub fn observation(self) -> Observation {
+        Observation {
+            readings: self.faces,
+            detected: self.detected,
+            lost: self.lost,
+        }
+    }
 }
 
 /// Where one model of the chain runs.
@@ -142,12 +163,42 @@ impl FaceChain {
         self.framing
     }
 
-    /// Runs the chain on one frame.
+    /// Runs the full chain on one frame (a still image: always detects).
     pub fn process(&mut self, img: &RgbImage) -> Result<FrameResult, FrameError> {
+        self.run(img, &Plan::Detect)
+    }
+
+    /// Runs the chain on one video frame as the track core planned it.
+    pub fn run(&mut self, img: &RgbImage, plan: &Plan) -> Result<FrameResult, FrameError> {
         let mut times = StageTimes::default();
         let t = Instant::now();
-        let detections = self.detector.detect(img)?;
-        times.detect_ms = ms(t);
+        let (detections, lost) = match plan {
+            Plan::Detect => {
+                let d = self.detector.detect(img)?;
+                times.detect_ms = ms(t);
+                (d, 0)
+            }
+            Plan::Follow(boxes) => {
+                let found = self.detector.follow(img, boxes)?;
+                times.follow_ms = ms(t);
+                let lost = found.iter().filter(|f| f.is_none()).count();
+                (found.into_iter().flatten().collect(), lost)
+            }
+        };
+        let mut result = self.read(img, detections, &mut times)?;
+        result.times = times;
+        result.detected = matches!(plan, Plan::Detect);
+        result.lost = lost;
+        Ok(result)
+    }
+
+    /// Aligns each detection and reads its emotion.
+    fn read(
+        &mut self,
+        img: &RgbImage,
+        detections: Vec<crate::frame::Detection>,
+        times: &mut StageTimes,
+    ) -> Result<FrameResult, FrameError> {
         let mut faces = Vec::with_capacity(detections.len());
         let mut skipped = 0;
         for det in detections {
@@ -172,8 +223,8 @@ impl FaceChain {
         }
         Ok(FrameResult {
             faces,
-            times,
             skipped_faces: skipped,
+            ..FrameResult::default()
         })
     }
 

@@ -101,6 +101,11 @@ impl BBox {
         }
     }
 
+    /// Corners `[x1, y1, x2, y2]`.
+    pub fn corners(&self) -> [f32; 4] {
+        [self.x, self.y, self.x + self.w, self.y + self.h]
+    }
+
     pub fn area(&self) -> f32 {
         self.w.max(0.0) * self.h.max(0.0)
     }

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! capture thread ──Mailbox (newest wins)──> inference thread ──Publisher──> MQTT tasks (tokio)
-//!   FrameSource                              FaceChain → Tracker → smoothers
+//!   FrameSource                              TrackCore::plan → FaceChain::run → TrackCore::update
 //! ```
 //!
 //! Capture never waits for inference when the source is live (a camera or a
@@ -15,23 +15,19 @@
 //! (tests and benchmarks want each one processed). Per-frame errors are
 //! logged, counted and skipped; only setup errors end the process.
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::report::round;
 use crate::capture::{self, CaptureError, Frame, FrameSource};
 use crate::config::Config;
 use crate::faces::{FaceChain, SetupError};
-use crate::frame::Expression;
 use crate::publish::payload::{
     self, EventMsg, ExpressionMsg, FrameStamp, StatsMsg, TrackedMsg, SCHEMA_VERSION,
 };
 use crate::publish::{self, Message, PublishError, Publisher};
 use crate::telemetry::Telemetry;
-use crate::track::smooth::EmotionSmoother;
-use crate::track::{Track, Tracker};
+use crate::track::core::{FrameOutput, TrackCore};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -96,21 +92,6 @@ impl Mailbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
         self.cv.notify_all();
     }
-}
-
-/// Per-track state beside the tracker: smoothing and the end-of-track summary.
-struct TrackState {
-    smoother: EmotionSmoother,
-    summary: TrackSummary,
-}
-
-/// What an `end` event reports about a track.
-#[derive(Default)]
-struct TrackSummary {
-    frames: u64,
-    sum_v: f64,
-    sum_a: f64,
-    label_counts: [u64; 7],
 }
 
 /// Shared flags and counters the async side reads.
@@ -314,20 +295,23 @@ fn inference_loop(
     telemetry: &Telemetry,
     publisher: &Publisher,
 ) {
-    let mut tracker = Tracker::new(cfg.tracker.clone());
-    let mut states: HashMap<u64, TrackState> = HashMap::new();
-    let mut tracked: BTreeSet<u64> = BTreeSet::new();
+    let mut core = TrackCore::new(
+        cfg.tracker.clone(),
+        cfg.smoothing.clone(),
+        cfg.detector.interval,
+    );
     let topics = publisher.topics().clone();
     let model_name = format!(
         "{}@{}",
         chain.emotion_model().manifest().name,
         chain.emotion_model().manifest().version
     );
-    publish_tracked(publisher, &tracked);
+    publish_tracked(publisher, &[]);
     while let Some(frame) = mailbox.take() {
         telemetry.frame_in("inference");
         let t0 = Instant::now();
-        let result = match chain.process(&frame.image) {
+        let plan = core.plan(frame.timestamp);
+        let result = match chain.run(&frame.image, &plan) {
             Ok(r) => r,
             Err(e) => {
                 telemetry.error("inference");
@@ -339,125 +323,97 @@ fn inference_loop(
             // Shutting down: this frame is stale, end the tracks now.
             break;
         }
-        telemetry.frame_out("detect", result.times.detect_ms);
+        if result.detected {
+            telemetry.frame_out("detect", result.times.detect_ms);
+        } else {
+            telemetry.frame_out("follow", result.times.follow_ms);
+        }
         if !result.faces.is_empty() {
             telemetry.frame_out("align", result.times.align_ms);
             telemetry.frame_out("emotion", result.times.emotion_ms);
         }
         let t_track = Instant::now();
-        let boxes: Vec<_> = result.faces.iter().map(|f| f.detection.bbox).collect();
-        let update = tracker.update(frame.timestamp, &boxes);
-        tracing::debug!(seq = frame.seq, t = frame.timestamp, faces = boxes.len(), assigned = ?update.assigned, started = ?update.started, ended = update.ended.len(), "frame");
+        let faces = result.faces.len();
+        let out = core.update(frame.timestamp, result.observation());
+        tracing::debug!(seq = frame.seq, t = frame.timestamp, faces, detected = out.detected, started = ?out.started, ended = out.ended.len(), "frame");
         let unix = payload::unix_now() - frame.captured_at.elapsed().as_secs_f64();
-        for id in &update.started {
-            states.insert(
-                *id,
-                TrackState {
-                    smoother: EmotionSmoother::new(&cfg.smoothing),
-                    summary: TrackSummary::default(),
-                },
-            );
-            publisher.send_event(event(&topics, "new", *id, unix, None));
-        }
-        for (face, id) in result.faces.iter().zip(&update.assigned) {
-            let Some(id) = id else { continue };
-            let Some(st) = states.get_mut(id) else {
-                continue;
-            };
-            let sm = st.smoother.update(frame.timestamp, &face.emotion);
-            st.summary.frames += 1;
-            st.summary.sum_v += sm.valence as f64;
-            st.summary.sum_a += sm.arousal as f64;
-            st.summary.label_counts[sm.expression.index()] += 1;
-            let stamp = FrameStamp {
-                unix,
-                frame_time: frame.timestamp,
-                frame_seq: frame.seq,
-            };
-            let msg = ExpressionMsg::new(*id, stamp, face, &sm, model_name.clone());
-            publisher.send_frame(Message {
-                topic: topics.expression(*id),
-                payload: serde_json::to_vec(&msg).expect("payload serialises"),
-                retain: false,
-                captured_at: Some(frame.captured_at),
-            });
-        }
-        for tr in &update.ended {
-            end_track(publisher, &topics, tr, states.remove(&tr.id), unix);
-        }
-        let now: BTreeSet<u64> = tracker.confirmed().map(|t| t.id).collect();
-        if now != tracked {
-            tracked = now;
-            publish_tracked(publisher, &tracked);
-        }
+        let stamp = FrameStamp {
+            unix,
+            frame_time: frame.timestamp,
+            frame_seq: frame.seq,
+        };
+        publish_output(
+            publisher,
+            &topics,
+            &out,
+            Some((stamp, frame.captured_at)),
+            &model_name,
+        );
         shared
             .tracked_now
-            .store(tracked.len() as u64, Ordering::Relaxed);
+            .store(core.tracked().len() as u64, Ordering::Relaxed);
         telemetry.frame_out("track", t_track.elapsed().as_secs_f64() * 1000.0);
         telemetry.frame_out("inference", t0.elapsed().as_secs_f64() * 1000.0);
         shared.processed.fetch_add(1, Ordering::Relaxed);
     }
-    let unix = payload::unix_now();
-    for tr in tracker.end_all() {
-        let st = states.remove(&tr.id);
-        end_track(publisher, &topics, &tr, st, unix);
-    }
-    tracked.clear();
+    let out = core.finish();
+    publish_output(publisher, &topics, &out, None, &model_name);
     shared.tracked_now.store(0, Ordering::Relaxed);
-    publish_tracked(publisher, &tracked);
 }
 
-fn event(
+/// Publishes one frame's output in its promised order: `new` events, the
+/// per-face messages, `end` events, then the track list. `frame` is None
+/// for the shutdown output (which has no faces).
+fn publish_output(
+    publisher: &Publisher,
     topics: &publish::Topics,
-    kind: &'static str,
-    id: u64,
-    unix: f64,
-    end: Option<(&Track, &TrackSummary)>,
-) -> Message {
-    let msg = EventMsg {
-        schema_version: SCHEMA_VERSION,
-        kind,
-        track_id: id,
-        timestamp: unix,
-        duration_s: end.map(|(t, _)| ((t.last_seen - t.first_seen) * 1000.0).round() / 1000.0),
-        frames: end.map(|(_, s)| s.frames),
-        mean_valence: end.map(|(_, s)| round((s.sum_v / s.frames.max(1) as f64) as f32, 4)),
-        mean_arousal: end.map(|(_, s)| round((s.sum_a / s.frames.max(1) as f64) as f32, 4)),
-        dominant_expression: end.map(|(_, s)| {
-            let best = s
-                .label_counts
-                .iter()
-                .enumerate()
-                .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))
-                .map(|(i, _)| i)
-                .unwrap_or(0);
-            Expression::ALL[best].name()
-        }),
-    };
+    out: &FrameOutput,
+    frame: Option<(FrameStamp, Instant)>,
+    model_name: &str,
+) {
+    let unix = frame.map_or_else(payload::unix_now, |(s, _)| s.unix);
+    for id in &out.started {
+        publisher.send_event(event_message(topics, &EventMsg::new(*id, unix)));
+    }
+    if let Some((stamp, captured_at)) = frame {
+        for f in &out.faces {
+            let msg = ExpressionMsg::new(
+                f.track_id,
+                stamp,
+                &f.reading,
+                &f.smoothed,
+                model_name.to_string(),
+            );
+            publisher.send_frame(Message {
+                topic: topics.expression(f.track_id),
+                payload: serde_json::to_vec(&msg).expect("payload serialises"),
+                retain: false,
+                captured_at: Some(captured_at),
+            });
+        }
+    }
+    for summary in &out.ended {
+        publisher.send_event(event_message(topics, &EventMsg::end(summary, unix)));
+    }
+    if let Some(ids) = &out.tracked {
+        publish_tracked(publisher, ids);
+    }
+}
+
+fn event_message(topics: &publish::Topics, msg: &EventMsg) -> Message {
     Message {
         topic: topics.events(),
-        payload: serde_json::to_vec(&msg).expect("payload serialises"),
+        payload: serde_json::to_vec(msg).expect("payload serialises"),
         retain: false,
         captured_at: None,
     }
 }
 
-fn end_track(
-    publisher: &Publisher,
-    topics: &publish::Topics,
-    tr: &Track,
-    st: Option<TrackState>,
-    unix: f64,
-) {
-    let summary = st.map(|s| s.summary).unwrap_or_default();
-    publisher.send_event(event(topics, "end", tr.id, unix, Some((tr, &summary))));
-}
-
-fn publish_tracked(publisher: &Publisher, tracked: &BTreeSet<u64>) {
+fn publish_tracked(publisher: &Publisher, tracked: &[u64]) {
     let msg = TrackedMsg {
         schema_version: SCHEMA_VERSION,
         timestamp: payload::unix_now(),
-        track_ids: tracked.iter().copied().collect(),
+        track_ids: tracked.to_vec(),
     };
     publisher.send_event(Message {
         topic: publisher.topics().tracked(),

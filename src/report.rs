@@ -37,4 +37,3 @@ pub fn round(v: f32, digits: i32) -> f32 {
     let k = 10f32.powi(digits);
     (v * k).round() / k
 }
-

@@ -26,6 +26,7 @@ fn bench_reports_every_stage_as_json() {
     for stage in [
         "decode",
         "detect",
+        "follow",
         "align_per_face",
         "emotion_per_face",
         "track_smooth",
@@ -36,7 +37,18 @@ fn bench_reports_every_stage_as_json() {
             "{stage} missing: {r}"
         );
     }
-    assert_eq!(r["faces_per_frame"], serde_json::json!([1, 6]));
+    // The bundled sequence: one face on each of its 30 frames.
+    let faces: Vec<u64> = r["faces_per_frame"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(faces, vec![1; 30], "{r}");
+    // interval 10: frames 0, 11 and 22 detect, the other 27 follow.
+    assert_eq!(r["interval"], 10);
+    assert_eq!(r["detection_frames"]["frames"], 3, "{r}");
+    assert_eq!(r["followed_frames"]["frames"], 27, "{r}");
     assert!(r["frames_per_s"].as_f64().unwrap() > 0.0);
     assert!(r["peak_rss_mb"].as_f64().unwrap() > 1.0);
 }

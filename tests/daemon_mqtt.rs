@@ -330,6 +330,36 @@ fn check_schema(msgs: &[(String, String)]) {
     }
 }
 
+/// Per track, in the order one subscriber received them: its `new` event,
+/// then its expressions, then its `end` event, and nothing after that.
+fn assert_track_order(msgs: &[(String, String)]) {
+    let mut state: std::collections::BTreeMap<u64, &str> = Default::default();
+    for (i, (topic, payload)) in msgs.iter().enumerate() {
+        let (id, what) = if topic.ends_with("/events") {
+            let e: Value = serde_json::from_str(payload).unwrap();
+            let kind = if e["type"] == "new" { "new" } else { "end" };
+            (e["track_id"].as_u64().unwrap(), kind)
+        } else if topic.ends_with("/expression") {
+            let e: Value = serde_json::from_str(payload).unwrap();
+            (e["track_id"].as_u64().unwrap(), "expression")
+        } else {
+            continue;
+        };
+        let before = state.get(&id).copied();
+        let ok = match what {
+            "new" => before.is_none(),
+            "expression" => matches!(before, Some("new") | Some("expression")),
+            _ => matches!(before, Some("new") | Some("expression")),
+        };
+        assert!(
+            ok,
+            "message {i}: track {id} {what} after {before:?} (a subscriber would think the face came back); first messages: {:?}",
+            &msgs[..msgs.len().min(i + 4)]
+        );
+        state.insert(id, what);
+    }
+}
+
 /// The full story of one replay: what a subscriber must see.
 fn assert_full_replay(msgs: &[(String, String)], people: usize) {
     let status = on(msgs, "/status");
@@ -376,6 +406,7 @@ fn assert_full_replay(msgs: &[(String, String)], people: usize) {
         "{} expression messages",
         exprs.len()
     );
+    assert_track_order(msgs);
     let last_tracked: Value =
         serde_json::from_str(on(msgs, "/faces/tracked").last().unwrap()).unwrap();
     assert_eq!(last_tracked["track_ids"].as_array().unwrap().len(), 0);

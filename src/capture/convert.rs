@@ -8,8 +8,8 @@
 
 use yuvutils_rs::{yuyv422_to_rgb, YuvPackedImage, YuvRange, YuvStandardMatrix};
 
-use crate::imageio;
 use crate::frame::RgbImage;
+use crate::imageio;
 
 /// Converts one YUYV frame (`stride` bytes per row, at least `2 · width`).
 pub fn yuyv_to_rgb(buf: &[u8], width: u32, height: u32, stride: u32) -> Result<RgbImage, String> {

@@ -13,8 +13,8 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{CaptureError, Frame, FrameSource, SourceConfig};
-use crate::imageio;
 use crate::frame::RgbImage;
+use crate::imageio;
 
 enum Media {
     Images {

@@ -43,6 +43,15 @@ pub struct DetectorConfig {
     pub threads: usize,
     /// Engine for the three networks; default `[inference] backend`.
     pub backend: Option<String>,
+    /// Frames followed between two full detections (DeepStream's
+    /// `interval`): 0 runs the full detector on every frame. A followed
+    /// frame runs only O-Net, once per face already tracked; a new face is
+    /// found at the next full detection, so this bounds how many frames a
+    /// newcomer waits.
+    pub interval: u32,
+    /// O-Net score below which a followed face counts as lost; the next
+    /// frame then runs a full detection.
+    pub follow_threshold: f32,
 }
 
 impl Default for DetectorConfig {
@@ -55,6 +64,8 @@ impl Default for DetectorConfig {
             max_faces: 32,
             threads: 2,
             backend: None,
+            interval: 10,
+            follow_threshold: 0.7,
         }
     }
 }
@@ -87,6 +98,18 @@ impl DetectorConfig {
         }
         if self.max_faces == 0 {
             return Err("detector.max_faces = 0 would never report a face: use 1 or more".into());
+        }
+        if self.interval > 1000 {
+            return Err(format!(
+                "detector.interval = {} frames is too long for new faces to be found: use 0 (detect every frame) to 1000",
+                self.interval
+            ));
+        }
+        if !(0.0..1.0).contains(&self.follow_threshold) {
+            return Err(format!(
+                "detector.follow_threshold = {} must be in [0, 1)",
+                self.follow_threshold
+            ));
         }
         if let Some(b) = &self.backend {
             crate::infer::validate_backend_name("detector.backend", b)?;
@@ -345,43 +368,85 @@ impl Detector {
         candidates: Vec<Candidate>,
     ) -> Result<Vec<Detection>, DetectError> {
         let threshold = self.cfg.thresholds[2];
-        let found: Vec<([f32; 4], f32, [[f32; 2]; 5])> =
+        let found: Vec<OnetReading> =
             par_chunks(&mut self.onet, &candidates, |session, c, input| {
-                let corners = mtcnn::truncate(c.corners);
-                crop_input(img, corners, 48, input);
-                let out = session.run(input)?;
-                let score = out[2][1];
-                Ok((score > threshold).then(|| {
-                    let points = mtcnn::landmarks(corners, &out[1]);
-                    let reg = [out[0][0], out[0][1], out[0][2], out[0][3]];
-                    (mtcnn::regress(corners, reg, true), score, points)
-                }))
+                let r = onet_read(session, img, c.corners, input)?;
+                Ok((r.score > threshold).then_some(r))
             })?;
-        let boxes: Vec<[f32; 4]> = found.iter().map(|f| f.0).collect();
-        let scores: Vec<f32> = found.iter().map(|f| f.1).collect();
-        let (w, h) = (img.width() as f32, img.height() as f32);
+        let boxes: Vec<[f32; 4]> = found.iter().map(|f| f.corners).collect();
+        let scores: Vec<f32> = found.iter().map(|f| f.score).collect();
+        let size = img.dimensions();
         Ok(nms(&boxes, &scores, 0.7, Overlap::Min)
             .into_iter()
             .take(self.cfg.max_faces)
-            .map(|i| {
-                let (c, score, p) = found[i];
-                // Report the box clipped to the frame; landmarks stay as found.
-                let (x1, y1) = (c[0].max(0.0), c[1].max(0.0));
-                let (x2, y2) = (c[2].min(w - 1.0), c[3].min(h - 1.0));
-                Detection {
-                    bbox: BBox::from_corners(x1, y1, x2, y2),
-                    score,
-                    landmarks: Landmarks {
-                        left_eye: p[0],
-                        right_eye: p[1],
-                        nose: p[2],
-                        mouth_left: p[3],
-                        mouth_right: p[4],
-                    },
-                }
-            })
+            .map(|i| found[i].detection(size))
             .collect())
     }
+
+    /// Follows faces between full detections: O-Net alone, once per box, on
+    /// a square window around it (the face's predicted box). Per box: the
+    /// refined detection, or None when O-Net's face score is below
+    /// `follow_threshold` (the face left, turned away or was occluded).
+    pub fn follow(
+        &mut self,
+        img: &RgbImage,
+        boxes: &[BBox],
+    ) -> Result<Vec<Option<Detection>>, DetectError> {
+        let threshold = self.cfg.follow_threshold;
+        let size = img.dimensions();
+        par_chunks(&mut self.onet, boxes, |session, b, input| {
+            let window = mtcnn::follow_window(b.corners());
+            let r = onet_read(session, img, window, input)?;
+            Ok(Some((r.score >= threshold).then(|| r.detection(size))))
+        })
+    }
+}
+
+/// One O-Net pass over a window: regressed box, score, landmarks.
+#[derive(Debug, Clone, Copy)]
+struct OnetReading {
+    corners: [f32; 4],
+    score: f32,
+    points: [[f32; 2]; 5],
+}
+
+impl OnetReading {
+    /// As a detection: the box clipped to the frame (w, h), landmarks as found.
+    fn detection(&self, (w, h): (u32, u32)) -> Detection {
+        let c = self.corners;
+        let (x1, y1) = (c[0].max(0.0), c[1].max(0.0));
+        let (x2, y2) = (c[2].min(w as f32 - 1.0), c[3].min(h as f32 - 1.0));
+        let p = self.points;
+        Detection {
+            bbox: BBox::from_corners(x1, y1, x2, y2),
+            score: self.score,
+            landmarks: Landmarks {
+                left_eye: p[0],
+                right_eye: p[1],
+                nose: p[2],
+                mouth_left: p[3],
+                mouth_right: p[4],
+            },
+        }
+    }
+}
+
+/// Runs O-Net on the window `corners` (truncated to whole pixels first).
+fn onet_read(
+    session: &mut dyn Session,
+    img: &RgbImage,
+    corners: [f32; 4],
+    input: &mut Vec<f32>,
+) -> Result<OnetReading, DetectError> {
+    let corners = mtcnn::truncate(corners);
+    crop_input(img, corners, 48, input);
+    let out = session.run(input)?;
+    let reg = [out[0][0], out[0][1], out[0][2], out[0][3]];
+    Ok(OnetReading {
+        corners: mtcnn::regress(corners, reg, true),
+        score: out[2][1],
+        points: mtcnn::landmarks(corners, &out[1]),
+    })
 }
 
 /// Runs `f` over `items` split into contiguous chunks, one per session

@@ -104,6 +104,13 @@ pub fn square(c: [f32; 4]) -> [f32; 4] {
     [x1, y1, x1 + side, y1 + side]
 }
 
+/// The O-Net window that follows a face between full detections: the
+/// square around its (predicted) box, as the full detector hands O-Net a
+/// square R-Net box.
+pub fn follow_window(corners: [f32; 4]) -> [f32; 4] {
+    square(corners)
+}
+
 /// Truncates corners to whole pixels, as the reference does between stages.
 pub fn truncate(c: [f32; 4]) -> [f32; 4] {
     [c[0].trunc(), c[1].trunc(), c[2].trunc(), c[3].trunc()]

@@ -259,11 +259,17 @@ struct Counters {
     latencies: Mutex<Vec<f64>>,
 }
 
+/// A message and its place in the order the pipeline sent them. Messages
+/// re-queued by the publisher itself carry 0.
+type Sequenced = (u64, Message);
+
 /// The pipeline's handle: cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct Publisher {
-    frames: mpsc::Sender<Message>,
-    outbox: mpsc::Sender<Message>,
+    frames: mpsc::Sender<Sequenced>,
+    outbox: mpsc::Sender<Sequenced>,
+    /// Order of every message the pipeline sends, across both queues.
+    seq: Arc<AtomicU64>,
     counters: Arc<Counters>,
     topics: Topics,
 }
@@ -281,7 +287,8 @@ impl Publisher {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if self.frames.try_send(msg).is_err() {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        if self.frames.try_send((seq, msg)).is_err() {
             self.counters
                 .dropped_queue_full
                 .fetch_add(1, Ordering::Relaxed);
@@ -290,7 +297,8 @@ impl Publisher {
 
     /// Queues an event/status/track-list message in the outbox.
     pub fn send_event(&self, msg: Message) {
-        if let Err(e) = self.outbox.try_send(msg) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.outbox.try_send((seq, msg)) {
             self.counters
                 .dropped_queue_full
                 .fetch_add(1, Ordering::Relaxed);
@@ -417,6 +425,7 @@ pub fn start(cfg: &MqttConfig) -> Result<(Publisher, Connection), PublishError> 
         cfg: cfg.clone(),
         topics: topics.clone(),
         frames: frames_rx,
+        held: None,
         outbox: outbox_rx,
         outbox_tx: outbox_tx.clone(),
         reconnected: reconnected_rx,
@@ -426,6 +435,7 @@ pub fn start(cfg: &MqttConfig) -> Result<(Publisher, Connection), PublishError> 
     let publisher = Publisher {
         frames: frames_tx,
         outbox: outbox_tx,
+        seq: Arc::new(AtomicU64::new(1)),
         counters,
         topics: topics.clone(),
     };
@@ -518,9 +528,12 @@ struct PublishLoop {
     client: AsyncClient,
     cfg: MqttConfig,
     topics: Topics,
-    frames: mpsc::Receiver<Message>,
-    outbox: mpsc::Receiver<Message>,
-    outbox_tx: mpsc::Sender<Message>,
+    frames: mpsc::Receiver<Sequenced>,
+    /// A per-frame message taken from `frames` that must wait for an
+    /// event sent before it.
+    held: Option<Sequenced>,
+    outbox: mpsc::Receiver<Sequenced>,
+    outbox_tx: mpsc::Sender<Sequenced>,
     reconnected: mpsc::UnboundedReceiver<()>,
     counters: Arc<Counters>,
     /// The latest `faces/tracked` payload, republished after a reconnect.
@@ -542,29 +555,59 @@ async fn publish_loop(mut s: PublishLoop) {
                     publish_event(&s, Message { topic: s.topics.tracked(), payload: p, retain: true, captured_at: None }, event_qos).await;
                 }
             }
-            Some(msg) = s.outbox.recv(), if s.counters.connected.load(Ordering::SeqCst) => {
+            Some((seq, msg)) = s.outbox.recv(), if s.counters.connected.load(Ordering::SeqCst) => {
+                // Per-frame messages sent before this event go out first:
+                // a subscriber must never see a track's expression after
+                // its `end` event, nor before its `new` event.
+                while let Some((fseq, frame)) = s.held.take().or_else(|| s.frames.try_recv().ok()) {
+                    if fseq > seq {
+                        s.held = Some((fseq, frame));
+                        break;
+                    }
+                    publish_frame(&s, frame, frame_qos);
+                }
                 if msg.topic == s.topics.tracked() {
                     s.last_tracked = Some(msg.payload.clone());
                 }
                 publish_event(&s, msg, event_qos).await;
             }
-            Some(msg) = s.frames.recv() => {
-                let opts = PublishOptions::new(frame_qos).retained_if(msg.retain);
-                match s.client.try_publish(msg.topic, msg.payload, opts) {
-                    Ok(()) => {
-                        s.counters.published.fetch_add(1, Ordering::Relaxed);
-                        if let Some(t) = msg.captured_at {
-                            let ms = t.elapsed().as_secs_f64() * 1000.0;
-                            let mut l = s.counters.latencies.lock().unwrap_or_else(|e| e.into_inner());
-                            if l.len() >= 4096 { l.remove(0); }
-                            l.push(ms);
-                        }
-                    }
-                    Err(_) => { s.counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed); }
+            // No event waits: the held message may go.
+            () = std::future::ready(()), if s.held.is_some() => {
+                if let Some((_, msg)) = s.held.take() {
+                    publish_frame(&s, msg, frame_qos);
                 }
             }
+            Some((_, msg)) = s.frames.recv() => publish_frame(&s, msg, frame_qos),
             // Every channel closed: the client is shutting down.
             else => return,
+        }
+    }
+}
+
+/// Publishes one per-frame message without waiting (QoS 0 by default);
+/// a full client queue drops it (counted).
+fn publish_frame(s: &PublishLoop, msg: Message, q: QoS) {
+    let opts = PublishOptions::new(q).retained_if(msg.retain);
+    match s.client.try_publish(msg.topic, msg.payload, opts) {
+        Ok(()) => {
+            s.counters.published.fetch_add(1, Ordering::Relaxed);
+            if let Some(t) = msg.captured_at {
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                let mut l = s
+                    .counters
+                    .latencies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if l.len() >= 4096 {
+                    l.remove(0);
+                }
+                l.push(ms);
+            }
+        }
+        Err(_) => {
+            s.counters
+                .dropped_queue_full
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -588,7 +631,7 @@ async fn publish_event(s: &PublishLoop, msg: Message, q: QoS) {
             tokio::spawn(async move {
                 if let Err(PublishNoticeError::SessionReset) = notice.wait_async().await {
                     counters.requeued.fetch_add(1, Ordering::Relaxed);
-                    if requeue.try_send(msg).is_err() {
+                    if requeue.try_send((0, msg)).is_err() {
                         counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -596,7 +639,7 @@ async fn publish_event(s: &PublishLoop, msg: Message, q: QoS) {
         }
         Err(e) => {
             tracing::warn!("MQTT publish to {} failed: {e}", msg.topic);
-            let _ = s.outbox_tx.try_send(msg);
+            let _ = s.outbox_tx.try_send((0, msg));
         }
     }
 }

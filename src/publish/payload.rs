@@ -12,8 +12,9 @@
 
 use serde::Serialize;
 
-use crate::report::Probabilities;
+use crate::report::{round, Probabilities};
 use crate::telemetry::{Percentiles, StageSnapshot};
+use crate::track::core::TrackSummary;
 
 pub const SCHEMA_VERSION: &str = "1.0";
 
@@ -102,7 +103,6 @@ impl ExpressionMsg {
         smoothed: &crate::track::smooth::Smoothed,
         model: String,
     ) -> ExpressionMsg {
-        use crate::report::round;
         let e = &face.emotion;
         let b = face.detection.bbox;
         ExpressionMsg {
@@ -159,6 +159,36 @@ pub struct EventMsg {
     /// For `end`: the expression reported most often.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dominant_expression: Option<&'static str>,
+}
+
+impl EventMsg {
+    /// A `new` event: track `track_id` was confirmed.
+    pub fn new(track_id: u64, timestamp: f64) -> EventMsg {
+        EventMsg {
+            schema_version: SCHEMA_VERSION,
+            kind: "new",
+            track_id,
+            timestamp,
+            duration_s: None,
+            frames: None,
+            mean_valence: None,
+            mean_arousal: None,
+            dominant_expression: None,
+        }
+    }
+
+    /// An `end` event with the track's summary.
+    pub fn end(s: &TrackSummary, timestamp: f64) -> EventMsg {
+        EventMsg {
+            kind: "end",
+            duration_s: Some((s.duration_s * 1000.0).round() / 1000.0),
+            frames: Some(s.frames),
+            mean_valence: Some(round(s.mean_valence, 4)),
+            mean_arousal: Some(round(s.mean_arousal, 4)),
+            dominant_expression: Some(s.dominant.name()),
+            ..EventMsg::new(s.track_id, timestamp)
+        }
+    }
 }
 
 /// MQTT counters inside `stats`.

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::frame::BBox;
 
+pub mod core;
 pub mod smooth;
 
 /// `[tracker]` in the config file.
@@ -86,7 +87,8 @@ pub struct Track {
 }
 
 impl Track {
-    fn predicted(&self, t: f64) -> BBox {
+    /// Where the constant-velocity motion puts the box at time `t`.
+    pub fn predicted(&self, t: f64) -> BBox {
         let dt = (t - self.last_seen) as f32;
         BBox {
             x: self.bbox.x + self.velocity[0] * dt,
@@ -114,6 +116,8 @@ pub struct Tracker {
     cfg: TrackerConfig,
     tracks: Vec<Track>,
     next_id: u64,
+    /// Time of the last update.
+    last_t: Option<f64>,
 }
 
 impl Tracker {
@@ -122,6 +126,7 @@ impl Tracker {
             cfg,
             tracks: Vec::new(),
             next_id: 1,
+            last_t: None,
         }
     }
 
@@ -130,8 +135,18 @@ impl Tracker {
         self.tracks.iter().filter(|t| t.confirmed)
     }
 
+    /// Tracks (tentative ones too) that had a hit on the last update, in id
+    /// order: the faces a follower can refine on the next frame.
+    pub fn seen_last(&self) -> impl Iterator<Item = &Track> {
+        let last = self.last_t;
+        self.tracks
+            .iter()
+            .filter(move |t| Some(t.last_seen) == last)
+    }
+
     /// Feeds one frame's detections at time `t` (seconds, non-decreasing).
     pub fn update(&mut self, t: f64, detections: &[BBox]) -> Update {
+        self.last_t = Some(t);
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
         for (ti, track) in self.tracks.iter().enumerate() {
             let pred = track.predicted(t);

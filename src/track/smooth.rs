@@ -70,6 +70,11 @@ impl LowPass {
         LowPass { tau, state: None }
     }
 
+    /// Sets the filtered value `y` at time `t`.
+    pub fn reset(&mut self, t: f64, y: f32) {
+        self.state = Some((t, y));
+    }
+
     /// Feeds `x` observed at time `t`; returns the filtered value. The
     /// first sample passes through unchanged.
     pub fn update(&mut self, t: f64, x: f32) -> f32 {
@@ -108,6 +113,9 @@ pub struct EmotionSmoother {
     probs: [LowPass; 7],
     label: Option<Expression>,
     hysteresis: f32,
+    warm_up_s: f64,
+    /// During the warm-up: time of the first reading, count, sums.
+    warm: Option<(f64, u32, [f64; 7])>,
 }
 
 impl EmotionSmoother {
@@ -117,6 +125,8 @@ impl EmotionSmoother {
             probs: [LowPass::new(cfg.probabilities_tau_s); 7],
             label: None,
             hysteresis: cfg.hysteresis,
+            warm_up_s: cfg.probabilities_tau_s,
+            warm: None,
         }
     }
 
@@ -128,10 +138,23 @@ impl EmotionSmoother {
         for (i, p) in probabilities.iter_mut().enumerate() {
             *p = self.probs[i].update(t, raw.probabilities[i]);
         }
+        let (t0, n, sums) = self.warm.get_or_insert((t, 0, [0.0; 7]));
+        let warming = t - *t0 < self.warm_up_s;
+        if warming {
+            // The mean of the readings so far, and the filters restart there.
+            *n += 1;
+            for (i, p) in probabilities.iter_mut().enumerate() {
+                sums[i] += f64::from(raw.probabilities[i]);
+                *p = (sums[i] / f64::from(*n)) as f32;
+                self.probs[i].reset(t, *p);
+            }
+        }
         let best = Expression::ALL[argmax(&probabilities)];
         let label = match self.label {
             Some(cur)
-                if probabilities[best.index()] <= probabilities[cur.index()] + self.hysteresis =>
+                if !warming
+                    && probabilities[best.index()]
+                        <= probabilities[cur.index()] + self.hysteresis =>
             {
                 cur
             }
@@ -204,7 +227,8 @@ mod tests {
             let raw = reading(if k % 2 == 0 { 0.58 } else { 0.42 });
             labels.push(s.update(k as f64 / 15.0, &raw).expression);
         }
-        let changes = labels.windows(2).filter(|w| w[0] != w[1]).count();
+        // After the warm-up (0.4 s = 6 frames), at most one change.
+        let changes = labels[6..].windows(2).filter(|w| w[0] != w[1]).count();
         assert!(changes <= 1, "{labels:?}");
     }
 
@@ -220,6 +244,32 @@ mod tests {
             last = Some(s.update(k as f64 / 15.0, &reading(0.9)).expression);
         }
         assert_eq!(last, Some(Expression::Happy));
+    }
+
+    #[test]
+    fn an_ambiguous_first_reading_does_not_decide_the_label() {
+        // Sad and fear nearly tie; the first frame happens to favour fear,
+        // the next ones sad. The label must follow the mean, not frame 1.
+        let frame = |sad: f32, fear: f32| {
+            let mut p = [0.1; 7];
+            p[Expression::Sad.index()] = sad;
+            p[Expression::Fear.index()] = fear;
+            Emotion::from_parts(p, 0.0, 0.0, VaSource::Derived)
+        };
+        let mut s = EmotionSmoother::new(&SmoothingConfig::default());
+        let mut last = None;
+        let readings = [
+            (0.30, 0.40),
+            (0.36, 0.25),
+            (0.35, 0.30),
+            (0.38, 0.28),
+            (0.34, 0.30),
+        ];
+        for k in 0..30 {
+            let (sad, fear) = readings[k % readings.len()];
+            last = Some(s.update(k as f64 / 15.0, &frame(sad, fear)).expression);
+        }
+        assert_eq!(last, Some(Expression::Sad));
     }
 
     #[test]

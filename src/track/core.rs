@@ -1,0 +1,450 @@
+//! The per-track core: what to run on each frame, and what each frame's
+//! readings mean for the tracks. The daemon and `fer-edge bench` both drive
+//! it, so the bench measures exactly what the daemon does.
+//!
+//! In: the frame's time (seconds, as a value: no clock is read) and the
+//! readings the face chain produced on the [`Plan`] this core asked for.
+//! Out: a [`FrameOutput`]: tracks that started, one smoothed reading per
+//! confirmed face, tracks that ended with their summary, and the new list
+//! of tracked ids when it changed. A pure state machine over [`Tracker`]
+//! and one [`EmotionSmoother`] per confirmed track.
+//!
+//! Detect, then follow: the first frame runs the full detector, then every
+//! `interval + 1`-th frame, and the frame after a followed face was lost.
+//! The frames between follow the faces that were seen on the previous
+//! frame: the chain refines each predicted box alone (O-Net), which costs
+//! a fraction of a full detection. A new face therefore waits at most
+//! `interval` frames for the next full detection.
+//!
+//! Order per track is a guarantee: `started` comes before that track's
+//! first face, and no face of a track follows the frame it `ended` on
+//! (the tracker never reuses an id).
+
+use std::collections::BTreeMap;
+
+use super::smooth::{EmotionSmoother, Smoothed, SmoothingConfig};
+use super::{Track, Tracker, TrackerConfig};
+use crate::frame::{BBox, Expression, FaceReading};
+
+/// Readings that overlap a better one by more than this IoU are the same
+/// face found twice (two followed tracks that converged on one face).
+const DUPLICATE_IOU: f32 = 0.5;
+
+/// What the face chain should do on the next frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// The full detector over the whole frame.
+    Detect,
+    /// Refine only these boxes: the predicted boxes of the faces seen on
+    /// the previous frame (may be empty: nobody in view).
+    Follow(Vec<BBox>),
+}
+
+/// What the chain produced on one frame.
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    /// Faces found, best first.
+    pub readings: Vec<FaceReading>,
+    /// True when the full detector ran (else the faces were followed).
+    pub detected: bool,
+    /// Followed faces the chain lost on this frame (score too low).
+    pub lost: usize,
+}
+
+/// What an `end` event reports about a track.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackSummary {
+    pub track_id: u64,
+    /// From the first to the last frame the face was seen, seconds.
+    pub duration_s: f64,
+    /// Frames with a published reading.
+    pub frames: u64,
+    pub mean_valence: f32,
+    pub mean_arousal: f32,
+    /// The smoothed expression published most often (ties: canonical order).
+    pub dominant: Expression,
+}
+
+/// One confirmed face on one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaceOutput {
+    pub track_id: u64,
+    pub reading: FaceReading,
+    pub smoothed: Smoothed,
+}
+
+/// Everything one frame did, in the order it must be published.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FrameOutput {
+    /// Tracks confirmed on this frame (`new` events): before their faces.
+    pub started: Vec<u64>,
+    pub faces: Vec<FaceOutput>,
+    /// Tracks that ended on this frame (`end` events): after every face.
+    pub ended: Vec<TrackSummary>,
+    /// The confirmed track ids, when they changed on this frame.
+    pub tracked: Option<Vec<u64>>,
+    /// True when the full detector ran on this frame.
+    pub detected: bool,
+    /// Readings dropped as a second copy of a face.
+    pub duplicates: usize,
+}
+
+/// Running sums of one confirmed track.
+struct PerTrack {
+    smoother: EmotionSmoother,
+    frames: u64,
+    sum_v: f64,
+    sum_a: f64,
+    label_counts: [u64; 7],
+}
+
+impl PerTrack {
+    fn summary(&self, track: &Track) -> TrackSummary {
+        let n = self.frames.max(1) as f64;
+        let best = (0..7)
+            .max_by_key(|&i| (self.label_counts[i], std::cmp::Reverse(i)))
+            .unwrap_or(0);
+        TrackSummary {
+            track_id: track.id,
+            duration_s: track.last_seen - track.first_seen,
+            frames: self.frames,
+            mean_valence: (self.sum_v / n) as f32,
+            mean_arousal: (self.sum_a / n) as f32,
+            dominant: Expression::ALL[best],
+        }
+    }
+}
+
+/// The tracker, the follower's schedule and every track's smoothing and
+/// summary, behind one `plan` / `update` pair.
+pub struct TrackCore {
+    tracker: Tracker,
+    smoothing: SmoothingConfig,
+    interval: u32,
+    per_track: BTreeMap<u64, PerTrack>,
+    tracked: Vec<u64>,
+    /// Frames followed since the last full detection; None before the first.
+    since_detect: Option<u32>,
+    /// A followed face was lost on the last frame: detect on the next.
+    lost: bool,
+}
+
+impl TrackCore {
+    /// `interval`: frames followed between two full detections (0: none).
+    pub fn new(tracker: TrackerConfig, smoothing: SmoothingConfig, interval: u32) -> TrackCore {
+        TrackCore {
+            tracker: Tracker::new(tracker),
+            smoothing,
+            interval,
+            per_track: BTreeMap::new(),
+            tracked: Vec::new(),
+            since_detect: None,
+            lost: false,
+        }
+    }
+
+    /// What to run on the frame at time `t`.
+    pub fn plan(&self, t: f64) -> Plan {
+        let due = match self.since_detect {
+            None => true,
+            Some(n) => n >= self.interval,
+        };
+        if due || self.lost {
+            return Plan::Detect;
+        }
+        Plan::Follow(self.tracker.seen_last().map(|tr| tr.predicted(t)).collect())
+    }
+
+    /// Confirmed track ids, in order.
+    pub fn tracked(&self) -> &[u64] {
+        &self.tracked
+    }
+
+    /// Takes the frame at time `t` (non-decreasing) and what the chain saw.
+    pub fn update(&mut self, t: f64, obs: Observation) -> FrameOutput {
+        self.since_detect = Some(if obs.detected {
+            0
+        } else {
+            self.since_detect.map_or(0, |n| n + 1)
+        });
+        self.lost = obs.lost > 0;
+        let total = obs.readings.len();
+        let readings = drop_duplicates(obs.readings);
+        let mut out = FrameOutput {
+            detected: obs.detected,
+            duplicates: total - readings.len(),
+            ..FrameOutput::default()
+        };
+        let boxes: Vec<BBox> = readings.iter().map(|r| r.detection.bbox).collect();
+        let update = self.tracker.update(t, &boxes);
+        for id in &update.started {
+            self.per_track.insert(
+                *id,
+                PerTrack {
+                    smoother: EmotionSmoother::new(&self.smoothing),
+                    frames: 0,
+                    sum_v: 0.0,
+                    sum_a: 0.0,
+                    label_counts: [0; 7],
+                },
+            );
+        }
+        out.started = update.started;
+        for (reading, id) in readings.into_iter().zip(update.assigned) {
+            let Some(id) = id else { continue };
+            let Some(st) = self.per_track.get_mut(&id) else {
+                continue;
+            };
+            let smoothed = st.smoother.update(t, &reading.emotion);
+            st.frames += 1;
+            st.sum_v += f64::from(smoothed.valence);
+            st.sum_a += f64::from(smoothed.arousal);
+            st.label_counts[smoothed.expression.index()] += 1;
+            out.faces.push(FaceOutput {
+                track_id: id,
+                reading,
+                smoothed,
+            });
+        }
+        out.ended = update.ended.iter().map(|tr| self.end(tr)).collect();
+        out.tracked = self.refresh_tracked();
+        out
+    }
+
+    /// Ends every confirmed track (shutdown, end of a replay).
+    pub fn finish(&mut self) -> FrameOutput {
+        let ended: Vec<Track> = self.tracker.end_all();
+        let mut out = FrameOutput {
+            ended: ended.iter().map(|tr| self.end(tr)).collect(),
+            ..FrameOutput::default()
+        };
+        out.tracked = self.refresh_tracked();
+        self.since_detect = None;
+        out
+    }
+
+    fn end(&mut self, tr: &Track) -> TrackSummary {
+        match self.per_track.remove(&tr.id) {
+            Some(st) => st.summary(tr),
+            None => TrackSummary {
+                track_id: tr.id,
+                duration_s: tr.last_seen - tr.first_seen,
+                frames: 0,
+                mean_valence: 0.0,
+                mean_arousal: 0.0,
+                dominant: Expression::Neutral,
+            },
+        }
+    }
+
+    fn refresh_tracked(&mut self) -> Option<Vec<u64>> {
+        let now: Vec<u64> = self.tracker.confirmed().map(|t| t.id).collect();
+        if now == self.tracked {
+            return None;
+        }
+        self.tracked = now.clone();
+        Some(now)
+    }
+}
+
+/// Keeps readings in order, dropping each that overlaps an earlier kept
+/// one with a higher score by more than [`DUPLICATE_IOU`].
+fn drop_duplicates(readings: Vec<FaceReading>) -> Vec<FaceReading> {
+    let mut order: Vec<usize> = (0..readings.len()).collect();
+    order.sort_by(|&a, &b| {
+        readings[b]
+            .detection
+            .score
+            .total_cmp(&readings[a].detection.score)
+            .then(a.cmp(&b))
+    });
+    let mut keep = vec![false; readings.len()];
+    let mut kept: Vec<BBox> = Vec::new();
+    for i in order {
+        let b = readings[i].detection.bbox;
+        if kept.iter().all(|k| k.iou(&b) <= DUPLICATE_IOU) {
+            keep[i] = true;
+            kept.push(b);
+        }
+    }
+    readings
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(r, k)| k.then_some(r))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{Detection, Emotion, Landmarks, VaSource};
+
+    fn reading(x: f32, score: f32, happy: f32) -> FaceReading {
+        let mut p = [0.0; 7];
+        p[1] = happy;
+        p[0] = 1.0 - happy;
+        FaceReading {
+            detection: Detection {
+                bbox: BBox {
+                    x,
+                    y: 50.0,
+                    w: 80.0,
+                    h: 100.0,
+                },
+                score,
+                landmarks: Landmarks::default(),
+            },
+            emotion: Emotion::from_parts(p, 0.5, -0.5, VaSource::Derived),
+        }
+    }
+
+    fn core(interval: u32) -> TrackCore {
+        TrackCore::new(
+            TrackerConfig {
+                min_hits: 2,
+                max_age_s: 0.3,
+                ..Default::default()
+            },
+            SmoothingConfig::default(),
+            interval,
+        )
+    }
+
+    fn obs(readings: Vec<FaceReading>, detected: bool, lost: usize) -> Observation {
+        Observation {
+            readings,
+            detected,
+            lost,
+        }
+    }
+
+    #[test]
+    fn detection_runs_first_then_every_interval_plus_one_frames() {
+        let mut c = core(3);
+        let mut plans = Vec::new();
+        for i in 0..9 {
+            let t = i as f64 / 10.0;
+            let p = c.plan(t);
+            let detected = p == Plan::Detect;
+            plans.push(detected);
+            c.update(
+                t,
+                obs(vec![reading(100.0 + i as f32, 0.99, 0.9)], detected, 0),
+            );
+        }
+        assert_eq!(
+            plans,
+            [true, false, false, false, true, false, false, false, true]
+        );
+    }
+
+    #[test]
+    fn interval_zero_detects_on_every_frame() {
+        let mut c = core(0);
+        for i in 0..5 {
+            assert_eq!(c.plan(i as f64), Plan::Detect);
+            c.update(i as f64, obs(vec![], true, 0));
+        }
+    }
+
+    #[test]
+    fn followed_boxes_are_the_faces_seen_on_the_last_frame_moved_by_their_motion() {
+        let mut c = core(10);
+        c.update(0.0, obs(vec![reading(100.0, 0.99, 0.9)], true, 0));
+        c.update(0.1, obs(vec![reading(110.0, 0.99, 0.9)], false, 0));
+        let Plan::Follow(boxes) = c.plan(0.2) else {
+            panic!("expected a followed frame")
+        };
+        assert_eq!(boxes.len(), 1);
+        // Velocity is half the last step's (light smoothing): 50 px/s.
+        assert!((boxes[0].x - 115.0).abs() < 1e-3, "{:?}", boxes[0]);
+    }
+
+    #[test]
+    fn a_lost_face_makes_the_next_frame_a_full_detection() {
+        let mut c = core(10);
+        c.update(0.0, obs(vec![reading(100.0, 0.99, 0.9)], true, 0));
+        assert!(matches!(c.plan(0.1), Plan::Follow(_)));
+        c.update(0.1, obs(vec![], false, 1));
+        assert_eq!(c.plan(0.2), Plan::Detect);
+        c.update(0.2, obs(vec![], true, 0));
+        // The face is no longer followed: nothing to refine.
+        assert_eq!(c.plan(0.3), Plan::Follow(vec![]));
+    }
+
+    #[test]
+    fn a_track_starts_before_its_first_face_and_ends_after_its_last() {
+        let mut c = core(10);
+        let mut log: Vec<String> = Vec::new();
+        for i in 0..10 {
+            let t = i as f64 * 0.1;
+            let seen = if i < 5 {
+                vec![reading(100.0, 0.99, 0.9)]
+            } else {
+                vec![]
+            };
+            let out = c.update(t, obs(seen, i == 0, 0));
+            log.extend(out.started.iter().map(|id| format!("new {id}")));
+            log.extend(out.faces.iter().map(|f| format!("face {}", f.track_id)));
+            log.extend(out.ended.iter().map(|s| format!("end {}", s.track_id)));
+        }
+        let want = ["new 1", "face 1", "face 1", "face 1", "face 1", "end 1"];
+        assert_eq!(log, want);
+    }
+
+    #[test]
+    fn finish_ends_every_confirmed_track_once_with_its_summary() {
+        let mut c = core(10);
+        for i in 0..4 {
+            let out = c.update(
+                i as f64 * 0.1,
+                obs(
+                    vec![reading(100.0, 0.99, 0.9), reading(400.0, 0.98, 0.1)],
+                    true,
+                    0,
+                ),
+            );
+            if i == 1 {
+                assert_eq!(out.started, vec![1, 2]);
+                assert_eq!(out.tracked, Some(vec![1, 2]));
+            }
+        }
+        let out = c.finish();
+        assert_eq!(out.tracked, Some(vec![]));
+        let ids: Vec<u64> = out.ended.iter().map(|s| s.track_id).collect();
+        assert_eq!(ids, vec![1, 2]);
+        let happy = &out.ended[0];
+        assert_eq!(happy.frames, 3);
+        assert_eq!(happy.dominant, Expression::Happy);
+        assert!((happy.duration_s - 0.3).abs() < 1e-9);
+        assert_eq!(out.ended[1].dominant, Expression::Neutral);
+        assert!(c.finish().ended.is_empty(), "a second finish ends nothing");
+    }
+
+    #[test]
+    fn two_followed_tracks_on_one_face_become_one_reading() {
+        let mut c = core(10);
+        // Two faces, then the follower puts both boxes on the same face.
+        for i in 0..3 {
+            c.update(
+                i as f64 * 0.1,
+                obs(
+                    vec![reading(100.0, 0.99, 0.9), reading(160.0, 0.98, 0.9)],
+                    true,
+                    0,
+                ),
+            );
+        }
+        let out = c.update(
+            0.3,
+            obs(
+                vec![reading(130.0, 0.97, 0.9), reading(132.0, 0.99, 0.9)],
+                false,
+                0,
+            ),
+        );
+        assert_eq!(out.duplicates, 1);
+        assert_eq!(out.faces.len(), 1);
+        assert!((out.faces[0].reading.detection.bbox.x - 132.0).abs() < 1e-6);
+    }
+}
