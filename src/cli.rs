@@ -77,6 +77,14 @@ pub enum Command {
         /// interleaved rounds.
         #[arg(long)]
         backend: Option<String>,
+        /// Override `[detector] interval` (frames followed between full
+        /// detections; 0 detects every frame).
+        #[arg(long)]
+        interval: Option<u32>,
+        /// Override `[detector] background`; `false,true` times both side
+        /// by side in interleaved rounds.
+        #[arg(long, value_delimiter = ',')]
+        background: Vec<bool>,
         /// Folder of frames to replay as one video, in name order
         /// (`tests/data/sequences/pan6` has six faces).
         #[arg(long, default_value = "tests/data/sequences/pan1")]

@@ -8,15 +8,16 @@
 //! (degenerate landmarks) is skipped, logged and counted in
 //! [`FrameResult::skipped_faces`]; it never fails the frame.
 
+use std::sync::mpsc;
 use std::time::Instant;
 
 use crate::align::{self, Framing};
 use crate::config::Config;
 use crate::detect::{DetectError, Detector};
 use crate::emotion::{EmotionError, EmotionModel};
-use crate::frame::{FaceReading, RgbImage};
+use crate::frame::{Detection, FaceReading, RgbImage};
 use crate::infer::{self, Backend, InferError, Placement};
-use crate::track::core::{Observation, Plan};
+use crate::track::core::{FrameOutput, Observation, Plan, TrackCore};
 
 /// Errors building the chain (fatal at start-up).
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,8 @@ pub enum SetupError {
     Detector(#[from] DetectError),
     #[error("emotion model: {0}")]
     Emotion(#[from] EmotionError),
+    #[error("cannot start the background detector thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Errors processing one frame (the caller logs, counts and moves on).
@@ -50,6 +53,8 @@ pub struct StageTimes {
     pub detect_ms: f64,
     /// Following: O-Net on each followed face (0 on a detection frame).
     pub follow_ms: f64,
+    /// The track core: association, smoothing, summaries.
+    pub track_ms: f64,
     pub align_ms: f64,
     pub emotion_ms: f64,
 }
@@ -64,6 +69,8 @@ pub struct FrameResult {
     pub detected: bool,
     /// Followed faces whose O-Net score fell below `follow_threshold`.
     pub lost: usize,
+    /// Readings at the end of `faces` that came from seeds.
+    pub seeded: usize,
 }
 
 impl FrameResult {
@@ -71,6 +78,7 @@ impl FrameResult {
     pub fn observation(self) -> Observation {
         Observation {
             readings: self.faces,
+            seeded: self.seeded,
             detected: self.detected,
             lost: self.lost,
         }
@@ -87,11 +95,104 @@ pub struct ModelPlacement {
     pub placement: Placement,
 }
 
+/// One video frame through the chain and the track core.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub output: FrameOutput,
+    pub times: StageTimes,
+    /// Faces read on this frame (tentative tracks' included).
+    pub faces: usize,
+    /// A full detection finished in the background since the last frame,
+    /// and how long it took (ms).
+    pub background_detect_ms: Option<f64>,
+}
+
+/// The full detector on its own thread: it takes a frame when idle and
+/// hands back what it found, while the caller keeps following faces.
+struct Background {
+    jobs: Option<mpsc::SyncSender<RgbImage>>,
+    results: mpsc::Receiver<(Result<Vec<Detection>, DetectError>, f64)>,
+    busy: bool,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(mut detector: Detector) -> std::io::Result<Background> {
+        let (jobs, job_rx) = mpsc::sync_channel::<RgbImage>(1);
+        let (done_tx, results) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("detector".into())
+            .spawn(move || {
+                for img in job_rx {
+                    let t = Instant::now();
+                    let found = detector.detect(&img);
+                    if done_tx.send((found, ms(t))).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Background {
+            jobs: Some(jobs),
+            results,
+            busy: false,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands `img` over when idle; false when still busy with an older one.
+    fn submit(&mut self, img: &RgbImage) -> Result<bool, DetectError> {
+        if self.busy {
+            return Ok(false);
+        }
+        let sent = self.jobs.as_ref().map(|j| j.send(img.clone()));
+        match sent {
+            Some(Ok(())) => {
+                self.busy = true;
+                Ok(true)
+            }
+            _ => Err(DetectError::BackgroundStopped),
+        }
+    }
+
+    /// What the last job found, once it is done.
+    fn poll(&mut self) -> Result<Option<(Vec<Detection>, f64)>, DetectError> {
+        match self.results.try_recv() {
+            Ok((found, ms)) => {
+                self.busy = false;
+                Ok(Some((found?, ms)))
+            }
+            Err(mpsc::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::TryRecvError::Disconnected) => Err(DetectError::BackgroundStopped),
+        }
+    }
+}
+
+impl Background {
+    /// Waits for a detection in flight and drops its result.
+    fn settle(&mut self) {
+        if self.busy {
+            let _ = self.results.recv();
+            self.busy = false;
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Detector, aligner and emotion model, loaded and checked.
 pub struct FaceChain {
     /// Engines of the detector and the emotion model, in that order.
     backends: [Box<dyn Backend>; 2],
     detector: Detector,
+    /// `[detector] background`: full detections on their own thread.
+    background: Option<Background>,
     emotion: EmotionModel,
     framing: Framing,
 }
@@ -108,11 +209,23 @@ impl FaceChain {
         });
         let backends = [det?, emo?];
         let detector = Detector::from_config(&cfg.detector, backends[0].as_ref())?;
+        let background = if cfg.detector.background {
+            // One thread: the other core follows faces meanwhile.
+            let one = crate::detect::DetectorConfig {
+                threads: 1,
+                ..cfg.detector.clone()
+            };
+            let d = Detector::from_config(&one, backends[0].as_ref())?;
+            Some(Background::start(d).map_err(SetupError::Thread)?)
+        } else {
+            None
+        };
         let emotion = EmotionModel::from_config(&cfg.emotion, backends[1].as_ref())?;
         let framing = emotion.framing(&cfg.align);
         Ok(FaceChain {
             backends,
             detector,
+            background,
             emotion,
             framing,
         })
@@ -165,29 +278,95 @@ impl FaceChain {
 
     /// Runs the full chain on one frame (a still image: always detects).
     pub fn process(&mut self, img: &RgbImage) -> Result<FrameResult, FrameError> {
-        self.run(img, &Plan::Detect)
+        let mut times = StageTimes::default();
+        let t = Instant::now();
+        let found = self.detector.detect(img)?;
+        times.detect_ms = ms(t);
+        let mut result = self.read(img, found, &mut times)?;
+        result.times = times;
+        result.detected = true;
+        Ok(result)
+    }
+
+    /// One video frame at time `t` through the track core: take what a
+    /// background detection found, plan, run the plan, track.
+    pub fn track_frame(
+        &mut self,
+        core: &mut TrackCore,
+        t: f64,
+        img: &RgbImage,
+    ) -> Result<Step, FrameError> {
+        let mut background_detect_ms = None;
+        if let Some(bg) = self.background.as_mut() {
+            match bg.poll() {
+                Ok(Some((found, ms))) => {
+                    let boxes: Vec<_> = found.iter().map(|d| d.bbox).collect();
+                    core.seed(t, &boxes);
+                    background_detect_ms = Some(ms);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Carry on with detections on this thread.
+                    tracing::error!("{e}; detecting on the frame thread from now on");
+                    self.background = None;
+                }
+            }
+        }
+        let plan = core.plan(t);
+        let r = self.run(img, &plan)?;
+        let (mut times, faces) = (r.times, r.faces.len());
+        let t_track = Instant::now();
+        let output = core.update(t, r.observation());
+        times.track_ms = ms(t_track);
+        Ok(Step {
+            output,
+            times,
+            faces,
+            background_detect_ms,
+        })
+    }
+
+    /// Forgets a background detection still in flight (waits for it to
+    /// finish): the next frames start from a clean slate.
+    pub fn settle(&mut self) {
+        if let Some(bg) = self.background.as_mut() {
+            bg.settle();
+        }
+    }
+
+    /// True when full detections run on their own thread.
+    pub fn detects_in_background(&self) -> bool {
+        self.background.is_some()
     }
 
     /// Runs the chain on one video frame as the track core planned it.
     pub fn run(&mut self, img: &RgbImage, plan: &Plan) -> Result<FrameResult, FrameError> {
         let mut times = StageTimes::default();
         let t = Instant::now();
-        let (detections, lost) = match plan {
-            Plan::Detect => {
-                let d = self.detector.detect(img)?;
-                times.detect_ms = ms(t);
-                (d, 0)
-            }
-            Plan::Follow(boxes) => {
-                let found = self.detector.follow(img, boxes)?;
-                times.follow_ms = ms(t);
-                let lost = found.iter().filter(|f| f.is_none()).count();
-                (found.into_iter().flatten().collect(), lost)
-            }
+        let background = match self.background.as_mut() {
+            Some(bg) if plan.detect => bg.submit(img)?,
+            _ => false,
         };
-        let mut result = self.read(img, detections, &mut times)?;
+        if plan.detect && self.background.is_none() {
+            let found = self.detector.detect(img)?;
+            times.detect_ms = ms(t);
+            let mut result = self.read(img, found, &mut times)?;
+            result.times = times;
+            result.detected = true;
+            return Ok(result);
+        }
+        let found = self.detector.follow(img, &plan.follow)?;
+        times.follow_ms = ms(t);
+        let mut found = found.into_iter();
+        let tracked: Vec<Option<Detection>> = found.by_ref().take(plan.tracked).collect();
+        let lost = tracked.iter().filter(|f| f.is_none()).count();
+        let mut result = self.read(img, tracked.into_iter().flatten().collect(), &mut times)?;
+        let seeds = self.read(img, found.flatten().collect(), &mut times)?;
+        result.seeded = seeds.faces.len();
+        result.faces.extend(seeds.faces);
+        result.skipped_faces += seeds.skipped_faces;
         result.times = times;
-        result.detected = matches!(plan, Plan::Detect);
+        result.detected = background;
         result.lost = lost;
         Ok(result)
     }

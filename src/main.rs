@@ -156,11 +156,19 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             runs,
             model_only,
             json,
+            interval,
+            background,
             ..
         } => {
-            let cfg = load_config(config.as_deref(), model)?;
-            // One config per engine named; none named: the config's own.
-            let cfgs = match backend {
+            let mut cfg = load_config(config.as_deref(), model)?;
+            if let Some(n) = interval {
+                cfg.detector.interval = n;
+                cfg.validate()
+                    .map_err(|m| setup(std::io::Error::other(format!("--interval: {m}"))))?;
+            }
+            // One config per engine and detector mode named; none named:
+            // the config's own.
+            let engines = match backend {
                 None => vec![cfg],
                 Some(list) => list
                     .split(',')
@@ -169,6 +177,20 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                         set_engine(&mut c, b.trim().to_string()).map(|_| c)
                     })
                     .collect::<Result<Vec<_>, _>>()?,
+            };
+            let cfgs: Vec<_> = if background.is_empty() {
+                engines
+            } else {
+                engines
+                    .iter()
+                    .flat_map(|c| {
+                        background.iter().map(|&b| {
+                            let mut c = c.clone();
+                            c.detector.background = b;
+                            c
+                        })
+                    })
+                    .collect()
             };
             let opts = fer_edge::bench::BenchOptions {
                 frames,

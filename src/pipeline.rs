@@ -103,12 +103,19 @@ struct Shared {
 }
 
 /// Runs the daemon until the replay ends or a signal arrives.
-pub fn run(cfg: Config) -> Result<(), RunError> {
+pub fn run(mut cfg: Config) -> Result<(), RunError> {
     cfg.source.validate_for_run().map_err(RunError::Config)?;
-    let mut chain = FaceChain::from_config(&cfg)?;
-    log_placements(&mut chain, (cfg.source.width, cfg.source.height));
     let source = capture::open(&cfg.source)?;
     tracing::info!(source = %source.describe(), "source opened");
+    if cfg.detector.background && !source.is_live() {
+        // Every frame is processed as fast as it can be: a detection on
+        // another thread would finish frames later than the frame it read,
+        // at a place that depends on the machine's speed.
+        tracing::info!("unpaced replay: full detections run on the frame thread (detector.background applies to live sources)");
+        cfg.detector.background = false;
+    }
+    let mut chain = FaceChain::from_config(&cfg)?;
+    log_placements(&mut chain, (cfg.source.width, cfg.source.height));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -310,32 +317,29 @@ fn inference_loop(
     while let Some(frame) = mailbox.take() {
         telemetry.frame_in("inference");
         let t0 = Instant::now();
-        let plan = core.plan(frame.timestamp);
-        let result = match chain.run(&frame.image, &plan) {
-            Ok(r) => r,
+        let step = match chain.track_frame(&mut core, frame.timestamp, &frame.image) {
+            Ok(s) => s,
             Err(e) => {
                 telemetry.error("inference");
                 tracing::warn!(seq = frame.seq, "frame skipped: {e}");
                 continue;
             }
         };
-        if shared.stop.load(Ordering::SeqCst) {
-            // Shutting down: this frame is stale, end the tracks now.
-            break;
+        let out = &step.output;
+        if out.detected && step.times.detect_ms > 0.0 {
+            telemetry.frame_out("detect", step.times.detect_ms);
         }
-        if result.detected {
-            telemetry.frame_out("detect", result.times.detect_ms);
-        } else {
-            telemetry.frame_out("follow", result.times.follow_ms);
+        if let Some(ms) = step.background_detect_ms {
+            telemetry.frame_out("detect", ms);
         }
-        if !result.faces.is_empty() {
-            telemetry.frame_out("align", result.times.align_ms);
-            telemetry.frame_out("emotion", result.times.emotion_ms);
+        if step.times.follow_ms > 0.0 {
+            telemetry.frame_out("follow", step.times.follow_ms);
         }
-        let t_track = Instant::now();
-        let faces = result.faces.len();
-        let out = core.update(frame.timestamp, result.observation());
-        tracing::debug!(seq = frame.seq, t = frame.timestamp, faces, detected = out.detected, started = ?out.started, ended = out.ended.len(), "frame");
+        if step.faces > 0 {
+            telemetry.frame_out("align", step.times.align_ms);
+            telemetry.frame_out("emotion", step.times.emotion_ms);
+        }
+        tracing::debug!(seq = frame.seq, t = frame.timestamp, faces = step.faces, detected = out.detected, started = ?out.started, ended = out.ended.len(), "frame");
         let unix = payload::unix_now() - frame.captured_at.elapsed().as_secs_f64();
         let stamp = FrameStamp {
             unix,
@@ -352,9 +356,13 @@ fn inference_loop(
         shared
             .tracked_now
             .store(core.tracked().len() as u64, Ordering::Relaxed);
-        telemetry.frame_out("track", t_track.elapsed().as_secs_f64() * 1000.0);
+        telemetry.frame_out("track", step.times.track_ms);
         telemetry.frame_out("inference", t0.elapsed().as_secs_f64() * 1000.0);
         shared.processed.fetch_add(1, Ordering::Relaxed);
+        if shared.stop.load(Ordering::SeqCst) {
+            // Shutting down: this frame's events are out; end the tracks now.
+            break;
+        }
     }
     let out = core.finish();
     publish_output(publisher, &topics, &out, None, &model_name);

@@ -23,10 +23,14 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The default config with detections on the frame thread, so that which
+/// frame a detection reads is deterministic; the background detector (the
+/// default) has its own test at the end.
 fn config() -> Config {
     let mut cfg = Config::default();
     cfg.detector.model_dir = root().join("models/mtcnn");
     cfg.emotion.model = root().join("models/fer-minixception");
+    cfg.detector.background = false;
     cfg
 }
 
@@ -122,9 +126,7 @@ fn replay(chain: &mut FaceChain, frames: &[RgbImage], interval: u32) -> Replay {
     let mut out = Vec::new();
     for (i, img) in frames.iter().enumerate() {
         let t = i as f64 / FPS;
-        let plan = core.plan(t);
-        let r = chain.run(img, &plan).unwrap();
-        out.push(core.update(t, r.observation()));
+        out.push(chain.track_frame(&mut core, t, img).unwrap().output);
     }
     let finish = core.finish();
     let r = Replay {
@@ -359,4 +361,54 @@ fn two_faces_crossing_never_make_a_duplicate_track() {
         follow.ids(),
         full.ids()
     );
+}
+
+#[test]
+fn a_background_detector_finds_every_face_and_never_duplicates_one() {
+    let mut cfg = config();
+    cfg.detector.background = true;
+    let mut chain = FaceChain::from_config(&cfg).unwrap();
+    let frames = sequence("pan6");
+    // Frames come twice as fast as one full detection takes (a release
+    // build's ~70 ms detection against a 30 fps camera): each detection
+    // finishes a couple of frames after the frame it was handed.
+    let t0 = std::time::Instant::now();
+    chain.process(&frames[0]).unwrap();
+    let period = t0.elapsed() / 2;
+    let mut core = TrackCore::new(cfg.tracker.clone(), cfg.smoothing.clone(), INTERVAL);
+    let mut out = Vec::new();
+    for (i, img) in frames.iter().enumerate() {
+        let t0 = std::time::Instant::now();
+        let t = i as f64 / FPS;
+        let step = chain.track_frame(&mut core, t, img).unwrap();
+        out.push(step.output);
+        std::thread::sleep(period.saturating_sub(t0.elapsed()));
+    }
+    let r = Replay {
+        frames: out,
+        finish: core.finish(),
+    };
+    r.assert_track_order();
+    for (i, f) in r.frames.iter().enumerate() {
+        for (k, a) in f.faces.iter().enumerate() {
+            for b in &f.faces[k + 1..] {
+                let iou = a.reading.detection.bbox.iou(&b.reading.detection.bbox);
+                assert!(
+                    iou <= 0.5,
+                    "frame {i}: tracks {} and {} on one face",
+                    a.track_id,
+                    b.track_id
+                );
+            }
+        }
+    }
+    assert_eq!(r.ids().len(), 6, "six people, six tracks: {:?}", r.ids());
+    let starts = r.starts();
+    let last = starts.iter().map(|s| s.1).max().unwrap();
+    // Found by the first or second detection, confirmed two frames later.
+    assert!(
+        last <= INTERVAL as usize + 6,
+        "everyone announced by frame {last}: {starts:?}"
+    );
+    assert!(r.frames[last..].iter().all(|f| f.faces.len() == 6));
 }

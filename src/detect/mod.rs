@@ -52,6 +52,10 @@ pub struct DetectorConfig {
     /// O-Net score below which a followed face counts as lost; the next
     /// frame then runs a full detection.
     pub follow_threshold: f32,
+    /// Run full detections on their own thread, so that no frame waits for
+    /// one: frames follow the tracked faces, and new faces join a few
+    /// frames after the detection started (when it finishes).
+    pub background: bool,
 }
 
 impl Default for DetectorConfig {
@@ -66,6 +70,7 @@ impl Default for DetectorConfig {
             backend: None,
             interval: 10,
             follow_threshold: 0.7,
+            background: true,
         }
     }
 }
@@ -125,6 +130,8 @@ pub enum DetectError {
     Model(#[from] models::ModelFileError),
     #[error(transparent)]
     Infer(#[from] InferError),
+    #[error("the background detector thread stopped (a bug: please report it)")]
+    BackgroundStopped,
     #[error("{path}: output shapes {got:?} are not MTCNN's {network} outputs {want}")]
     WrongModel {
         path: PathBuf,

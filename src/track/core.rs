@@ -14,7 +14,10 @@
 //! The frames between follow the faces that were seen on the previous
 //! frame: the chain refines each predicted box alone (O-Net), which costs
 //! a fraction of a full detection. A new face therefore waits at most
-//! `interval` frames for the next full detection.
+//! `interval` frames for the next full detection. With a background
+//! detector the detection runs on another thread while frames go on being
+//! followed; what it finds arrives frames later through [`TrackCore::seed`],
+//! and the faces no track covers are refined on the next frame.
 //!
 //! Order per track is a guarantee: `started` comes before that track's
 //! first face, and no face of a track follows the frame it `ended` on
@@ -32,22 +35,40 @@ const DUPLICATE_IOU: f32 = 0.5;
 
 /// What the face chain should do on the next frame.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Plan {
-    /// The full detector over the whole frame.
-    Detect,
-    /// Refine only these boxes: the predicted boxes of the faces seen on
-    /// the previous frame (may be empty: nobody in view).
-    Follow(Vec<BBox>),
+pub struct Plan {
+    /// A full detection is due: run it on this frame (or, with a background
+    /// detector, hand this frame to it).
+    pub detect: bool,
+    /// Boxes to refine on this frame: first the predicted boxes of the
+    /// faces seen on the previous frame, then new faces a background
+    /// detection found (seeds). A synchronous detection ignores them.
+    pub follow: Vec<BBox>,
+    /// How many of `follow` are tracked faces (the rest are seeds).
+    pub tracked: usize,
+}
+
+impl Plan {
+    /// A full detection only (a still image).
+    pub fn detect() -> Plan {
+        Plan {
+            detect: true,
+            follow: Vec::new(),
+            tracked: 0,
+        }
+    }
 }
 
 /// What the chain produced on one frame.
 #[derive(Debug, Clone, Default)]
 pub struct Observation {
-    /// Faces found, best first.
+    /// Faces found: tracked faces first, then seeds.
     pub readings: Vec<FaceReading>,
-    /// True when the full detector ran (else the faces were followed).
+    /// How many readings at the end come from seeds (background detection).
+    pub seeded: usize,
+    /// True when a full detection ran on this frame or was handed to the
+    /// background detector (the interval restarts).
     pub detected: bool,
-    /// Followed faces the chain lost on this frame (score too low).
+    /// Tracked faces the follower lost on this frame (score too low).
     pub lost: usize,
 }
 
@@ -127,6 +148,8 @@ pub struct TrackCore {
     since_detect: Option<u32>,
     /// A followed face was lost on the last frame: detect on the next.
     lost: bool,
+    /// New faces from a background detection, to refine on the next frame.
+    seeds: Vec<BBox>,
 }
 
 impl TrackCore {
@@ -140,6 +163,7 @@ impl TrackCore {
             tracked: Vec::new(),
             since_detect: None,
             lost: false,
+            seeds: Vec::new(),
         }
     }
 
@@ -149,10 +173,27 @@ impl TrackCore {
             None => true,
             Some(n) => n >= self.interval,
         };
-        if due || self.lost {
-            return Plan::Detect;
+        let mut follow: Vec<BBox> = self.tracker.seen_last().map(|tr| tr.predicted(t)).collect();
+        let tracked = follow.len();
+        follow.extend(self.seeds.iter().copied());
+        Plan {
+            detect: due || self.lost,
+            follow,
+            tracked,
         }
-        Plan::Follow(self.tracker.seen_last().map(|tr| tr.predicted(t)).collect())
+    }
+
+    /// Takes what a background detection found (on an earlier frame): the
+    /// faces no track already covers become seeds, refined on the next
+    /// frame like tracked faces and tracked from there. A face the
+    /// follower already has is left to the follower (it is fresher).
+    pub fn seed(&mut self, t: f64, found: &[BBox]) {
+        let tracked: Vec<BBox> = self.tracker.seen_last().map(|tr| tr.predicted(t)).collect();
+        self.seeds = found
+            .iter()
+            .filter(|b| !tracked.iter().any(|k| same_face(k, b)))
+            .copied()
+            .collect();
     }
 
     /// Confirmed track ids, in order.
@@ -168,8 +209,10 @@ impl TrackCore {
             self.since_detect.map_or(0, |n| n + 1)
         });
         self.lost = obs.lost > 0;
+        self.seeds.clear();
         let total = obs.readings.len();
-        let readings = drop_duplicates(obs.readings);
+        let first_seed = total.saturating_sub(obs.seeded);
+        let readings = drop_duplicates(obs.readings, first_seed);
         let mut out = FrameOutput {
             detected: obs.detected,
             duplicates: total - readings.len(),
@@ -247,15 +290,29 @@ impl TrackCore {
     }
 }
 
-/// Keeps readings in order, dropping each that overlaps an earlier kept
-/// one with a higher score by more than [`DUPLICATE_IOU`].
-fn drop_duplicates(readings: Vec<FaceReading>) -> Vec<FaceReading> {
+/// True when box `b` lies on the face of box `k`: overlapping, or its
+/// centre within half the box size of `k`'s.
+fn same_face(k: &BBox, b: &BBox) -> bool {
+    let (kc, bc) = (k.center(), b.center());
+    let d = ((kc[0] - bc[0]).powi(2) + (kc[1] - bc[1]).powi(2)).sqrt();
+    k.iou(b) > 0.2 || d < 0.5 * k.w.max(k.h)
+}
+
+/// Keeps readings in order, dropping each that overlaps a kept one by more
+/// than [`DUPLICATE_IOU`]. Tracked faces are kept before seeds (readings
+/// from `first_seed` on), then higher scores first: a seed that lands on a
+/// tracked face never takes the face from its track.
+fn drop_duplicates(readings: Vec<FaceReading>, first_seed: usize) -> Vec<FaceReading> {
     let mut order: Vec<usize> = (0..readings.len()).collect();
     order.sort_by(|&a, &b| {
-        readings[b]
-            .detection
-            .score
-            .total_cmp(&readings[a].detection.score)
+        (a >= first_seed)
+            .cmp(&(b >= first_seed))
+            .then(
+                readings[b]
+                    .detection
+                    .score
+                    .total_cmp(&readings[a].detection.score),
+            )
             .then(a.cmp(&b))
     });
     let mut keep = vec![false; readings.len()];
@@ -313,6 +370,7 @@ mod tests {
     fn obs(readings: Vec<FaceReading>, detected: bool, lost: usize) -> Observation {
         Observation {
             readings,
+            seeded: 0,
             detected,
             lost,
         }
@@ -324,8 +382,7 @@ mod tests {
         let mut plans = Vec::new();
         for i in 0..9 {
             let t = i as f64 / 10.0;
-            let p = c.plan(t);
-            let detected = p == Plan::Detect;
+            let detected = c.plan(t).detect;
             plans.push(detected);
             c.update(
                 t,
@@ -342,7 +399,7 @@ mod tests {
     fn interval_zero_detects_on_every_frame() {
         let mut c = core(0);
         for i in 0..5 {
-            assert_eq!(c.plan(i as f64), Plan::Detect);
+            assert!(c.plan(i as f64).detect);
             c.update(i as f64, obs(vec![], true, 0));
         }
     }
@@ -352,9 +409,9 @@ mod tests {
         let mut c = core(10);
         c.update(0.0, obs(vec![reading(100.0, 0.99, 0.9)], true, 0));
         c.update(0.1, obs(vec![reading(110.0, 0.99, 0.9)], false, 0));
-        let Plan::Follow(boxes) = c.plan(0.2) else {
-            panic!("expected a followed frame")
-        };
+        let plan = c.plan(0.2);
+        assert!(!plan.detect);
+        let boxes = plan.follow;
         assert_eq!(boxes.len(), 1);
         // Velocity is half the last step's (light smoothing): 50 px/s.
         assert!((boxes[0].x - 115.0).abs() < 1e-3, "{:?}", boxes[0]);
@@ -364,12 +421,13 @@ mod tests {
     fn a_lost_face_makes_the_next_frame_a_full_detection() {
         let mut c = core(10);
         c.update(0.0, obs(vec![reading(100.0, 0.99, 0.9)], true, 0));
-        assert!(matches!(c.plan(0.1), Plan::Follow(_)));
+        assert!(!c.plan(0.1).detect);
         c.update(0.1, obs(vec![], false, 1));
-        assert_eq!(c.plan(0.2), Plan::Detect);
+        assert!(c.plan(0.2).detect);
         c.update(0.2, obs(vec![], true, 0));
         // The face is no longer followed: nothing to refine.
-        assert_eq!(c.plan(0.3), Plan::Follow(vec![]));
+        let plan = c.plan(0.3);
+        assert!(!plan.detect && plan.follow.is_empty());
     }
 
     #[test]
@@ -419,6 +477,60 @@ mod tests {
         assert!((happy.duration_s - 0.3).abs() < 1e-9);
         assert_eq!(out.ended[1].dominant, Expression::Neutral);
         assert!(c.finish().ended.is_empty(), "a second finish ends nothing");
+    }
+
+    #[test]
+    fn a_background_detection_seeds_only_faces_no_track_covers() {
+        let mut c = core(10);
+        for i in 0..3 {
+            c.update(
+                i as f64 * 0.1,
+                obs(vec![reading(100.0, 0.99, 0.9)], i == 0, 0),
+            );
+        }
+        // The detector (on an older frame) saw the tracked face, a little
+        // behind where the follower has it now, and a new face.
+        let b = |x: f32| reading(x, 0.9, 0.5).detection.bbox;
+        c.seed(0.3, &[b(90.0), b(400.0)]);
+        let plan = c.plan(0.3);
+        assert_eq!(plan.tracked, 1);
+        assert_eq!(plan.follow.len(), 2);
+        assert!((plan.follow[1].x - 400.0).abs() < 1e-6);
+        // The seed becomes a track of its own; the tracked face keeps its id.
+        let mut o = obs(
+            vec![reading(100.0, 0.99, 0.9), reading(400.0, 0.97, 0.5)],
+            false,
+            0,
+        );
+        o.seeded = 1;
+        let out = c.update(0.3, o);
+        assert_eq!(out.faces.len(), 1);
+        assert_eq!(out.faces[0].track_id, 1);
+        // Seeds are used once.
+        assert_eq!(c.plan(0.4).follow.len(), 2, "both faces are now followed");
+    }
+
+    #[test]
+    fn a_seed_that_lands_on_a_tracked_face_never_takes_it_from_its_track() {
+        let mut c = core(10);
+        for i in 0..3 {
+            c.update(
+                i as f64 * 0.1,
+                obs(vec![reading(100.0, 0.95, 0.9)], i == 0, 0),
+            );
+        }
+        // The seed refined onto the same face with a higher score.
+        let mut o = obs(
+            vec![reading(100.0, 0.95, 0.9), reading(101.0, 0.999, 0.9)],
+            false,
+            0,
+        );
+        o.seeded = 1;
+        let out = c.update(0.3, o);
+        assert_eq!(out.duplicates, 1);
+        assert_eq!(out.faces.len(), 1);
+        assert_eq!(out.faces[0].track_id, 1);
+        assert!(out.started.is_empty() && out.ended.is_empty());
     }
 
     #[test]
