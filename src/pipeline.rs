@@ -349,7 +349,7 @@ fn inference_loop(
         publish_output(
             publisher,
             &topics,
-            &out,
+            out,
             Some((stamp, frame.captured_at)),
             &model_name,
         );
