@@ -70,7 +70,7 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage, String> {
     }
     let img = image::load_from_memory_with_format(bytes, format)
         .map_err(|e| format!("cannot decode image: {e}"))?;
-    Ok(img.to_rgb8())
+    Ok(img.into_rgb8())
 }
 
 /// True when an end-of-image marker (FF D9) follows the last start-of-scan

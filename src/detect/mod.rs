@@ -212,7 +212,29 @@ impl Detector {
         &mut self,
         frame: (u32, u32),
     ) -> Result<Vec<(&'static str, Placement)>, DetectError> {
-        let pnet = self.pyramid_for(frame.0, frame.1)?[0].1.placement().clone();
+        // Preparing the first level tells where P-Net runs; the whole
+        // pyramid waits for the first detection (a detector that only
+        // follows faces never needs it).
+        let pnet = match &self.pyramid {
+            Some((size, levels)) if *size == frame && !levels.is_empty() => {
+                levels[0].1.placement().clone()
+            }
+            _ => {
+                let scales = mtcnn::pyramid_scales(
+                    frame.0,
+                    frame.1,
+                    self.cfg.min_face_size,
+                    self.cfg.scale_factor,
+                );
+                match scales.first() {
+                    Some(&scale) => {
+                        let (sw, sh) = mtcnn::scaled_size(frame.0, frame.1, scale);
+                        self.pnet.prepare(&[1, sw, sh, 3])?.placement().clone()
+                    }
+                    None => Placement::default(),
+                }
+            }
+        };
         Ok(vec![
             ("P-Net", pnet),
             ("R-Net", self.rnet[0].placement().clone()),
