@@ -182,11 +182,19 @@ impl EngineBench {
             }
             crop = Some(c);
         } else {
-            // Warm-up: prepares the detector's pyramid and the run states.
-            for (_, bytes) in frames.iter().take(2) {
+            // Warm-up, the way the rounds run: prepares the detector's
+            // pyramid (on the detector thread when it has one) and the
+            // followers' run states.
+            let mut core = TrackCore::new(
+                cfg.tracker.clone(),
+                cfg.smoothing.clone(),
+                cfg.detector.interval,
+            );
+            for (i, (_, bytes)) in frames.iter().take(2).enumerate() {
                 let img = imageio::decode_bytes(bytes).map_err(BenchError::Input)?;
-                chain.process(&img)?;
+                chain.track_frame(&mut core, i as f64 / cfg.source.fps, &img)?;
             }
+            chain.settle();
         }
         Ok(EngineBench {
             cfg: cfg.clone(),

@@ -305,10 +305,14 @@ impl FaceChain {
                     background_detect_ms = Some(ms);
                 }
                 Ok(None) => {}
-                Err(e) => {
+                Err(e @ DetectError::BackgroundStopped) => {
                     // Carry on with detections on this thread.
                     tracing::error!("{e}; detecting on the frame thread from now on");
                     self.background = None;
+                }
+                Err(e) => {
+                    // That frame's detection failed; the next one is due.
+                    tracing::warn!("background face detection failed: {e}");
                 }
             }
         }

@@ -115,7 +115,7 @@ def main():
         ("MTCNN O-Net 48x48", "models/mtcnn/onet.onnx", "1,48,48,3")]}
     # Per sequence: tract sync, tract background, onnxruntime sync, onnxruntime background.
     variants = ["tract, frame thread", "tract, background", "onnxruntime, frame thread", "onnxruntime, background"]
-    runs = {"1 face": bench(one, 8, backend="tract,onnxruntime", background="false,true"),
+    seqs = {"1 face": bench(one, 8, backend="tract,onnxruntime", background="false,true"),
             "6 faces": bench(six, 4, backend="tract,onnxruntime", background="false,true")}
     latency = {f"{n} faces, {e}".replace("1 faces", "1 face"): daemon_latency(seq, tmp, e)
                for n, seq in ((1, "pan1"), (6, "pan6")) for e in ("tract", "onnxruntime")}
@@ -141,7 +141,7 @@ def main():
                 fer_rows.append((f"{label}, {engine}", st.median(o["frames_per_s"] for o in ours), st.median(t["frames_per_s"] for t in theirs),
                                  st.median(ratios), min(ratios), max(ratios), max(o["peak_rss_mb"] for o in ours),
                                  max(t["peak_rss_mb"] for t in theirs), sum(theirs[0]["faces_per_frame"]) / len(frames)))
-    machine = runs["1 face"][0]["machine"]
+    machine = seqs["1 face"][0]["machine"]
     L = ["# Performance", "",
          f"Measured by `python tools/bench/report.py{' --fer-python …' if a.fer_python else ''}` on **{machine}** (this project's 2-core build machine), "
          f"one invocation, engines interleaved. Medians; machine noise is ±15% between runs, ratios are steadier. Regenerate with the same command.", "",
@@ -152,7 +152,7 @@ def main():
          "*background*: on their own thread, frames arriving at `[source] fps` as from a camera (the waiting not counted). "
          "`frames/s` is amortised over all frames. Medians in ms; the four variants in one process, taking turns round by round.", ""]
     for label in ("1 face", "6 faces"):
-        rs = runs[label]
+        rs = seqs[label]
         L += [f"### {label} (tests/data/sequences/{'pan1' if label == '1 face' else 'pan6'})", "",
               "| stage (ms) | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
         keys = sorted({k for r in rs for k in r["stages_ms"]})
@@ -187,8 +187,8 @@ def main():
     ort1 = next(r for r in gcn if r["engine"].startswith("onnxruntime") and "(1 thread)" in r["engine"])
     ours_ort1 = next(r for r in gcn if r["engine"] == "fer-edge (onnxruntime, 1 thread)")
     rss = {e: max(alone[(k, e)]["peak_rss_mb"] for k in ("1 face", "6 faces")) for e in ("tract", "onnxruntime")}
-    dflt = {k: runs[k][1]["frames_per_s"] for k in runs}  # tract, background: the default config
-    det = {k: runs[k][0]["stages_ms"]["detect"]["p50"] / runs[k][2]["stages_ms"]["detect"]["p50"] for k in runs}
+    dflt = {k: seqs[k][1]["frames_per_s"] for k in seqs}  # tract, background: the default config
+    det = {k: seqs[k][0]["stages_ms"]["detect"]["p50"] / seqs[k][2]["stages_ms"]["detect"]["p50"] for k in seqs}
     goals = [
         ("Lite pipeline, 640×480, 1 face ≥ 150 frames/s (default config)", f"{dflt['1 face']} frames/s (tract, background detector)", dflt["1 face"] >= 150),
         ("6 faces ≥ 50 frames/s (default config)", f"{dflt['6 faces']} frames/s", dflt["6 faces"] >= 50),
