@@ -39,7 +39,9 @@ pub struct DetectorConfig {
     /// At most this many faces per frame, best scores first.
     pub max_faces: usize,
     /// Threads sharing the detector's work (P-Net pyramid levels, R-Net and
-    /// O-Net candidates). Results do not depend on it.
+    /// O-Net candidates) when it runs on the frame thread. With `background`
+    /// the detector thread and the follower use one each. Results do not
+    /// depend on it.
     pub threads: usize,
     /// Engine for the three networks; default `[inference] backend`.
     pub backend: Option<String>,
