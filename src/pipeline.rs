@@ -326,7 +326,7 @@ fn inference_loop(
             }
         };
         let out = &step.output;
-        if out.detected && step.times.detect_ms > 0.0 {
+        if step.times.detect_ms > 0.0 {
             telemetry.frame_out("detect", step.times.detect_ms);
         }
         if let Some(ms) = step.background_detect_ms {

@@ -88,6 +88,23 @@ impl Replay {
             .collect()
     }
 
+    /// No two tracks' faces on one face (box IoU > 0.5) on any frame.
+    fn assert_one_track_per_face(&self) {
+        for (i, f) in self.frames.iter().enumerate() {
+            for (k, a) in f.faces.iter().enumerate() {
+                for b in &f.faces[k + 1..] {
+                    let iou = a.reading.detection.bbox.iou(&b.reading.detection.bbox);
+                    assert!(
+                        iou <= 0.5,
+                        "frame {i}: tracks {} and {} on one face",
+                        a.track_id,
+                        b.track_id
+                    );
+                }
+            }
+        }
+    }
+
     /// Checks the per-track order a subscriber relies on: `new`, faces,
     /// `end`, nothing after; every started track ends exactly once.
     fn assert_track_order(&self) {
@@ -345,16 +362,8 @@ fn two_faces_crossing_never_make_a_duplicate_track() {
     let follow = replay(&mut chain, &frames, INTERVAL);
     for (i, f) in follow.frames.iter().enumerate() {
         assert!(f.faces.len() <= 2, "frame {i}: {} faces", f.faces.len());
-        for (a, b) in f.faces.iter().zip(f.faces.iter().skip(1)) {
-            let iou = a.reading.detection.bbox.iou(&b.reading.detection.bbox);
-            assert!(
-                iou <= 0.5,
-                "frame {i}: tracks {} and {} on one face",
-                a.track_id,
-                b.track_id
-            );
-        }
     }
+    follow.assert_one_track_per_face();
     assert!(
         follow.ids().len() <= full.ids().len(),
         "following switched ids: {:?}, full detection {:?}",
@@ -389,19 +398,7 @@ fn a_background_detector_finds_every_face_and_never_duplicates_one() {
         finish: core.finish(),
     };
     r.assert_track_order();
-    for (i, f) in r.frames.iter().enumerate() {
-        for (k, a) in f.faces.iter().enumerate() {
-            for b in &f.faces[k + 1..] {
-                let iou = a.reading.detection.bbox.iou(&b.reading.detection.bbox);
-                assert!(
-                    iou <= 0.5,
-                    "frame {i}: tracks {} and {} on one face",
-                    a.track_id,
-                    b.track_id
-                );
-            }
-        }
-    }
+    r.assert_one_track_per_face();
     assert_eq!(r.ids().len(), 6, "six people, six tracks: {:?}", r.ids());
     let starts = r.starts();
     let last = starts.iter().map(|s| s.1).max().unwrap();

@@ -47,17 +47,6 @@ pub struct Plan {
     pub tracked: usize,
 }
 
-impl Plan {
-    /// A full detection only (a still image).
-    pub fn detect() -> Plan {
-        Plan {
-            detect: true,
-            follow: Vec::new(),
-            tracked: 0,
-        }
-    }
-}
-
 /// What the chain produced on one frame.
 #[derive(Debug, Clone, Default)]
 pub struct Observation {
@@ -173,7 +162,7 @@ impl TrackCore {
             None => true,
             Some(n) => n >= self.interval,
         };
-        let mut follow: Vec<BBox> = self.tracker.seen_last().map(|tr| tr.predicted(t)).collect();
+        let mut follow = self.predicted_seen(t);
         let tracked = follow.len();
         follow.extend(self.seeds.iter().copied());
         Plan {
@@ -188,12 +177,17 @@ impl TrackCore {
     /// frame like tracked faces and tracked from there. A face the
     /// follower already has is left to the follower (it is fresher).
     pub fn seed(&mut self, t: f64, found: &[BBox]) {
-        let tracked: Vec<BBox> = self.tracker.seen_last().map(|tr| tr.predicted(t)).collect();
+        let tracked = self.predicted_seen(t);
         self.seeds = found
             .iter()
             .filter(|b| !tracked.iter().any(|k| same_face(k, b)))
             .copied()
             .collect();
+    }
+
+    /// Where the faces seen on the last frame are predicted at time `t`.
+    fn predicted_seen(&self, t: f64) -> Vec<BBox> {
+        self.tracker.seen_last().map(|tr| tr.predicted(t)).collect()
     }
 
     /// Confirmed track ids, in order.
