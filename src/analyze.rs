@@ -14,8 +14,9 @@ use serde::Serialize;
 
 use crate::annotate;
 use crate::faces::FaceChain;
+use crate::fileio::{shown, IMAGE_LIMIT_DEFAULT};
 use crate::frame::{FaceReading, VaSource};
-use crate::imageio::{decode, expand_inputs};
+use crate::imageio::{decode_limited, expand_inputs};
 use crate::report::{round, Probabilities};
 
 /// Options of one `analyze` run.
@@ -23,6 +24,8 @@ use crate::report::{round, Probabilities};
 pub struct AnalyzeOptions {
     pub paths: Vec<PathBuf>,
     pub annotate_dir: Option<PathBuf>,
+    /// Largest image file read, in bytes (0: the default cap).
+    pub max_image_bytes: u64,
 }
 
 /// How a run went.
@@ -117,10 +120,14 @@ pub fn run(
     let mut analysed = 0;
     for path in files {
         let t = Instant::now();
-        let img = match decode(&path) {
+        let limit = match opts.max_image_bytes {
+            0 => IMAGE_LIMIT_DEFAULT,
+            n => n,
+        };
+        let img = match decode_limited(&path, limit) {
             Ok(i) => i,
             Err(reason) => {
-                writeln!(err, "error: {}: {reason}", path.display())?;
+                writeln!(err, "error: {}: {reason}", shown(&path))?;
                 failed += 1;
                 continue;
             }
@@ -129,14 +136,14 @@ pub fn run(
         let result = match chain.process(&img) {
             Ok(r) => r,
             Err(e) => {
-                writeln!(err, "error: {}: {e}", path.display())?;
+                writeln!(err, "error: {}: {e}", shown(&path))?;
                 failed += 1;
                 continue;
             }
         };
-        let shown = path.to_string_lossy();
+        let image = shown(&path);
         let report = ImageReport {
-            image: &shown,
+            image: &image,
             width: img.width(),
             height: img.height(),
             faces: result.faces.iter().map(face_report).collect(),
@@ -151,17 +158,19 @@ pub fn run(
         writeln!(out)?;
         out.flush()?;
         if let Some(dir) = &opts.annotate_dir {
-            let name = path
+            // The stem's own bytes: two non-UTF-8 names never collide.
+            let mut name = path
                 .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
+                .map(|s| s.to_os_string())
                 .unwrap_or_else(|| "image".into());
-            let target = dir.join(format!("{name}.annotated.png"));
+            name.push(".annotated.png");
+            let target = dir.join(name);
             if let Err(e) = annotate::annotate(&img, &result.faces).save(&target) {
                 writeln!(
                     err,
                     "error: {}: cannot write annotated image {}: {e}",
-                    path.display(),
-                    target.display()
+                    shown(&path),
+                    shown(&target)
                 )?;
                 failed += 1;
             }

@@ -54,6 +54,9 @@ pub enum Command {
         /// Also write `<name>.annotated.png` per image into this folder.
         #[arg(long, value_name = "DIR")]
         annotate: Option<PathBuf>,
+        /// Largest image file read, in MiB (larger ones fail with their size).
+        #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        max_image_mb: u64,
     },
     /// Run the daemon: capture → faces → tracks → MQTT, until the replay
     /// ends or SIGTERM/SIGINT.

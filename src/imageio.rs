@@ -3,7 +3,8 @@
 //!
 //! In: paths or encoded bytes. Out: [`RgbImage`]s, or a message naming the
 //! cause. A bottom layer: `capture`, `analyze`, `bench` and `compare` read
-//! images through it and it imports nothing of ours but `frame`.
+//! images through it and it imports nothing of ours but `frame` and
+//! `fileio` (only regular files, of bounded size).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,8 @@ pub fn expand_inputs(paths: &[PathBuf], err: &mut dyn Write) -> (Vec<PathBuf>, u
                     failed += 1;
                 }
             }
-        } else if p.exists() {
+        } else if p.exists() || std::fs::symlink_metadata(p).is_ok() {
+            // Named explicitly: tried, so a device or FIFO gets its own error.
             files.push(p.clone());
         } else {
             let _ = writeln!(err, "error: {}: no such file or folder", p.display());
@@ -51,9 +53,19 @@ fn has_image_extension(p: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
-/// Reads and decodes one image file into RGB.
+/// Reads and decodes one image file into RGB (at most
+/// [`IMAGE_LIMIT_DEFAULT`](crate::fileio::IMAGE_LIMIT_DEFAULT) bytes).
 pub fn decode(path: &Path) -> Result<RgbImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read file: {e}"))?;
+    decode_limited(path, crate::fileio::IMAGE_LIMIT_DEFAULT)
+}
+
+/// Reads and decodes one regular image file of at most `limit` bytes.
+pub fn decode_limited(path: &Path, limit: u64) -> Result<RgbImage, String> {
+    let bytes = crate::fileio::read_bounded(path, limit, "one image", " (analyze --max-image-mb)")
+        .map_err(|e| match e {
+            crate::fileio::ReadError::Io { source, .. } => format!("cannot read file: {source}"),
+            other => other.to_string(),
+        })?;
     decode_bytes(&bytes)
 }
 

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::emotion::{Bundle, BundleError, EmotionConfig, EmotionError, EmotionModel};
+use crate::emotion::{BundleError, EmotionConfig, EmotionError, EmotionModel};
 use crate::infer::Backend;
 
 /// The part of `gcn.json` that `inspect` reads.
@@ -67,13 +67,32 @@ fn matrix_text(out: &mut String, title: &str, names: &[String], m: &[Vec<f32>]) 
     }
 }
 
+/// The first 9 characters (not bytes: node names may be any UTF-8).
 fn truncate(s: &str) -> &str {
-    &s[..s.len().min(9)]
+    match s.char_indices().nth(9) {
+        Some((end, _)) => &s[..end],
+        None => s,
+    }
 }
 
 /// The text `fer-edge model inspect` prints.
+///
+/// It vouches only for what `analyze` and `run` accept: besides the
+/// manifest and the sha256, the ONNX file is loaded and prepared on tract
+/// (the engine every build has), so an empty, truncated or foreign file, or
+/// one whose input and output names differ from the manifest's, fails here.
 pub fn inspect(path: &Path) -> Result<String, InspectError> {
-    let bundle = Bundle::open(path)?;
+    let backend = crate::infer::backend("tract", &Default::default())
+        .map_err(|e| InspectError::Emotion(e.into()))?;
+    let model = EmotionModel::from_config(
+        &EmotionConfig {
+            model: path.to_path_buf(),
+            backend: None,
+        },
+        backend.as_ref(),
+    )?;
+    let bundle = model.bundle().clone();
+    drop(model);
     let mut out = String::new();
     let m = &bundle.manifest;
     let _ = writeln!(out, "bundle:   {}", bundle.manifest_path.display());
@@ -107,14 +126,22 @@ pub fn inspect(path: &Path) -> Result<String, InspectError> {
             .unwrap_or(Path::new("."))
             .join(file);
         let shown = p.display().to_string();
-        let text = std::fs::read_to_string(&p).map_err(|e| InspectError::Gcn {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
+        let text =
+            crate::fileio::read_text_bounded(&p, crate::fileio::MANIFEST_LIMIT, "a gcn.json")
+                .map_err(|e| InspectError::Gcn {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                })?;
         let gcn: GcnFile = serde_json::from_str(&text).map_err(|e| InspectError::Gcn {
             path: shown.clone(),
             reason: e.to_string(),
         })?;
+        if gcn.w.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(InspectError::Gcn {
+                path: shown,
+                reason: "W holds a value that is not a finite number".into(),
+            });
+        }
         if gcn.w.len() != gcn.nodes.len() || gcn.nodes.len() != 9 {
             return Err(InspectError::Gcn {
                 path: shown,

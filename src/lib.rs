@@ -28,6 +28,7 @@ pub mod config;
 pub mod detect;
 pub mod emotion;
 pub mod faces;
+pub mod fileio;
 pub mod frame;
 pub mod imageio;
 pub mod infer;

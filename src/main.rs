@@ -1,7 +1,8 @@
 //! The `fer-edge` binary: parse the command line, dispatch, print the error
 //! chain once, and set the exit code: `analyze` 0 ok, 1 some inputs failed,
 //! 2 usage, config or model error; `run` 0 clean end, 78 config or model
-//! error (EX_CONFIG: do not restart), 69 unavailable device or port.
+//! error (EX_CONFIG: do not restart), 69 unavailable device or port, 70
+//! the embedded broker died (a restart helps).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use cli::{Cli, Command, ModelCommand};
 const EXIT_INPUT_FAILED: u8 = 1;
 const EXIT_SETUP: u8 = 2;
 const EX_UNAVAILABLE: u8 = 69;
+const EX_SOFTWARE: u8 = 70;
 const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
@@ -29,10 +31,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FER_EDGE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off")),
-        )
+        .with_env_filter(log_filter(std::env::var("FER_EDGE_LOG").ok()))
         .init();
     match run(cli) {
         Ok(code) => code,
@@ -56,6 +55,22 @@ fn main() -> ExitCode {
 }
 
 type Failure = (u8, Box<dyn std::error::Error>);
+
+/// `FER_EDGE_LOG` (default `warn`). rumqttd's own log stays off unless it
+/// is named: it reports every normal disconnect as an ERROR, and the
+/// embedded broker's gate logs what a user needs (refused clients) itself.
+fn log_filter(env: Option<String>) -> tracing_subscriber::EnvFilter {
+    let mut spec = env
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "warn".into());
+    if !spec.contains("rumqttd") {
+        spec.push_str(",rumqttd=off");
+    }
+    tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+        eprintln!("warning: FER_EDGE_LOG={spec:?} is not a log filter ({e}); using \"warn\"");
+        tracing_subscriber::EnvFilter::new("warn,rumqttd=off")
+    })
+}
 
 fn setup<E: std::error::Error + 'static>(e: E) -> Failure {
     (EXIT_SETUP, Box::new(e))
@@ -92,6 +107,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             model,
             backend,
             annotate,
+            max_image_mb,
         } => {
             let mut cfg = load_config(config.as_deref(), model)?;
             if let Some(b) = backend {
@@ -101,6 +117,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let opts = AnalyzeOptions {
                 paths,
                 annotate_dir: annotate,
+                max_image_bytes: max_image_mb << 20,
             };
             let stdout = std::io::stdout();
             let stderr = std::io::stderr();
@@ -124,6 +141,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 Err(e) => {
                     let code = match e {
                         RunError::Source(_) | RunError::Runtime(_) => EX_UNAVAILABLE,
+                        RunError::BrokerDied(_) => EX_SOFTWARE,
                         RunError::Publish(fer_edge::publish::PublishError::Broker(_)) => {
                             EX_UNAVAILABLE
                         }

@@ -11,7 +11,6 @@
 //! working directory. So `models/mtcnn` works from a source checkout, from
 //! an installed package, and in any folder a user types `fer-edge` in.
 
-use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +41,8 @@ pub enum ModelFileError {
     },
     #[error("{path}:{line}: not a `sha256sum` line (expected `<64 hex digits>  <file name>`)")]
     BadSumsLine { path: PathBuf, line: usize },
+    #[error(transparent)]
+    Bounded(#[from] crate::fileio::ReadError),
 }
 
 /// The installed data folders, most specific first.
@@ -90,16 +91,28 @@ pub fn locate(
     }
 }
 
-/// Returns `path` if it is an existing file.
+/// Returns `path` if it is an existing regular file no larger than a model
+/// can be ([`MODEL_LIMIT`](crate::fileio::MODEL_LIMIT)).
 pub fn require_file(path: &Path, key: &'static str) -> Result<PathBuf, ModelFileError> {
-    if path.is_file() {
-        Ok(path.to_path_buf())
-    } else {
-        Err(ModelFileError::Missing {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Err(ModelFileError::Missing {
             path: path.to_path_buf(),
             key,
-        })
+        });
     }
+    let meta = crate::fileio::regular_file(path)?;
+    let limit = crate::fileio::MODEL_LIMIT;
+    if meta.len() > limit {
+        return Err(crate::fileio::ReadError::TooLarge {
+            path: crate::fileio::shown(path),
+            size: meta.len(),
+            limit_mb: limit >> 20,
+            what: "a model",
+            hint: "",
+        }
+        .into());
+    }
+    Ok(path.to_path_buf())
 }
 
 /// Hex sha256 of a file's bytes.
@@ -108,7 +121,7 @@ pub fn sha256_file(path: &Path) -> Result<String, ModelFileError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut f = fs::File::open(path).map_err(read_err)?;
+    let mut f = crate::fileio::open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -146,10 +159,11 @@ pub fn verify_sha256sums(dir: &Path) -> Result<(), ModelFileError> {
     if !sums.is_file() {
         return Ok(());
     }
-    let text = fs::read_to_string(&sums).map_err(|source| ModelFileError::Read {
-        path: sums.clone(),
-        source,
-    })?;
+    let text = crate::fileio::read_text_bounded(
+        &sums,
+        crate::fileio::MANIFEST_LIMIT,
+        "a SHA256SUMS file",
+    )?;
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -172,6 +186,7 @@ pub fn verify_sha256sums(dir: &Path) -> Result<(), ModelFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn sha256_of_known_bytes_matches_the_standard_digest() {

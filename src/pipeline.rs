@@ -42,6 +42,8 @@ pub enum RunError {
     Publish(#[from] PublishError),
     #[error("cannot start the runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    #[error("{0}; exiting so that the service manager restarts fer-edge")]
+    BrokerDied(String),
 }
 
 /// A one-slot hand-off between the capture and inference threads.
@@ -105,6 +107,9 @@ struct Shared {
 /// Runs the daemon until the replay ends or a signal arrives.
 pub fn run(mut cfg: Config) -> Result<(), RunError> {
     cfg.source.validate_for_run().map_err(RunError::Config)?;
+    // Files (password, certificates, users) are read and checked before
+    // anything starts, as `fer-edge check` does.
+    let secrets = publish::Secrets::load(&cfg.mqtt)?;
     let source = capture::open(&cfg.source)?;
     tracing::info!(source = %source.describe(), "source opened");
     if cfg.detector.background && !source.is_live() {
@@ -121,7 +126,7 @@ pub fn run(mut cfg: Config) -> Result<(), RunError> {
         .enable_all()
         .thread_name("fer-edge-io")
         .build()?;
-    runtime.block_on(run_async(cfg, chain, source))
+    runtime.block_on(run_async(cfg, &secrets, chain, source))
 }
 
 /// Says at start which engine and device runs each model.
@@ -142,10 +147,11 @@ fn log_placements(chain: &mut FaceChain, frame: (u32, u32)) {
 
 async fn run_async(
     cfg: Config,
+    secrets: &publish::Secrets,
     chain: FaceChain,
     source: Box<dyn FrameSource>,
 ) -> Result<(), RunError> {
-    let (publisher, connection) = publish::start(&cfg.mqtt)?;
+    let (publisher, mut connection) = publish::start(&cfg.mqtt, secrets)?;
     let telemetry = Arc::new(Telemetry::default());
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
@@ -211,9 +217,15 @@ async fn run_async(
     };
 
     let mut finished_by_itself = false;
+    let mut broker_died = None;
     loop {
         tokio::select! {
             _ = &mut done_rx => { finished_by_itself = true; break; }
+            why = connection.broker_died() => {
+                tracing::error!("{why}: shutting down");
+                broker_died = Some(why);
+                break;
+            }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = stats_tick.tick(), if stats_every.is_some() => {
@@ -245,7 +257,10 @@ async fn run_async(
     connection.shutdown(&publisher, deadline).await;
     drop(inference);
     drop(capture);
-    Ok(())
+    match broker_died {
+        Some(why) => Err(RunError::BrokerDied(why)),
+        None => Ok(()),
+    }
 }
 
 fn capture_loop(

@@ -185,10 +185,12 @@ impl Bundle {
                 path: path.to_path_buf(),
             });
         }
-        let text = std::fs::read_to_string(&manifest_path).map_err(|source| BundleError::Read {
-            path: manifest_path.clone(),
-            source,
-        })?;
+        let text = crate::fileio::read_text_bounded(
+            &manifest_path,
+            crate::fileio::MANIFEST_LIMIT,
+            "a bundle manifest",
+        )
+        .map_err(ModelFileError::from)?;
         let manifest: Manifest = serde_json::from_str(&text).map_err(|e| BundleError::Parse {
             path: manifest_path.clone(),
             reason: e.to_string(),
@@ -244,8 +246,17 @@ pub fn check_manifest(m: &Manifest) -> Result<([usize; 7], [[f32; 2]; 7]), Strin
             m.input.std.len()
         ));
     }
-    if m.input.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
-        return Err("input.std values must be positive".into());
+    if m.input.mean.iter().any(|v| !v.is_finite()) {
+        return Err(format!(
+            "input.mean = {:?} holds a value that is not a finite number",
+            m.input.mean
+        ));
+    }
+    if m.input.std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
+        return Err("input.std values must be positive finite numbers".into());
+    }
+    if m.input.name.is_empty() {
+        return Err("input.name is empty: name the model's input tensor".into());
     }
     if !(8..=1024).contains(&m.input.width) || !(8..=1024).contains(&m.input.height) {
         return Err(format!(

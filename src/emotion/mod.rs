@@ -60,6 +60,12 @@ pub enum EmotionError {
         name: String,
         available: Vec<String>,
     },
+    #[error("{path}: input.name is {name:?} but the model's input is {available:?}; fix input.name in bundle.json")]
+    MissingInput {
+        path: PathBuf,
+        name: String,
+        available: Vec<String>,
+    },
     #[error("{path}: output {name:?} has shape {got:?}, expected {want:?}")]
     OutputShape {
         path: PathBuf,
@@ -88,6 +94,16 @@ impl EmotionModel {
     ) -> Result<EmotionModel, EmotionError> {
         let bundle = Bundle::open(&cfg.model)?;
         let m = &bundle.manifest;
+        // The manifest must describe the file: checked on the ONNX graph
+        // itself, whatever the engine (some feed inputs by position).
+        let signature = crate::infer::onnx_signature(&bundle.model_path)?;
+        if !signature.inputs.contains(&m.input.name) {
+            return Err(EmotionError::MissingInput {
+                path: bundle.manifest_path.clone(),
+                name: m.input.name.clone(),
+                available: signature.inputs,
+            });
+        }
         let ch = m.input.color.channels();
         let shape = [1, ch, m.input.height as usize, m.input.width as usize];
         let session = backend.load(&bundle.model_path)?.prepare(&shape)?;

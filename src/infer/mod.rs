@@ -36,6 +36,7 @@ mod onnxruntime;
 #[path = "onnxruntime_disabled.rs"]
 mod onnxruntime;
 mod tract;
+pub use tract::{onnx_signature, OnnxSignature};
 
 pub use self::gpu_probe::{gpu_name, tensorrt_version};
 pub use self::onnxruntime::OnnxRuntimeBackend;

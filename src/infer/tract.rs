@@ -214,6 +214,19 @@ impl Model for TractModel {
 /// building the model (for engines that need the names up front).
 #[cfg_attr(not(feature = "onnxruntime"), allow(dead_code))]
 pub(super) fn onnx_output_names(path: &Path) -> Result<Vec<String>, InferError> {
+    Ok(onnx_signature(path)?.outputs)
+}
+
+/// The names of an ONNX graph's real inputs (initializers excluded) and
+/// outputs, read from the protobuf without building the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnnxSignature {
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+}
+
+/// Reads [`OnnxSignature`]; an empty, truncated or non-ONNX file fails here.
+pub fn onnx_signature(path: &Path) -> Result<OnnxSignature, InferError> {
     let proto = tract_onnx::onnx()
         .proto_model_for_path(path)
         .map_err(|e| InferError::Load {
@@ -222,9 +235,19 @@ pub(super) fn onnx_output_names(path: &Path) -> Result<Vec<String>, InferError> 
         })?;
     let graph = proto.graph.as_ref().ok_or_else(|| InferError::Load {
         path: path.to_path_buf(),
-        reason: "the file holds no graph".into(),
+        reason: "the file holds no graph (empty or not an ONNX model)".into(),
     })?;
-    Ok(graph.output.iter().map(|o| o.name.clone()).collect())
+    let initializers: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    Ok(OnnxSignature {
+        inputs: graph
+            .input
+            .iter()
+            .map(|i| i.name.clone())
+            .filter(|n| !initializers.contains(n.as_str()))
+            .collect(),
+        outputs: graph.output.iter().map(|o| o.name.clone()).collect(),
+    })
 }
 
 /// Counts the nodes of a CUDA plan that run on the GPU (tract's CUDA and

@@ -1,15 +1,47 @@
-//! The embedded MQTT broker (rumqttd), for a single box that needs nothing
-//! else: the daemon publishes to it, robots and kiosk UIs subscribe to it.
+//! The embedded MQTT broker, for a single box that needs nothing else: the
+//! daemon publishes to it, robots and kiosk UIs subscribe to it.
 //!
-//! In: a listen address. Out: a broker running on its own threads for the
-//! life of the process. rumqttd only logs a failure to bind from inside its
-//! server thread, so we bind the address ourselves first (to report "in
-//! use" clearly) and then wait until it accepts connections.
+//! In: [`BrokerSettings`] (the listen address, the users file, fer-edge's
+//! topic prefix and client id). Out: a running [`EmbeddedBroker`]: the
+//! address and login the daemon's own client uses, and a channel that
+//! says if the broker died.
+//!
+//! Two parts:
+//! - **rumqttd** (patched, see `vendor/README.md`) serves MQTT 3.1.1 and
+//!   MQTT 5 on two loopback ports that only accept two logins, both made
+//!   up at start and never written anywhere: the daemon's and the gate's.
+//! - **The gate** owns the public `listen` address. It reads each client's
+//!   CONNECT and then either refuses it with a CONNACK that says why, logged
+//!   at WARN (a protocol other than 3.1.1 or 5, a bad login, fer-edge's own
+//!   client id, a will under fer-edge's prefix), or passes the connection to
+//!   the listener of its protocol version under the gate's login. After
+//!   that it reads every PUBLISH the client sends: one under fer-edge's
+//!   topic prefix closes the connection (only fer-edge publishes there;
+//!   anyone may subscribe). One port serves both protocol versions.
+//!
+//! A broker or gate thread that ends is reported on [`EmbeddedBroker::died`]:
+//! the daemon exits non-zero and systemd restarts it.
 
+use std::collections::HashMap;
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use super::names;
+pub use super::users::Users;
+use super::wire::{self, Connect, Refusal};
+
+/// Largest packet a client may send through the gate (rumqttd's limit too).
+pub const MAX_PACKET_BYTES: usize = 256 * 1024;
+/// A client must send its CONNECT within this time.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same refusal from the same address is logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Why the embedded broker did not start.
 #[derive(Debug, thiserror::Error)]
@@ -19,28 +51,136 @@ pub enum BrokerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("embedded MQTT broker: {0}")]
+    Start(String),
     #[error("embedded MQTT broker on {addr} did not accept connections within {waited_ms} ms")]
     NotReady { addr: SocketAddr, waited_ms: u128 },
 }
 
-/// Starts rumqttd on `addr` and returns once it accepts TCP connections.
-pub fn start(addr: SocketAddr) -> Result<(), BrokerError> {
-    drop(TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, source })?);
-    let server = ServerSettings {
-        name: "fer-edge-v4".into(),
-        listen: addr,
+/// What the embedded broker needs to know.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    pub listen: SocketAddr,
+    /// Logins for clients; `None`: anyone may connect.
+    pub users: Option<Users>,
+    /// With `users`: also accept clients that send no user name.
+    pub allow_anonymous: bool,
+    /// Only fer-edge publishes under this prefix.
+    pub protected_prefix: String,
+    /// fer-edge's own client id, which no one else may take.
+    pub daemon_client_id: String,
+}
+
+/// A running embedded broker.
+pub struct EmbeddedBroker {
+    /// Where the daemon's own client connects (rumqttd's 3.1.1 listener).
+    pub internal: SocketAddr,
+    /// The daemon's login there.
+    pub daemon_login: (String, String),
+    /// Receives a reason if rumqttd or the gate stops.
+    pub died: mpsc::UnboundedReceiver<String>,
+}
+
+const DAEMON_USER: &str = "fer-edge-daemon";
+const GATE_USER: &str = "fer-edge-gate";
+
+/// Starts rumqttd and the gate; returns once both accept MQTT connections.
+pub fn start(settings: BrokerSettings) -> Result<EmbeddedBroker, BrokerError> {
+    let addr = settings.listen;
+    let public = TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, source })?;
+    let start_err = |what: &str, e: std::io::Error| BrokerError::Start(format!("{what}: {e}"));
+    let v4 = free_loopback_port().map_err(|e| start_err("no free loopback port", e))?;
+    let v5 = free_loopback_port().map_err(|e| start_err("no free loopback port", e))?;
+    let daemon_secret = random_secret().map_err(|e| start_err("/dev/urandom", e))?;
+    let gate_secret = random_secret().map_err(|e| start_err("/dev/urandom", e))?;
+    let logins: HashMap<String, String> = [
+        (DAEMON_USER.to_string(), daemon_secret.clone()),
+        (GATE_USER.to_string(), gate_secret.clone()),
+    ]
+    .into_iter()
+    .collect();
+    let (died_tx, died) = mpsc::unbounded_channel();
+
+    let config = rumqttd_config(v4, v5, logins);
+    let tx = died_tx.clone();
+    std::thread::Builder::new()
+        .name("mqtt-broker".into())
+        .spawn(move || {
+            let _guard = DeathNotice(tx.clone(), "the embedded MQTT broker (rumqttd) panicked");
+            let mut broker = Broker::new(config);
+            let why = match broker.start() {
+                Ok(()) => "the embedded MQTT broker's listeners stopped".to_string(),
+                Err(e) => format!("the embedded MQTT broker stopped: {e}"),
+            };
+            let _ = tx.send(why);
+        })
+        .map_err(|e| start_err("cannot start the broker thread", e))?;
+
+    for (port, level) in [(v4, 4), (v5, 5)] {
+        let a = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_ready(a, level, (GATE_USER, &gate_secret))?;
+    }
+
+    public
+        .set_nonblocking(true)
+        .map_err(|e| start_err("listen socket", e))?;
+    let gate = Arc::new(Gate {
+        settings,
+        upstream_v4: SocketAddr::from(([127, 0, 0, 1], v4)),
+        upstream_v5: SocketAddr::from(([127, 0, 0, 1], v5)),
+        login: (GATE_USER.to_string(), gate_secret),
+        throttle: Throttle::default(),
+    });
+    let tx = died_tx;
+    std::thread::Builder::new()
+        .name("mqtt-gate".into())
+        .spawn(move || {
+            let _guard = DeathNotice(tx.clone(), "the embedded MQTT broker's gate panicked");
+            let why = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(gate.serve(public)),
+                Err(e) => format!("the embedded MQTT broker's gate cannot start: {e}"),
+            };
+            let _ = tx.send(why);
+        })
+        .map_err(|e| start_err("cannot start the gate thread", e))?;
+    tracing::info!(%addr, "embedded MQTT broker listening (MQTT 3.1.1 and 5)");
+    Ok(EmbeddedBroker {
+        internal: SocketAddr::from(([127, 0, 0, 1], v4)),
+        daemon_login: (DAEMON_USER.to_string(), daemon_secret),
+        died,
+    })
+}
+
+/// Sends its message when dropped during a panic.
+struct DeathNotice(mpsc::UnboundedSender<String>, &'static str);
+
+impl Drop for DeathNotice {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.send(self.1.to_string());
+        }
+    }
+}
+
+fn rumqttd_config(v4: u16, v5: u16, logins: HashMap<String, String>) -> Config {
+    let server = |name: &str, port: u16| ServerSettings {
+        name: name.into(),
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
         tls: None,
         next_connection_delay_ms: 1,
         connections: ConnectionSettings {
             connection_timeout_ms: 10_000,
-            max_payload_size: 256 * 1024,
+            max_payload_size: MAX_PACKET_BYTES,
             max_inflight_count: 200,
-            auth: None,
+            auth: Some(logins.clone()),
             external_auth: None,
             dynamic_filters: true,
         },
     };
-    let config = Config {
+    Config {
         id: 0,
         router: RouterConfig {
             max_connections: 256,
@@ -53,22 +193,55 @@ pub fn start(addr: SocketAddr) -> Result<(), BrokerError> {
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
         },
-        v4: Some([("1".to_string(), server)].into_iter().collect()),
+        v4: Some([("1".to_string(), server("fer-edge-v4", v4))].into()),
+        v5: Some([("1".to_string(), server("fer-edge-v5", v5))].into()),
         ..Default::default()
-    };
-    std::thread::Builder::new()
-        .name("mqtt-broker".into())
-        .spawn(move || {
-            let mut broker = Broker::new(config);
-            if let Err(e) = broker.start() {
-                tracing::error!("embedded MQTT broker stopped: {e}");
-            }
-        })
-        .map_err(|source| BrokerError::Bind { addr, source })?;
+    }
+}
+
+fn free_loopback_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// 32 hex characters from the kernel's random source.
+fn random_secret() -> std::io::Result<String> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Waits until rumqttd answers a real MQTT login on `addr` (a bare TCP
+/// probe would make it log a broken CONNECT).
+fn wait_ready(addr: SocketAddr, level: u8, login: (&str, &str)) -> Result<(), BrokerError> {
     let t0 = Instant::now();
+    let connect = Connect {
+        protocol_name: "MQTT".into(),
+        level,
+        clean_start: true,
+        keep_alive: 5,
+        properties: Vec::new(),
+        client_id: format!("fer-edge-probe-{level}"),
+        will: None,
+        username: Some(login.0.into()),
+        password: Some(login.1.as_bytes().to_vec()),
+    };
     while t0.elapsed() < Duration::from_secs(5) {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-            tracing::info!(%addr, "embedded MQTT broker listening");
+        let probe = || -> std::io::Result<bool> {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+            s.set_read_timeout(Some(Duration::from_secs(1)))?;
+            s.write_all(&connect.encode())?;
+            let mut ack = [0u8; 4];
+            s.read_exact(&mut ack)?;
+            let ok = ack[0] == 0x20 && ack[3] == 0;
+            // DISCONNECT (v5: with reason 0, properties omitted).
+            let _ = s.write_all(if level == 5 {
+                &[0xE0, 1, 0][..]
+            } else {
+                &[0xE0, 0]
+            });
+            Ok(ok)
+        };
+        if let Ok(true) = probe() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -77,4 +250,357 @@ pub fn start(addr: SocketAddr) -> Result<(), BrokerError> {
         addr,
         waited_ms: t0.elapsed().as_millis(),
     })
+}
+
+/// Logs a refusal at most once per [`WARN_EVERY`] per key.
+#[derive(Default)]
+struct Throttle(Mutex<HashMap<String, Instant>>);
+
+impl Throttle {
+    fn allow(&self, key: String) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if seen.len() > 4096 {
+            seen.retain(|_, t| now.duration_since(*t) < WARN_EVERY);
+        }
+        match seen.get(&key) {
+            Some(t) if now.duration_since(*t) < WARN_EVERY => false,
+            _ => {
+                seen.insert(key, now);
+                true
+            }
+        }
+    }
+}
+
+struct Gate {
+    settings: BrokerSettings,
+    upstream_v4: SocketAddr,
+    upstream_v5: SocketAddr,
+    login: (String, String),
+    throttle: Throttle,
+}
+
+/// What the gate decided about a CONNECT.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Pass,
+    Refuse(Refusal, String),
+}
+
+impl Gate {
+    async fn serve(self: Arc<Gate>, listener: TcpListener) -> String {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => return format!("the embedded MQTT broker's gate cannot listen: {e}"),
+        };
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    let gate = self.clone();
+                    tokio::spawn(async move { gate.connection(stream, peer).await });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, keep serving.
+                    if self.throttle.allow("accept".into()) {
+                        tracing::warn!("embedded MQTT broker cannot accept a connection: {e}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// Decides about a client's CONNECT (pure: unit-tested).
+    fn judge(&self, c: &Connect) -> Verdict {
+        let s = &self.settings;
+        if c.level != 4 && c.level != 5 {
+            let version = match c.level {
+                3 => "MQTT 3.1".to_string(),
+                n => format!("protocol level {n}"),
+            };
+            return Verdict::Refuse(
+                Refusal::ProtocolVersion,
+                format!("speaks {version} ({:?}), which the embedded broker does not serve: use MQTT 3.1.1 or 5 (mosquitto_sub -V mqttv311 or -V mqttv5; paho MQTTv311 or MQTTv5)", c.protocol_name),
+            );
+        }
+        if c.protocol_name != "MQTT" {
+            return Verdict::Refuse(
+                Refusal::ProtocolVersion,
+                format!(
+                    "names its protocol {:?} instead of \"MQTT\"",
+                    c.protocol_name
+                ),
+            );
+        }
+        if c.client_id == s.daemon_client_id {
+            return Verdict::Refuse(
+                Refusal::ClientId,
+                format!("asks for fer-edge's own client id {:?}, which would knock the daemon off: give the client its own id", c.client_id),
+            );
+        }
+        if !c.client_id.is_empty() {
+            if let Err(e) = names::client_id("its client id", &c.client_id) {
+                return Verdict::Refuse(Refusal::ClientId, e);
+            }
+        }
+        match (&s.users, &c.username) {
+            (Some(users), Some(user)) => {
+                let pw = c.password.as_deref().unwrap_or_default();
+                if !users.verify(user, pw) {
+                    return Verdict::Refuse(
+                        Refusal::BadLogin,
+                        format!("gave a wrong password or an unknown user {user:?} (see [mqtt.broker] users_file)"),
+                    );
+                }
+            }
+            (Some(_), None) if !s.allow_anonymous => {
+                return Verdict::Refuse(
+                    Refusal::NotAuthorized,
+                    "sent no user name, and the embedded broker requires a login ([mqtt.broker] users_file)".into(),
+                );
+            }
+            _ => {}
+        }
+        if let Some(w) = &c.will {
+            if wire::under_prefix(&w.topic, &s.protected_prefix) {
+                return Verdict::Refuse(
+                    Refusal::NotAuthorized,
+                    format!("sets a last will on {:?}, under fer-edge's topic prefix {:?}, where only fer-edge publishes", w.topic, s.protected_prefix),
+                );
+            }
+        }
+        Verdict::Pass
+    }
+
+    fn warn(&self, peer: SocketAddr, client_id: &str, kind: &str, message: &str) {
+        if self.throttle.allow(format!("{}|{kind}", peer.ip())) {
+            tracing::warn!(
+                "embedded MQTT broker refused a client at {peer} (client id {client_id:?}): it {message}"
+            );
+        }
+    }
+
+    async fn connection(self: Arc<Gate>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let (read_half, mut client_w) = stream.into_split();
+        let mut client_r = BufReader::new(read_half);
+        let first = match tokio::time::timeout(CONNECT_TIMEOUT, read_packet(&mut client_r)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "MQTT client left before its CONNECT: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "MQTT client sent no CONNECT within {CONNECT_TIMEOUT:?}");
+                return;
+            }
+        };
+        if first.0 >> 4 != wire::CONNECT {
+            self.warn(peer, "", "first", "did not start with a CONNECT packet");
+            return;
+        }
+        let mut connect = match Connect::parse(&first.1) {
+            Ok(c) => c,
+            Err(e) => {
+                self.warn(
+                    peer,
+                    "",
+                    "malformed",
+                    &format!("sent a CONNECT that cannot be read ({e})"),
+                );
+                return;
+            }
+        };
+        if let Verdict::Refuse(why, message) = self.judge(&connect) {
+            self.warn(peer, &connect.client_id, &format!("{why:?}"), &message);
+            let _ = client_w
+                .write_all(&wire::connack_refusal(connect.level, why))
+                .await;
+            let _ = client_w.shutdown().await;
+            return;
+        }
+        let level = connect.level;
+        let upstream = if level == 5 {
+            self.upstream_v5
+        } else {
+            self.upstream_v4
+        };
+        connect.username = Some(self.login.0.clone());
+        connect.password = Some(self.login.1.as_bytes().to_vec());
+        let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+            tracing::error!(
+                "embedded MQTT broker: its MQTT {level} listener {upstream} refuses connections"
+            );
+            return;
+        };
+        let _ = server.set_nodelay(true);
+        let (mut server_r, mut server_w) = server.into_split();
+        if server_w.write_all(&connect.encode()).await.is_err() {
+            return;
+        }
+        let client_id = connect.client_id.clone();
+        let downstream = tokio::io::copy(&mut server_r, &mut client_w);
+        let upstream = async {
+            let mut aliases = HashMap::new();
+            loop {
+                let (first, body) = read_packet(&mut client_r).await?;
+                if first >> 4 == wire::PUBLISH {
+                    let topic = wire::publish_topic(first, &body, level, &mut aliases)
+                        .map_err(std::io::Error::other)?;
+                    if wire::under_prefix(&topic, &self.settings.protected_prefix) {
+                        self.warn(
+                            peer,
+                            &client_id,
+                            "publish",
+                            &format!("published to {topic:?}, under fer-edge's topic prefix {:?}, where only fer-edge publishes: connection closed", self.settings.protected_prefix),
+                        );
+                        return Ok::<(), std::io::Error>(());
+                    }
+                }
+                let mut header = vec![first];
+                wire::write_varint(body.len(), &mut header);
+                server_w.write_all(&header).await?;
+                server_w.write_all(&body).await?;
+            }
+        };
+        tokio::select! {
+            _ = downstream => {}
+            r = upstream => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, "MQTT client connection ended: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Reads one MQTT packet: its first byte and its body.
+async fn read_packet<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<(u8, Vec<u8>)> {
+    let first = r.read_u8().await?;
+    let mut len_bytes = Vec::with_capacity(4);
+    let len = loop {
+        len_bytes.push(r.read_u8().await?);
+        match wire::read_varint(&len_bytes).map_err(std::io::Error::other)? {
+            Some((len, _)) => break len,
+            None => continue,
+        }
+    };
+    if len > MAX_PACKET_BYTES {
+        return Err(std::io::Error::other(format!(
+            "a packet of {len} bytes is over the {MAX_PACKET_BYTES}-byte limit"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    Ok((first, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(users: Option<&str>, allow_anonymous: bool) -> Gate {
+        Gate {
+            settings: BrokerSettings {
+                listen: "127.0.0.1:1883".parse().unwrap(),
+                users: users.map(|u| Users::parse(u).unwrap()),
+                allow_anonymous,
+                protected_prefix: "fer-edge".into(),
+                daemon_client_id: "fer-edge-kiosk-1".into(),
+            },
+            upstream_v4: "127.0.0.1:1".parse().unwrap(),
+            upstream_v5: "127.0.0.1:2".parse().unwrap(),
+            login: ("g".into(), "s".into()),
+            throttle: Throttle::default(),
+        }
+    }
+
+    fn connect(level: u8, id: &str, login: Option<(&str, &str)>) -> Connect {
+        Connect {
+            protocol_name: if level == 3 { "MQIsdp" } else { "MQTT" }.into(),
+            level,
+            clean_start: true,
+            keep_alive: 30,
+            properties: vec![],
+            client_id: id.into(),
+            will: None,
+            username: login.map(|l| l.0.into()),
+            password: login.map(|l| l.1.as_bytes().to_vec()),
+        }
+    }
+
+    fn refusal(v: Verdict) -> Refusal {
+        match v {
+            Verdict::Refuse(r, _) => r,
+            Verdict::Pass => panic!("passed"),
+        }
+    }
+
+    #[test]
+    fn both_protocol_versions_pass_and_mqtt_31_is_refused_by_version() {
+        let g = gate(None, false);
+        assert_eq!(g.judge(&connect(4, "ui", None)), Verdict::Pass);
+        assert_eq!(g.judge(&connect(5, "", None)), Verdict::Pass);
+        assert_eq!(
+            refusal(g.judge(&connect(3, "ui", None))),
+            Refusal::ProtocolVersion
+        );
+    }
+
+    #[test]
+    fn the_daemons_client_id_and_ids_rumqttd_rejects_are_refused() {
+        let g = gate(None, false);
+        assert_eq!(
+            refusal(g.judge(&connect(4, "fer-edge-kiosk-1", None))),
+            Refusal::ClientId
+        );
+        assert_eq!(
+            refusal(g.judge(&connect(4, "ui$1", None))),
+            Refusal::ClientId
+        );
+    }
+
+    #[test]
+    fn with_a_users_file_only_a_right_login_passes() {
+        let g = gate(Some("robot:pw"), false);
+        assert_eq!(
+            g.judge(&connect(4, "r", Some(("robot", "pw")))),
+            Verdict::Pass
+        );
+        assert_eq!(
+            refusal(g.judge(&connect(4, "r", Some(("robot", "pW"))))),
+            Refusal::BadLogin
+        );
+        assert_eq!(
+            refusal(g.judge(&connect(5, "r", None))),
+            Refusal::NotAuthorized
+        );
+        let open = gate(Some("robot:pw"), true);
+        assert_eq!(open.judge(&connect(5, "r", None)), Verdict::Pass);
+    }
+
+    #[test]
+    fn a_will_under_the_prefix_is_refused_elsewhere_passes() {
+        let g = gate(None, false);
+        let mut c = connect(4, "ui", None);
+        c.will = Some(wire::Will {
+            qos: 1,
+            retain: true,
+            properties: vec![],
+            topic: "fer-edge/kiosk-1/status".into(),
+            payload: b"offline".to_vec(),
+        });
+        assert_eq!(refusal(g.judge(&c)), Refusal::NotAuthorized);
+        c.will.as_mut().unwrap().topic = "robots/r1/status".into();
+        assert_eq!(g.judge(&c), Verdict::Pass);
+    }
+
+    #[test]
+    fn the_throttle_lets_one_warning_through_per_key() {
+        let t = Throttle::default();
+        assert!(t.allow("a".into()));
+        assert!(!t.allow("a".into()));
+        assert!(t.allow("b".into()));
+    }
 }

@@ -43,7 +43,10 @@ use crate::capture::backoff_delay;
 use crate::telemetry::Percentiles;
 
 pub mod broker;
+pub mod names;
 pub mod payload;
+pub mod users;
+pub mod wire;
 
 pub use payload::{MqttStats, Topics};
 
@@ -57,6 +60,22 @@ pub struct TlsConfig {
     /// PEM client certificate and key, for brokers that require them.
     pub client_cert_file: Option<PathBuf>,
     pub client_key_file: Option<PathBuf>,
+}
+
+/// `[mqtt.broker]`: who may use the embedded broker.
+///
+/// On a loopback `listen` (the default) any local client may connect. On
+/// any other address a client must log in with a user from `users_file`,
+/// unless `allow_anonymous = true` (logged as a warning at every start).
+/// Whoever connects may subscribe to everything, but only fer-edge itself
+/// may publish under its topic prefix.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// `user:password` lines, or `mosquitto_passwd` hashes (`user:$7$...`).
+    pub users_file: Option<PathBuf>,
+    /// Accept clients without a user name on a non-loopback `listen`.
+    pub allow_anonymous: bool,
 }
 
 /// `[mqtt]` in the config file.
@@ -94,6 +113,7 @@ pub struct MqttConfig {
     /// Longest wait between reconnection attempts.
     pub reconnect_max_backoff_s: f64,
     pub tls: TlsConfig,
+    pub broker: BrokerConfig,
 }
 
 impl Default for MqttConfig {
@@ -116,35 +136,60 @@ impl Default for MqttConfig {
             outbox_capacity: 1000,
             reconnect_max_backoff_s: 10.0,
             tls: TlsConfig::default(),
+            broker: BrokerConfig::default(),
         }
     }
 }
 
-fn topic_level_ok(s: &str) -> bool {
-    !s.is_empty() && !s.contains(['+', '#', '\0']) && !s.starts_with('/') && !s.ends_with('/')
-}
-
 impl MqttConfig {
-    /// Checks values (no file access).
+    /// Checks values (no file access): every string that ends up in a
+    /// topic or a client id follows MQTT's rules ([`names`]).
     pub fn validate(&self) -> Result<(), String> {
         if self.embedded {
-            self.listen.parse::<SocketAddr>().map_err(|e| {
+            let addr = self.listen.parse::<SocketAddr>().map_err(|e| {
                 format!(
                     "mqtt.listen = {:?} is not an address like 127.0.0.1:1883 ({e})",
                     self.listen
                 )
             })?;
-        } else if self.host.trim().is_empty() {
-            return Err("mqtt.host is empty: name the broker, or set mqtt.embedded = true".into());
+            if addr.port() == 0 {
+                return Err("mqtt.listen has port 0: name the port subscribers connect to, e.g. 127.0.0.1:1883".into());
+            }
+            if !addr.ip().is_loopback()
+                && self.broker.users_file.is_none()
+                && !self.broker.allow_anonymous
+            {
+                return Err(format!(
+                    "mqtt.listen = {:?} opens the embedded broker to the network without authentication: set mqtt.broker.users_file (user:password lines, or mosquitto_passwd hashes), or mqtt.broker.allow_anonymous = true to accept anyone, or listen on 127.0.0.1",
+                    self.listen
+                ));
+            }
+        } else {
+            if self.host.trim().is_empty() || self.host.contains(char::is_whitespace) {
+                return Err(format!(
+                    "mqtt.host = {:?} is not a host name: name the broker, or set mqtt.embedded = true",
+                    self.host
+                ));
+            }
+            if self.port == 0 {
+                return Err("mqtt.port = 0: use the broker's port (1883, or 8883 with TLS)".into());
+            }
         }
-        if !topic_level_ok(&self.device_id) || self.device_id.contains('/') {
-            return Err(format!(
-                "mqtt.device_id = {:?} must be non-empty without '/', '+' or '#'",
-                self.device_id
-            ));
+        names::topic_level("mqtt.device_id", &self.device_id)?;
+        names::topic_prefix("mqtt.topic_prefix", &self.topic_prefix)?;
+        if self.client_id.is_empty() {
+            names::client_id("mqtt.client_id", &self.client_id()).map_err(|e| {
+                format!(
+                    "mqtt.device_id = {:?} gives the client id {:?}, which cannot be used ({e}): change mqtt.device_id or set mqtt.client_id",
+                    self.device_id,
+                    self.client_id()
+                )
+            })?;
+        } else {
+            names::client_id("mqtt.client_id", &self.client_id)?;
         }
-        if !topic_level_ok(&self.topic_prefix) {
-            return Err(format!("mqtt.topic_prefix = {:?} must be non-empty, without '+' or '#' or a leading/trailing '/'", self.topic_prefix));
+        if let Some(user) = &self.username {
+            names::mqtt_string("mqtt.username", user)?;
         }
         if self.keep_alive_s == 0 {
             return Err("mqtt.keep_alive_s = 0: use at least 1 second".into());
@@ -218,16 +263,103 @@ impl MqttConfig {
 /// Errors setting the publisher up (files, the embedded broker).
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("cannot read {what} {path}: {source}")]
+    #[error("{what}: {source}")]
     File {
         what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
+        source: crate::fileio::ReadError,
+    },
+    #[error("{what} {path}: {problem}")]
+    BadFile {
+        what: &'static str,
+        path: String,
+        problem: String,
     },
     #[error(transparent)]
     Broker(#[from] broker::BrokerError),
     #[error("invalid MQTT settings: {0}")]
     Options(String),
+}
+
+/// Everything the client and the embedded broker read from files, read
+/// and checked once: `fer-edge check` and `run` both call [`Secrets::load`],
+/// so a CA file that holds no certificate fails before any connection.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    pub password: Option<String>,
+    pub ca: Option<Vec<u8>>,
+    pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
+    pub users: Option<broker::Users>,
+}
+
+impl Secrets {
+    pub fn load(cfg: &MqttConfig) -> Result<Secrets, PublishError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let read = |what: &'static str, p: &PathBuf| {
+            crate::fileio::read_bounded(
+                p,
+                crate::fileio::SECRET_LIMIT,
+                "a secret or certificate",
+                "",
+            )
+            .map_err(|source| PublishError::File { what, source })
+        };
+        let bad = |what: &'static str, p: &PathBuf, problem: String| PublishError::BadFile {
+            what,
+            path: crate::fileio::shown(p),
+            problem,
+        };
+        let mut s = Secrets::default();
+        if let Some(p) = &cfg.password_file {
+            let text = String::from_utf8(read("mqtt.password_file", p)?)
+                .map_err(|_| bad("mqtt.password_file", p, "is not UTF-8 text".into()))?;
+            s.password = Some(text.trim_end_matches(['\n', '\r']).to_string());
+        }
+        let certs = |what: &'static str, p: &PathBuf| -> Result<Vec<u8>, PublishError> {
+            let pem = read(what, p)?;
+            let n = CertificateDer::pem_slice_iter(&pem)
+                .map(|c| c.map(|_| ()))
+                .collect::<Result<Vec<()>, _>>()
+                .map_err(|e| bad(what, p, format!("is not PEM ({e})")))?
+                .len();
+            if n == 0 {
+                return Err(bad(
+                    what,
+                    p,
+                    "holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the CA certificate that signed the broker's".into(),
+                ));
+            }
+            Ok(pem)
+        };
+        if cfg.tls.enabled {
+            if let Some(p) = &cfg.tls.ca_file {
+                s.ca = Some(certs("mqtt.tls.ca_file", p)?);
+            }
+            if let (Some(c), Some(k)) = (&cfg.tls.client_cert_file, &cfg.tls.client_key_file) {
+                let cert = certs("mqtt.tls.client_cert_file", c)?;
+                let key = read("mqtt.tls.client_key_file", k)?;
+                PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
+                    bad(
+                        "mqtt.tls.client_key_file",
+                        k,
+                        format!("holds no PEM private key ({e})"),
+                    )
+                })?;
+                s.client_auth = Some((cert, key));
+            }
+        }
+        if cfg.embedded {
+            if let Some(p) = &cfg.broker.users_file {
+                let text = String::from_utf8(read("mqtt.broker.users_file", p)?)
+                    .map_err(|_| bad("mqtt.broker.users_file", p, "is not UTF-8 text".into()))?;
+                s.users = Some(
+                    broker::Users::parse(&text)
+                        .map_err(|problem| bad("mqtt.broker.users_file", p, problem))?,
+                );
+            }
+        }
+        Ok(s)
+    }
 }
 
 fn qos(q: u8) -> QoS {
@@ -341,20 +473,55 @@ pub struct Connection {
     topics: Topics,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     shutting_down: Arc<AtomicBool>,
+    /// The embedded broker's death notices (`None`: an external broker).
+    broker_died: Option<mpsc::UnboundedReceiver<String>>,
 }
 
 /// Builds the client and spawns its tasks on the current Tokio runtime.
 /// Starts the embedded broker first when configured.
-pub fn start(cfg: &MqttConfig) -> Result<(Publisher, Connection), PublishError> {
-    if cfg.embedded {
-        let addr: SocketAddr = cfg
+pub fn start(cfg: &MqttConfig, secrets: &Secrets) -> Result<(Publisher, Connection), PublishError> {
+    let mut broker_died = None;
+    let (host, port, login) = if cfg.embedded {
+        let listen: SocketAddr = cfg
             .listen
             .parse()
             .map_err(|e| PublishError::Options(format!("mqtt.listen: {e}")))?;
-        broker::start(addr)?;
-    }
+        if !listen.ip().is_loopback() && secrets.users.is_none() {
+            tracing::warn!(
+                %listen,
+                "the embedded MQTT broker accepts anyone on the network (mqtt.broker.allow_anonymous = true): set mqtt.broker.users_file to require a login"
+            );
+        }
+        if let Some(u) = &secrets.users {
+            if u.plain_text() > 0 {
+                tracing::warn!(
+                    "mqtt.broker.users_file holds {} plain-text password(s): hash them with mosquitto_passwd -U FILE",
+                    u.plain_text()
+                );
+            }
+        }
+        let b = broker::start(broker::BrokerSettings {
+            listen,
+            users: secrets.users.clone(),
+            allow_anonymous: cfg.broker.allow_anonymous,
+            protected_prefix: cfg.topic_prefix.clone(),
+            daemon_client_id: cfg.client_id(),
+        })?;
+        broker_died = Some(b.died);
+        (
+            b.internal.ip().to_string(),
+            b.internal.port(),
+            Some(b.daemon_login),
+        )
+    } else {
+        let (h, p) = cfg.broker_addr();
+        let login = cfg
+            .username
+            .as_ref()
+            .map(|u| (u.clone(), secrets.password.clone().unwrap_or_default()));
+        (h, p, login)
+    };
     let topics = cfg.topics();
-    let (host, port) = cfg.broker_addr();
     let mut opts = MqttOptions::new(cfg.client_id(), Broker::tcp(host, port));
     opts.set_keep_alive(cfg.keep_alive_s.max(1));
     opts.set_last_will(LastWill::new(
@@ -363,43 +530,14 @@ pub fn start(cfg: &MqttConfig) -> Result<(Publisher, Connection), PublishError> 
         qos(cfg.qos_events),
         true,
     ));
-    if let Some(user) = &cfg.username {
-        let password = match &cfg.password_file {
-            Some(p) => std::fs::read_to_string(p)
-                .map_err(|source| PublishError::File {
-                    what: "mqtt.password_file",
-                    path: p.clone(),
-                    source,
-                })?
-                .trim_end_matches(['\n', '\r'])
-                .to_string(),
-            None => String::new(),
-        };
-        opts.set_credentials(user.clone(), password.into_bytes());
+    if let Some((user, password)) = login {
+        opts.set_credentials(user, password.into_bytes());
     }
-    if cfg.tls.enabled {
-        let read = |what: &'static str, p: &PathBuf| {
-            std::fs::read(p).map_err(|source| PublishError::File {
-                what,
-                path: p.clone(),
-                source,
-            })
-        };
-        let ca = read(
-            "mqtt.tls.ca_file",
-            cfg.tls.ca_file.as_ref().expect("validated"),
-        )?;
-        let client_auth = match (&cfg.tls.client_cert_file, &cfg.tls.client_key_file) {
-            (Some(c), Some(k)) => Some((
-                read("mqtt.tls.client_cert_file", c)?,
-                read("mqtt.tls.client_key_file", k)?,
-            )),
-            _ => None,
-        };
+    if cfg.tls.enabled && !cfg.embedded {
         opts.set_transport(Transport::Tls(TlsConfiguration::Simple {
-            ca,
+            ca: secrets.ca.clone().unwrap_or_default(),
             alpn: None,
-            client_auth,
+            client_auth: secrets.client_auth.clone(),
         }));
     }
     let (client, eventloop) = AsyncClient::builder(opts)
@@ -445,11 +583,24 @@ pub fn start(cfg: &MqttConfig) -> Result<(Publisher, Connection), PublishError> 
         topics,
         tasks: vec![ev_task, pub_task],
         shutting_down,
+        broker_died,
     };
     Ok((publisher, conn))
 }
 
 impl Connection {
+    /// Resolves with the reason if the embedded broker stops; never for an
+    /// external broker (its outages are retried, not fatal).
+    pub async fn broker_died(&mut self) -> String {
+        match &mut self.broker_died {
+            Some(rx) => match rx.recv().await {
+                Some(why) => why,
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
+
     /// Clean shutdown: waits (up to `deadline`) for queued events to go out,
     /// publishes retained `offline`, and disconnects.
     pub async fn shutdown(self, publisher: &Publisher, deadline: Duration) {
