@@ -17,6 +17,7 @@ use crate::capture::SourceConfig;
 use crate::detect::DetectorConfig;
 use crate::emotion::EmotionConfig;
 use crate::infer::InferenceConfig;
+use crate::metrics::MetricsConfig;
 use crate::publish::MqttConfig;
 use crate::track::smooth::SmoothingConfig;
 use crate::track::TrackerConfig;
@@ -33,6 +34,7 @@ pub struct Config {
     pub tracker: TrackerConfig,
     pub smoothing: SmoothingConfig,
     pub mqtt: MqttConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// A configuration that cannot be used.
@@ -91,6 +93,7 @@ impl Config {
         self.tracker.validate()?;
         self.smoothing.validate()?;
         self.mqtt.validate()?;
+        self.metrics.validate()?;
         self.validate_gpu_request()?;
         Ok(())
     }
@@ -166,6 +169,8 @@ mod tests {
             "smoothing",
             "mqtt",
             "mqtt.tls",
+            "mqtt.broker",
+            "metrics",
         ] {
             let err = Config::parse(
                 &format!("[{section}]\nbogus_key = 1\n"),
@@ -232,6 +237,20 @@ mod tests {
             Path::new("x.toml"),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn four_detector_thresholds_are_refused_not_truncated() {
+        let err = Config::parse(
+            "[detector]\nthresholds = [0.6, 0.7, 0.7, 0.7]\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("exactly 3 values"), "{err}");
+        assert!(
+            Config::parse("[detector]\nthresholds = [0.6, 0.7]\n", Path::new("x.toml")).is_err()
+        );
     }
 
     #[test]

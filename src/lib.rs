@@ -33,6 +33,7 @@ pub mod frame;
 pub mod imageio;
 pub mod infer;
 pub mod inspect;
+pub mod metrics;
 pub mod models;
 pub mod pipeline;
 pub mod publish;

@@ -142,6 +142,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     let code = match e {
                         RunError::Source(_) | RunError::Runtime(_) => EX_UNAVAILABLE,
                         RunError::BrokerDied(_) => EX_SOFTWARE,
+                        RunError::Metrics(..) => EX_UNAVAILABLE,
                         RunError::Publish(fer_edge::publish::PublishError::Broker(_)) => {
                             EX_UNAVAILABLE
                         }
@@ -237,6 +238,8 @@ fn check(config: Option<&Path>, backend: Option<String>) -> Result<ExitCode, Fai
     if let Some(b) = backend {
         set_engine(&mut cfg, b)?;
     }
+    // The same file checks `run` makes before it connects.
+    let secrets = fer_edge::publish::Secrets::load(&cfg.mqtt).map_err(setup)?;
     let mut chain = FaceChain::from_config(&cfg).map_err(setup)?;
     for (stage, backend) in ["detector", "emotion"].iter().zip(chain.backends()) {
         println!(
@@ -272,8 +275,38 @@ fn check(config: Option<&Path>, backend: Option<String>) -> Result<ExitCode, Fai
     for p in chain.placements(frame).map_err(setup)? {
         println!("model:    {:<16} {:<12} {}", p.model, p.engine, p.placement);
     }
+    println!("mqtt:     {}", mqtt_summary(&cfg.mqtt, &secrets));
     println!("ok");
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line on where `run` would publish and who may connect.
+fn mqtt_summary(m: &fer_edge::publish::MqttConfig, s: &fer_edge::publish::Secrets) -> String {
+    let who = match (&s.users, m.broker.allow_anonymous) {
+        (Some(u), false) => format!("{} user(s) may log in", u.len()),
+        (Some(u), true) => format!("{} user(s), and anonymous clients", u.len()),
+        (None, _) => "anyone who can reach it may connect".to_string(),
+    };
+    if m.embedded {
+        format!(
+            "embedded broker on {} (MQTT 3.1.1 and 5; {who}; only fer-edge publishes under {}/), client id {}",
+            m.listen,
+            m.topic_prefix,
+            m.client_id()
+        )
+    } else {
+        format!(
+            "broker {}:{}{}{}, client id {}",
+            m.host,
+            m.port,
+            if m.tls.enabled { " over TLS" } else { "" },
+            m.username
+                .as_deref()
+                .map(|u| format!(" as {u}"))
+                .unwrap_or_default(),
+            m.client_id()
+        )
+    }
 }
 
 fn model_command(cmd: ModelCommand) -> Result<ExitCode, Failure> {

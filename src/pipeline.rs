@@ -15,7 +15,7 @@
 //! (tests and benchmarks want each one processed). Per-frame errors are
 //! logged, counted and skipped; only setup errors end the process.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,8 +25,9 @@ use crate::faces::{FaceChain, SetupError};
 use crate::publish::payload::{
     self, EventMsg, ExpressionMsg, FrameStamp, StatsMsg, TrackedMsg, SCHEMA_VERSION,
 };
+use crate::publish::MqttStats;
 use crate::publish::{self, Message, PublishError, Publisher};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Counter, Gauge, Telemetry};
 use crate::track::core::{FrameOutput, TrackCore};
 
 /// Why the daemon could not start.
@@ -42,6 +43,8 @@ pub enum RunError {
     Publish(#[from] PublishError),
     #[error("cannot start the runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    #[error("cannot serve /metrics on {0}: {1}; change [metrics] listen or remove it")]
+    Metrics(std::net::SocketAddr, std::io::Error),
     #[error("{0}; exiting so that the service manager restarts fer-edge")]
     BrokerDied(String),
 }
@@ -96,12 +99,9 @@ impl Mailbox {
     }
 }
 
-/// Shared flags and counters the async side reads.
+/// The stop flag every thread watches.
 struct Shared {
     stop: AtomicBool,
-    processed: AtomicU64,
-    source_dropped: AtomicU64,
-    tracked_now: AtomicU64,
 }
 
 /// Runs the daemon until the replay ends or a signal arrives.
@@ -151,14 +151,24 @@ async fn run_async(
     chain: FaceChain,
     source: Box<dyn FrameSource>,
 ) -> Result<(), RunError> {
-    let (publisher, mut connection) = publish::start(&cfg.mqtt, secrets)?;
     let telemetry = Arc::new(Telemetry::default());
+    let (publisher, mut connection) = publish::start(&cfg.mqtt, secrets, telemetry.clone())?;
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
-        processed: AtomicU64::new(0),
-        source_dropped: AtomicU64::new(0),
-        tracked_now: AtomicU64::new(0),
     });
+    if let Some(listen) = &cfg.metrics.listen {
+        let addr = listen
+            .parse()
+            .map_err(|e| RunError::Config(format!("metrics.listen: {e}")))?;
+        let p = publisher.clone();
+        crate::metrics::serve(
+            addr,
+            telemetry.clone(),
+            Arc::new(move || p.record_queue_depths()),
+        )
+        .await
+        .map_err(|e| RunError::Metrics(addr, e))?;
+    }
     let mailbox = Arc::new(Mailbox::new(source.is_live()));
     let source_desc = source.describe();
     let model = chain.emotion_model().manifest().clone();
@@ -204,10 +214,9 @@ async fn run_async(
     let mut last_progress = 0u64;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let started = Instant::now();
-    let stats = |telemetry: &Telemetry, shared: &Shared, publisher: &Publisher| {
+    let stats = |telemetry: &Telemetry, publisher: &Publisher| {
         stats_message(
             telemetry,
-            shared,
             publisher,
             &source_desc,
             &backend,
@@ -229,11 +238,19 @@ async fn run_async(
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = stats_tick.tick(), if stats_every.is_some() => {
-                publisher.send_event(stats(&telemetry, &shared, &publisher));
+                publisher.send_event(stats(&telemetry, &publisher));
+                // `systemctl status` shows why a device publishes nothing.
+                let mqtt = MqttStats::from(&telemetry.totals());
+                let health = match (&mqtt.last_error, mqtt.connected) {
+                    (_, true) => "running; MQTT connected".to_string(),
+                    (Some(e), false) => format!("running; MQTT NOT CONNECTED: {e}"),
+                    (None, false) => "running; MQTT connecting".to_string(),
+                };
+                notify_systemd(&[sd_notify::NotifyState::Status(&health)]);
             }
             _ = watchdog_tick.tick(), if watchdog_every.is_some() => {
                 // Only a pipeline that makes progress feeds the watchdog.
-                let now = shared.processed.load(Ordering::Relaxed);
+                let now = telemetry.count(Counter::FramesProcessed);
                 if now != last_progress {
                     notify_systemd(&[sd_notify::NotifyState::Watchdog]);
                     last_progress = now;
@@ -248,7 +265,7 @@ async fn run_async(
         // The inference thread ends its tracks and returns within a frame's time.
         let _ = tokio::time::timeout(Duration::from_millis(700), &mut done_rx).await;
     }
-    publisher.send_event(stats(&telemetry, &shared, &publisher));
+    publisher.send_event(stats(&telemetry, &publisher));
     let deadline = if finished_by_itself {
         Duration::from_secs(3)
     } else {
@@ -285,7 +302,7 @@ fn capture_loop(
                 let d = source.dropped();
                 if d > reported_drops {
                     telemetry.dropped("capture", d - reported_drops);
-                    shared.source_dropped.store(d, Ordering::Relaxed);
+                    telemetry.set(Gauge::FramesDroppedBySource, d);
                     reported_drops = d;
                 }
             }
@@ -368,12 +385,10 @@ fn inference_loop(
             Some((stamp, frame.captured_at)),
             &model_name,
         );
-        shared
-            .tracked_now
-            .store(core.tracked().len() as u64, Ordering::Relaxed);
+        telemetry.set(Gauge::TracksActive, core.tracked().len() as u64);
         telemetry.frame_out("track", step.times.track_ms);
         telemetry.frame_out("inference", t0.elapsed().as_secs_f64() * 1000.0);
-        shared.processed.fetch_add(1, Ordering::Relaxed);
+        telemetry.add(Counter::FramesProcessed, 1);
         if shared.stop.load(Ordering::SeqCst) {
             // Shutting down: this frame's events are out; end the tracks now.
             break;
@@ -381,7 +396,7 @@ fn inference_loop(
     }
     let out = core.finish();
     publish_output(publisher, &topics, &out, None, &model_name);
-    shared.tracked_now.store(0, Ordering::Relaxed);
+    telemetry.set(Gauge::TracksActive, 0);
 }
 
 /// Publishes one frame's output in its promised order: `new` events, the
@@ -448,18 +463,24 @@ fn publish_tracked(publisher: &Publisher, tracked: &[u64]) {
 
 fn stats_message(
     telemetry: &Telemetry,
-    shared: &Shared,
     publisher: &Publisher,
     source: &str,
     backend: &str,
     model: &crate::emotion::Manifest,
     started: Instant,
 ) -> Message {
-    let snap = telemetry.snapshot();
+    publisher.record_queue_depths();
+    let mut snap = telemetry.snapshot();
+    let totals = telemetry.totals();
     let up = started.elapsed().as_secs_f64().max(1e-3);
+    let capture_to_publish_ms = snap
+        .stages
+        .remove(publish::PUBLISH_STAGE)
+        .map(|s| s.latency_ms)
+        .unwrap_or_default();
     let get = |k: &str| snap.stages.get(k).cloned();
     let captured = get("capture").map(|s| s.frames_in).unwrap_or(0);
-    let processed = shared.processed.load(Ordering::Relaxed);
+    let processed = totals.frames_processed;
     let msg = StatsMsg {
         schema_version: SCHEMA_VERSION,
         timestamp: payload::unix_now(),
@@ -473,13 +494,13 @@ fn stats_message(
         frames_captured: captured,
         frames_processed: processed,
         frames_skipped: get("skipped").map(|s| s.dropped).unwrap_or(0),
-        frames_dropped_by_source: shared.source_dropped.load(Ordering::Relaxed),
+        frames_dropped_by_source: totals.frames_dropped_by_source,
         frame_errors: get("capture").map(|s| s.errors).unwrap_or(0)
             + get("inference").map(|s| s.errors).unwrap_or(0),
-        faces_tracked: shared.tracked_now.load(Ordering::Relaxed) as usize,
+        faces_tracked: totals.tracks_active as usize,
         stages: snap.stages,
-        capture_to_publish_ms: publisher.latency(),
-        mqtt: publisher.stats(),
+        capture_to_publish_ms,
+        mqtt: MqttStats::from(&totals),
     };
     Message {
         topic: publisher.topics().stats(),

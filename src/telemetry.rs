@@ -1,11 +1,16 @@
-//! Per-stage counters and latencies, shared by the pipeline's threads.
+//! The daemon's one counter store, shared by every thread: per-stage
+//! counts and latencies, daemon-wide counters ([`Counter`]) and gauges
+//! ([`Gauge`]), and the latest MQTT connection failure.
 //!
 //! In: events from each stage (a frame in, a frame out, a drop, an error,
-//! how long it took). Out: a [`Snapshot`] with counts, rates and latency
-//! percentiles, published as `stats` and printed by `fer-edge bench`.
-//! Latencies keep the most recent `WINDOW` samples per stage.
+//! how long it took), from the publisher (published, dropped, connected)
+//! and from the tracker (tracks active). Out: a [`Snapshot`], which the
+//! `stats` message and the Prometheus `/metrics` page both render, and
+//! `fer-edge bench` prints. Latencies keep the most recent `WINDOW` samples
+//! per stage.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -71,11 +76,49 @@ pub struct Snapshot {
     pub stages: BTreeMap<String, StageSnapshot>,
 }
 
+/// Daemon-wide counters: they only grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    FramesProcessed,
+    MqttPublished,
+    MqttDroppedQueueFull,
+    MqttDroppedOffline,
+    MqttRequeuedAfterReset,
+    MqttConnections,
+    MqttRefused,
+    MqttTlsFailures,
+    MqttNetworkFailures,
+}
+
+impl Counter {
+    const COUNT: usize = 9;
+}
+
+/// Daemon-wide values that go up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gauge {
+    /// Frames the camera driver lost (sequence gaps), as it last reported.
+    FramesDroppedBySource,
+    TracksActive,
+    /// 1 while connected to the broker.
+    MqttConnected,
+    /// Messages waiting in the publisher's per-frame queue and outbox.
+    MqttQueueFrames,
+    MqttQueueEvents,
+}
+
+impl Gauge {
+    const COUNT: usize = 5;
+}
+
 /// The registry every stage reports to.
 #[derive(Debug)]
 pub struct Telemetry {
     started: Instant,
     stages: Mutex<BTreeMap<&'static str, Stage>>,
+    counters: [AtomicU64; Counter::COUNT],
+    gauges: [AtomicU64; Gauge::COUNT],
+    mqtt_last_error: Mutex<Option<String>>,
 }
 
 impl Default for Telemetry {
@@ -83,11 +126,84 @@ impl Default for Telemetry {
         Telemetry {
             started: Instant::now(),
             stages: Mutex::new(BTreeMap::new()),
+            counters: Default::default(),
+            gauges: Default::default(),
+            mqtt_last_error: Mutex::new(None),
         }
     }
 }
 
+/// Daemon-wide numbers at a point in time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    pub frames_processed: u64,
+    pub frames_dropped_by_source: u64,
+    pub tracks_active: u64,
+    pub mqtt_connected: bool,
+    pub mqtt_published: u64,
+    pub mqtt_dropped_queue_full: u64,
+    pub mqtt_dropped_offline: u64,
+    pub mqtt_requeued_after_reset: u64,
+    pub mqtt_connections: u64,
+    pub mqtt_refused: u64,
+    pub mqtt_tls_failures: u64,
+    pub mqtt_network_failures: u64,
+    pub mqtt_queue_frames: u64,
+    pub mqtt_queue_events: u64,
+    pub mqtt_last_error: Option<String>,
+}
+
 impl Telemetry {
+    pub fn add(&self, c: Counter, n: u64) {
+        self.counters[c as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn set(&self, g: Gauge, v: u64) {
+        self.gauges[g as usize].store(v, Ordering::Relaxed);
+    }
+
+    pub fn count(&self, c: Counter) -> u64 {
+        self.counters[c as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn gauge(&self, g: Gauge) -> u64 {
+        self.gauges[g as usize].load(Ordering::Relaxed)
+    }
+
+    /// The latest MQTT connection failure with its fix; `None` once connected.
+    pub fn set_mqtt_last_error(&self, e: Option<String>) {
+        *self
+            .mqtt_last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    pub fn totals(&self) -> Totals {
+        let c = |k| self.count(k);
+        let g = |k| self.gauge(k);
+        Totals {
+            frames_processed: c(Counter::FramesProcessed),
+            frames_dropped_by_source: g(Gauge::FramesDroppedBySource),
+            tracks_active: g(Gauge::TracksActive),
+            mqtt_connected: g(Gauge::MqttConnected) == 1,
+            mqtt_published: c(Counter::MqttPublished),
+            mqtt_dropped_queue_full: c(Counter::MqttDroppedQueueFull),
+            mqtt_dropped_offline: c(Counter::MqttDroppedOffline),
+            mqtt_requeued_after_reset: c(Counter::MqttRequeuedAfterReset),
+            mqtt_connections: c(Counter::MqttConnections),
+            mqtt_refused: c(Counter::MqttRefused),
+            mqtt_tls_failures: c(Counter::MqttTlsFailures),
+            mqtt_network_failures: c(Counter::MqttNetworkFailures),
+            mqtt_queue_frames: g(Gauge::MqttQueueFrames),
+            mqtt_queue_events: g(Gauge::MqttQueueEvents),
+            mqtt_last_error: self
+                .mqtt_last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+
     fn with<R>(&self, stage: &'static str, f: impl FnOnce(&mut Stage) -> R) -> R {
         // A poisoned lock only means another thread panicked mid-update of a
         // counter: the numbers are still usable.
@@ -170,6 +286,23 @@ mod tests {
         assert_eq!(s.stages["detect"].errors, 1);
         assert_eq!(s.stages["capture"].dropped, 2);
         assert_eq!(s.stages["detect"].latency_ms.p50, 3.0);
+    }
+
+    #[test]
+    fn counters_add_up_and_gauges_hold_the_last_value() {
+        let t = Telemetry::default();
+        t.add(Counter::FramesProcessed, 2);
+        t.add(Counter::FramesProcessed, 1);
+        t.add(Counter::MqttNetworkFailures, 1);
+        t.set(Gauge::TracksActive, 4);
+        t.set(Gauge::TracksActive, 3);
+        t.set(Gauge::MqttConnected, 1);
+        t.set_mqtt_last_error(Some("x".into()));
+        let s = t.totals();
+        assert_eq!((s.frames_processed, s.tracks_active), (3, 3));
+        assert_eq!(s.mqtt_network_failures, 1);
+        assert!(s.mqtt_connected);
+        assert_eq!(s.mqtt_last_error.as_deref(), Some("x"));
     }
 
     #[test]

@@ -19,6 +19,9 @@ unit=/usr/lib/systemd/system/fer-edge.service
 systemd-analyze verify "$unit" || fail "systemd-analyze verify"
 dpkg-query -W -f='${Conffiles}\n' fer-edge | grep -q /etc/fer-edge/fer-edge.toml || fail "config is not a conffile"
 
+# The SBOM of the build ships with the package.
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["spdxVersion"]=="SPDX-2.3" and any(p["name"]=="rumqttd" for p in d["packages"])' \
+  /usr/share/doc/fer-edge/fer-edge.spdx.json || fail "SBOM missing or empty"
 /usr/bin/fer-edge --version
 /usr/bin/fer-edge check --config /etc/fer-edge/fer-edge.toml || fail "check with the installed config"
 # A bare analyze typed in any folder finds the installed models.

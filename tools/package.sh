@@ -9,7 +9,8 @@
 # /usr/lib/systemd/system (installed, not enabled, not started), the config in
 # /etc/fer-edge/fer-edge.toml (a conffile), models with their cards and
 # licences in /usr/share/fer-edge/models, the GPU drop-in and the MQTT schema
-# in /usr/share/fer-edge, README and performance notes in /usr/share/doc.
+# in /usr/share/fer-edge, README, performance notes and the SBOM (SPDX) in
+# /usr/share/doc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${FER_EDGE_CACHE:-$HOME/.cache/fer-edge}"
@@ -26,6 +27,8 @@ command -v dpkg-shlibdeps >/dev/null 2>&1 || {
 }
 
 cargo build --release --locked >&2
+# The SBOM of the crates in this build goes into the package's doc folder.
+bash tools/supply-chain.sh sbom
 cargo deb --no-build --locked --output "$out" >&2
 
 if [ "${1:-}" != "--amd64-only" ]; then

@@ -15,6 +15,9 @@ ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*/libclang-*.so.* >/dev/null 2>&1 |
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 # pip fetches the onnxruntime wheel below.
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# TLS fault tests make their certificates with openssl.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
@@ -68,5 +71,12 @@ PY
   rm -rf "$ort_dir"
   mv "$ort_dir.partial" "$ort_dir"
   echo "setup: onnxruntime $ORT_VERSION in $ort_dir" >&2
+fi
+# A second MQTT client for the tests (paho-mqtt, pure Python), so MQTT 3.1.1
+# and MQTT 5 are checked with a client that is not mosquitto's.
+mqtt_venv="${FER_EDGE_CACHE:-$HOME/.cache/fer-edge}/mqtt-venv"
+if [ ! -x "$mqtt_venv/bin/python" ] || ! "$mqtt_venv/bin/python" -c 'import paho.mqtt' 2>/dev/null; then
+  python3 -m venv "$mqtt_venv" >&2
+  "$mqtt_venv/bin/pip" install -q paho-mqtt==2.1.0 >&2
 fi
 echo "setup: ok" >&2

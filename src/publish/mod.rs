@@ -29,7 +29,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{
@@ -40,7 +40,10 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::capture::backoff_delay;
-use crate::telemetry::Percentiles;
+use crate::telemetry::{Counter, Gauge, Telemetry};
+
+/// The stage whose latency is capture→publish, per per-frame message.
+pub const PUBLISH_STAGE: &str = "publish";
 
 pub mod broker;
 pub mod names;
@@ -380,17 +383,6 @@ pub struct Message {
     pub captured_at: Option<Instant>,
 }
 
-#[derive(Default)]
-struct Counters {
-    connected: AtomicBool,
-    connections: AtomicU64,
-    published: AtomicU64,
-    dropped_queue_full: AtomicU64,
-    dropped_offline: AtomicU64,
-    requeued: AtomicU64,
-    latencies: Mutex<Vec<f64>>,
-}
-
 /// A message and its place in the order the pipeline sent them. Messages
 /// re-queued by the publisher itself carry 0.
 type Sequenced = (u64, Message);
@@ -402,7 +394,8 @@ pub struct Publisher {
     outbox: mpsc::Sender<Sequenced>,
     /// Order of every message the pipeline sends, across both queues.
     seq: Arc<AtomicU64>,
-    counters: Arc<Counters>,
+    /// The daemon's one counter store: this handle and the tasks count there.
+    telemetry: Arc<Telemetry>,
     topics: Topics,
 }
 
@@ -413,17 +406,13 @@ impl Publisher {
 
     /// Queues a per-frame message; dropped (and counted) when offline or full.
     pub fn send_frame(&self, msg: Message) {
-        if !self.counters.connected.load(Ordering::Relaxed) {
-            self.counters
-                .dropped_offline
-                .fetch_add(1, Ordering::Relaxed);
+        if !self.is_connected() {
+            self.telemetry.add(Counter::MqttDroppedOffline, 1);
             return;
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         if self.frames.try_send((seq, msg)).is_err() {
-            self.counters
-                .dropped_queue_full
-                .fetch_add(1, Ordering::Relaxed);
+            self.telemetry.add(Counter::MqttDroppedQueueFull, 1);
         }
     }
 
@@ -431,38 +420,22 @@ impl Publisher {
     pub fn send_event(&self, msg: Message) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.outbox.try_send((seq, msg)) {
-            self.counters
-                .dropped_queue_full
-                .fetch_add(1, Ordering::Relaxed);
+            self.telemetry.add(Counter::MqttDroppedQueueFull, 1);
             tracing::warn!("MQTT outbox full or closed, message dropped: {e}");
         }
     }
 
     pub fn is_connected(&self) -> bool {
-        self.counters.connected.load(Ordering::Relaxed)
+        self.telemetry.gauge(Gauge::MqttConnected) == 1
     }
 
-    pub fn stats(&self) -> MqttStats {
-        let c = &self.counters;
-        MqttStats {
-            connected: c.connected.load(Ordering::Relaxed),
-            connections: c.connections.load(Ordering::Relaxed),
-            published: c.published.load(Ordering::Relaxed),
-            dropped_queue_full: c.dropped_queue_full.load(Ordering::Relaxed),
-            dropped_offline: c.dropped_offline.load(Ordering::Relaxed),
-            requeued_after_reset: c.requeued.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Capture→publish latency of recent per-frame messages.
-    pub fn latency(&self) -> Percentiles {
-        Percentiles::of(
-            &self
-                .counters
-                .latencies
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        )
+    /// Records how many messages wait in each queue (for `stats` and `/metrics`).
+    pub fn record_queue_depths(&self) {
+        let depth = |q: &mpsc::Sender<Sequenced>| (q.max_capacity() - q.capacity()) as u64;
+        self.telemetry
+            .set(Gauge::MqttQueueFrames, depth(&self.frames));
+        self.telemetry
+            .set(Gauge::MqttQueueEvents, depth(&self.outbox));
     }
 }
 
@@ -479,7 +452,11 @@ pub struct Connection {
 
 /// Builds the client and spawns its tasks on the current Tokio runtime.
 /// Starts the embedded broker first when configured.
-pub fn start(cfg: &MqttConfig, secrets: &Secrets) -> Result<(Publisher, Connection), PublishError> {
+pub fn start(
+    cfg: &MqttConfig,
+    secrets: &Secrets,
+    telemetry: Arc<Telemetry>,
+) -> Result<(Publisher, Connection), PublishError> {
     let mut broker_died = None;
     let (host, port, login) = if cfg.embedded {
         let listen: SocketAddr = cfg
@@ -545,7 +522,7 @@ pub fn start(cfg: &MqttConfig, secrets: &Secrets) -> Result<(Publisher, Connecti
         .try_build()
         .map_err(|e| PublishError::Options(e.to_string()))?;
 
-    let counters = Arc::new(Counters::default());
+    let counters = telemetry;
     let (frames_tx, frames_rx) = mpsc::channel(cfg.queue_capacity);
     let (outbox_tx, outbox_rx) = mpsc::channel(cfg.outbox_capacity);
     let (reconnected_tx, reconnected_rx) = mpsc::unbounded_channel();
@@ -553,9 +530,9 @@ pub fn start(cfg: &MqttConfig, secrets: &Secrets) -> Result<(Publisher, Connecti
 
     let ev_task = tokio::spawn(event_loop(
         eventloop,
+        cfg.clone(),
         counters.clone(),
         reconnected_tx,
-        cfg.reconnect_max_backoff_s,
         shutting_down.clone(),
     ));
     let pub_task = tokio::spawn(publish_loop(PublishLoop {
@@ -574,7 +551,7 @@ pub fn start(cfg: &MqttConfig, secrets: &Secrets) -> Result<(Publisher, Connecti
         frames: frames_tx,
         outbox: outbox_tx,
         seq: Arc::new(AtomicU64::new(1)),
-        counters,
+        telemetry: counters,
         topics: topics.clone(),
     };
     let conn = Connection {
@@ -626,49 +603,162 @@ impl Connection {
         }
         self.shutting_down.store(true, Ordering::SeqCst);
         let _ = tokio::time::timeout(Duration::from_millis(200), self.client.disconnect()).await;
-        for t in &self.tasks {
+        // The event loop ends once its DISCONNECT is on the wire; aborting
+        // it earlier closed the socket first, and the broker then sent the
+        // last will: `offline` twice.
+        let mut tasks = self.tasks.into_iter();
+        if let Some(ev) = tasks.next() {
+            let abort = ev.abort_handle();
+            if tokio::time::timeout(Duration::from_millis(600), ev)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        for t in tasks {
             t.abort();
         }
     }
 }
 
+/// What kind of failure a connection attempt met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCause {
+    /// The broker answered and said no (login, client id, authorisation).
+    Refused,
+    /// Certificates or the TLS handshake.
+    Tls,
+    /// Unreachable, reset, timed out: usually passes by itself.
+    Network,
+}
+
+/// Names the cause of a failed connection attempt and its fix.
+pub fn diagnose(e: &rumqttc::ConnectionError, cfg: &MqttConfig) -> (FailureCause, String) {
+    use rumqttc::ConnectReturnCode as C;
+    use rumqttc::ConnectionError as E;
+    let refused = |text: String| (FailureCause::Refused, text);
+    match e {
+        E::ConnectionRefused(code) => match code {
+            C::BadUserNamePassword => refused(format!(
+                "the broker refused the login of user {:?} (bad user name or password): check mqtt.username and mqtt.password_file",
+                cfg.username.as_deref().unwrap_or("")
+            )),
+            C::NotAuthorized => refused(format!(
+                "the broker says this client is not authorised (mosquitto answers so to a wrong password too): check mqtt.username ({:?}) and mqtt.password_file, or allow the client in the broker's ACL",
+                cfg.username.as_deref().unwrap_or("")
+            )),
+            C::BadClientId => refused(format!(
+                "the broker refused the client id {:?}: set mqtt.client_id to one it accepts",
+                cfg.client_id()
+            )),
+            C::RefusedProtocolVersion => refused(
+                "the broker does not accept MQTT 3.1.1: enable 3.1.1 on the broker".into(),
+            ),
+            C::ServiceUnavailable | C::Success => refused(format!(
+                "the broker refused the connection ({code:?})"
+            )),
+        },
+        E::Tls(t) => (
+            FailureCause::Tls,
+            format!(
+                "TLS with the broker failed ({t}): check that mqtt.tls.ca_file holds the CA that signed the broker's certificate and that mqtt.host ({}) is a name on that certificate",
+                cfg.host
+            ),
+        ),
+        other => {
+            let text = other.to_string();
+            let lower = text.to_lowercase();
+            if cfg.tls.enabled
+                && (lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake"))
+            {
+                (
+                    FailureCause::Tls,
+                    format!("TLS with the broker failed ({text}): check mqtt.tls.ca_file and that mqtt.host ({}) is a name on the broker's certificate", cfg.host),
+                )
+            } else {
+                (
+                    FailureCause::Network,
+                    format!("MQTT connection lost or refused ({text})"),
+                )
+            }
+        }
+    }
+}
+
+/// Failures worth telling again: the 1st, 2nd, 4th, 8th... of a streak.
+fn worth_logging(streak: u32) -> bool {
+    streak.is_power_of_two()
+}
+
 async fn event_loop(
     mut eventloop: rumqttc::EventLoop,
-    counters: Arc<Counters>,
+    cfg: MqttConfig,
+    counters: Arc<Telemetry>,
     reconnected: mpsc::UnboundedSender<()>,
-    max_backoff_s: f64,
     shutting_down: Arc<AtomicBool>,
 ) {
     let mut attempt = 0u32;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                if attempt > 0 {
+                    tracing::info!(
+                        "connected to the MQTT broker after {attempt} failed attempt(s)"
+                    );
+                } else {
+                    tracing::info!("connected to the MQTT broker");
+                }
                 attempt = 0;
-                counters.connected.store(true, Ordering::SeqCst);
-                counters.connections.fetch_add(1, Ordering::Relaxed);
-                tracing::info!("connected to the MQTT broker");
+                counters.set(Gauge::MqttConnected, 1);
+                counters.add(Counter::MqttConnections, 1);
+                counters.set_mqtt_last_error(None);
                 let _ = reconnected.send(());
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))
                 if shutting_down.load(Ordering::SeqCst) =>
             {
-                return
+                // Keep polling until the broker closes the connection, so
+                // the DISCONNECT is flushed before the socket is dropped.
+                let drain = async { while eventloop.poll().await.is_ok() {} };
+                let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+                return;
             }
             Ok(_) => {}
             Err(e) => {
                 if shutting_down.load(Ordering::SeqCst) {
                     return;
                 }
-                let was = counters.connected.swap(false, Ordering::SeqCst);
-                let wait = backoff_delay(attempt, max_backoff_s);
-                if was || attempt == 0 {
-                    tracing::warn!("MQTT connection lost or refused ({e}); retrying with backoff, the pipeline keeps running");
-                } else {
-                    tracing::debug!(
-                        "MQTT reconnect attempt {attempt} failed: {e}; next in {wait:?}"
-                    );
-                }
+                let was = counters.gauge(Gauge::MqttConnected) == 1;
+                counters.set(Gauge::MqttConnected, 0);
+                let wait = backoff_delay(attempt, cfg.reconnect_max_backoff_s);
                 attempt += 1;
+                let (cause, text) = diagnose(&e, &cfg);
+                counters.add(
+                    match cause {
+                        FailureCause::Refused => Counter::MqttRefused,
+                        FailureCause::Tls => Counter::MqttTlsFailures,
+                        FailureCause::Network => Counter::MqttNetworkFailures,
+                    },
+                    1,
+                );
+                counters.set_mqtt_last_error(Some(text.clone()));
+                match cause {
+                    // A broker that says no will say no again: a fix is
+                    // needed, so this is an error, repeated ever more rarely.
+                    FailureCause::Refused | FailureCause::Tls if worth_logging(attempt) => {
+                        tracing::error!("{text}; attempt {attempt}, retrying in {wait:?}; the pipeline keeps running");
+                    }
+                    FailureCause::Network if was || attempt == 1 => {
+                        tracing::warn!("{text}; retrying with backoff, the pipeline keeps running");
+                    }
+                    FailureCause::Network if worth_logging(attempt) && attempt >= 16 => {
+                        tracing::warn!("{text}; still unreachable after {attempt} attempts, retrying every {wait:?}");
+                    }
+                    _ => tracing::debug!(
+                        "MQTT connect attempt {attempt} failed: {text}; next in {wait:?}"
+                    ),
+                }
                 tokio::time::sleep(wait).await;
             }
         }
@@ -686,7 +776,7 @@ struct PublishLoop {
     outbox: mpsc::Receiver<Sequenced>,
     outbox_tx: mpsc::Sender<Sequenced>,
     reconnected: mpsc::UnboundedReceiver<()>,
-    counters: Arc<Counters>,
+    counters: Arc<Telemetry>,
     /// The latest `faces/tracked` payload, republished after a reconnect.
     last_tracked: Option<Vec<u8>>,
 }
@@ -706,7 +796,7 @@ async fn publish_loop(mut s: PublishLoop) {
                     publish_event(&s, Message { topic: s.topics.tracked(), payload: p, retain: true, captured_at: None }, event_qos).await;
                 }
             }
-            Some((seq, msg)) = s.outbox.recv(), if s.counters.connected.load(Ordering::SeqCst) => {
+            Some((seq, msg)) = s.outbox.recv(), if s.counters.gauge(Gauge::MqttConnected) == 1 => {
                 // Per-frame messages sent before this event go out first:
                 // a subscriber must never see a track's expression after
                 // its `end` event, nor before its `new` event.
@@ -741,25 +831,14 @@ fn publish_frame(s: &PublishLoop, msg: Message, q: QoS) {
     let opts = PublishOptions::new(q).retained_if(msg.retain);
     match s.client.try_publish(msg.topic, msg.payload, opts) {
         Ok(()) => {
-            s.counters.published.fetch_add(1, Ordering::Relaxed);
+            s.counters.add(Counter::MqttPublished, 1);
             if let Some(t) = msg.captured_at {
-                let ms = t.elapsed().as_secs_f64() * 1000.0;
-                let mut l = s
-                    .counters
-                    .latencies
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                if l.len() >= 4096 {
-                    l.remove(0);
-                }
-                l.push(ms);
+                // Capture→publish: the `publish` stage's latency.
+                s.counters
+                    .frame_out(PUBLISH_STAGE, t.elapsed().as_secs_f64() * 1000.0);
             }
         }
-        Err(_) => {
-            s.counters
-                .dropped_queue_full
-                .fetch_add(1, Ordering::Relaxed);
-        }
+        Err(_) => s.counters.add(Counter::MqttDroppedQueueFull, 1),
     }
 }
 
@@ -773,7 +852,7 @@ async fn publish_event(s: &PublishLoop, msg: Message, q: QoS) {
         .await
     {
         Ok(notice) => {
-            s.counters.published.fetch_add(1, Ordering::Relaxed);
+            s.counters.add(Counter::MqttPublished, 1);
             if q == QoS::AtMostOnce {
                 return;
             }
@@ -781,9 +860,9 @@ async fn publish_event(s: &PublishLoop, msg: Message, q: QoS) {
             let counters = s.counters.clone();
             tokio::spawn(async move {
                 if let Err(PublishNoticeError::SessionReset) = notice.wait_async().await {
-                    counters.requeued.fetch_add(1, Ordering::Relaxed);
+                    counters.add(Counter::MqttRequeuedAfterReset, 1);
                     if requeue.try_send((0, msg)).is_err() {
-                        counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+                        counters.add(Counter::MqttDroppedQueueFull, 1);
                     }
                 }
             });

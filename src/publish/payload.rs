@@ -200,6 +200,36 @@ pub struct MqttStats {
     pub dropped_queue_full: u64,
     pub dropped_offline: u64,
     pub requeued_after_reset: u64,
+    pub connect_failures: ConnectFailures,
+    /// The latest connection failure and its fix; `None` once connected.
+    pub last_error: Option<String>,
+}
+
+impl From<&crate::telemetry::Totals> for MqttStats {
+    fn from(t: &crate::telemetry::Totals) -> MqttStats {
+        MqttStats {
+            connected: t.mqtt_connected,
+            connections: t.mqtt_connections,
+            published: t.mqtt_published,
+            dropped_queue_full: t.mqtt_dropped_queue_full,
+            dropped_offline: t.mqtt_dropped_offline,
+            requeued_after_reset: t.mqtt_requeued_after_reset,
+            connect_failures: ConnectFailures {
+                refused: t.mqtt_refused,
+                tls: t.mqtt_tls_failures,
+                network: t.mqtt_network_failures,
+            },
+            last_error: t.mqtt_last_error.clone(),
+        }
+    }
+}
+
+/// Failed connection attempts by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectFailures {
+    pub refused: u64,
+    pub tls: u64,
+    pub network: u64,
 }
 
 /// `stats`.
