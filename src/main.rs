@@ -289,8 +289,9 @@ fn mqtt_summary(m: &fer_edge::publish::MqttConfig, s: &fer_edge::publish::Secret
     };
     if m.embedded {
         format!(
-            "embedded broker on {} (MQTT 3.1.1 and 5; {who}; only fer-edge publishes under {}/), client id {}",
+            "embedded broker on {}{} (MQTT 3.1.1 and 5; {who}; only fer-edge publishes under {}/), client id {}",
             m.listen,
+            if s.broker_tls.is_some() { " over TLS" } else { "" },
             m.topic_prefix,
             m.client_id()
         )

@@ -482,6 +482,67 @@ fn tls_to_mosquitto_works_with_its_ca_and_a_wrong_ca_or_password_is_an_error_nam
 }
 
 #[test]
+fn the_embedded_broker_serves_tls_with_its_own_certificate_and_a_login() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ca, cert, key) = make_certs(d, "kiosk");
+    let users = d.join("users");
+    std::fs::write(&users, "robot:s3cret\n").unwrap();
+    let port = free_port();
+    let extra = format!(
+        "\n[mqtt.broker]\nusers_file = \"{}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        users.display(),
+        cert.display(),
+        key.display()
+    );
+    let cfg = embedded_config(d, port, &extra);
+    let t = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("127.0.0.1:", "0.0.0.0:");
+    std::fs::write(&cfg, t).unwrap();
+    let log = d.join("daemon.log");
+    let mut daemon = daemon_logged(&cfg, &log, "info");
+    let up = wait_for_log(
+        &log,
+        "embedded MQTT broker listening",
+        Duration::from_secs(60),
+    );
+    assert!(up.is_some_and(|l| l.contains("TLS")));
+    let ca = ca.to_str().unwrap();
+    for v in ["mqttv311", "mqttv5"] {
+        let o = mosquitto_sub(
+            port,
+            &["-V", v, "--cafile", ca, "-u", "robot", "-P", "s3cret"],
+            STATUS,
+            1,
+        );
+        assert_eq!(text(&o).trim(), format!("{STATUS} online"), "{v}");
+    }
+    // Plain TCP is not MQTT here, and a client that does not trust the CA fails its handshake.
+    let o = mosquitto_sub(port, &["-u", "robot", "-P", "s3cret"], STATUS, 1);
+    assert_ne!(o.status.code(), Some(0));
+    let (other_ca, _, _) = make_certs(d, "other");
+    let o = mosquitto_sub(
+        port,
+        &[
+            "--cafile",
+            other_ca.to_str().unwrap(),
+            "-u",
+            "robot",
+            "-P",
+            "s3cret",
+        ],
+        STATUS,
+        1,
+    );
+    assert_ne!(o.status.code(), Some(0));
+    assert!(wait_for_log(&log, "failed the TLS handshake", Duration::from_secs(5)).is_some());
+    assert!(daemon.alive());
+    daemon.stop_cleanly();
+}
+
+#[test]
 fn sigterm_under_load_sends_every_end_and_offline_exactly_once() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();

@@ -69,6 +69,8 @@ pub struct BrokerSettings {
     pub protected_prefix: String,
     /// fer-edge's own client id, which no one else may take.
     pub daemon_client_id: String,
+    /// PEM certificate chain and private key: serve MQTT over TLS.
+    pub tls: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A running embedded broker.
@@ -87,6 +89,7 @@ const GATE_USER: &str = "fer-edge-gate";
 /// Starts rumqttd and the gate; returns once both accept MQTT connections.
 pub fn start(settings: BrokerSettings) -> Result<EmbeddedBroker, BrokerError> {
     let addr = settings.listen;
+    let settings_tls = settings.tls.is_some();
     let public = TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, source })?;
     let start_err = |what: &str, e: std::io::Error| BrokerError::Start(format!("{what}: {e}"));
     let v4 = free_loopback_port().map_err(|e| start_err("no free loopback port", e))?;
@@ -124,12 +127,17 @@ pub fn start(settings: BrokerSettings) -> Result<EmbeddedBroker, BrokerError> {
     public
         .set_nonblocking(true)
         .map_err(|e| start_err("listen socket", e))?;
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key).map_err(BrokerError::Start)?),
+        None => None,
+    };
     let gate = Arc::new(Gate {
         settings,
         upstream_v4: SocketAddr::from(([127, 0, 0, 1], v4)),
         upstream_v5: SocketAddr::from(([127, 0, 0, 1], v5)),
         login: (GATE_USER.to_string(), gate_secret),
         throttle: Throttle::default(),
+        tls,
     });
     let tx = died_tx;
     std::thread::Builder::new()
@@ -146,7 +154,11 @@ pub fn start(settings: BrokerSettings) -> Result<EmbeddedBroker, BrokerError> {
             let _ = tx.send(why);
         })
         .map_err(|e| start_err("cannot start the gate thread", e))?;
-    tracing::info!(%addr, "embedded MQTT broker listening (MQTT 3.1.1 and 5)");
+    tracing::info!(
+        %addr,
+        "embedded MQTT broker listening (MQTT 3.1.1 and 5{})",
+        if settings_tls { ", TLS" } else { "" }
+    );
     Ok(EmbeddedBroker {
         internal: SocketAddr::from(([127, 0, 0, 1], v4)),
         daemon_login: (DAEMON_USER.to_string(), daemon_secret),
@@ -279,6 +291,30 @@ struct Gate {
     upstream_v5: SocketAddr,
     login: (String, String),
     throttle: Throttle,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// A TLS server config (TLS 1.2 and 1.3, ring) from PEM bytes.
+fn tls_acceptor(cert: &[u8], key: &[u8]) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    let chain = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("mqtt.broker.tls_cert_file: {e}"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("mqtt.broker.tls_key_file: {e}"))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS: {e}"))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| {
+        format!("mqtt.broker.tls_cert_file and tls_key_file do not make a usable pair: {e}")
+    })?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// What the gate decided about a CONNECT.
@@ -298,7 +334,26 @@ impl Gate {
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     let gate = self.clone();
-                    tokio::spawn(async move { gate.connection(stream, peer).await });
+                    tokio::spawn(async move {
+                        let _ = stream.set_nodelay(true);
+                        match gate.tls.clone() {
+                            None => gate.connection(stream, peer).await,
+                            Some(acceptor) => {
+                                let handshake =
+                                    tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream));
+                                match handshake.await {
+                                    Ok(Ok(tls)) => gate.connection(tls, peer).await,
+                                    Ok(Err(e)) => gate.warn(
+                                        peer,
+                                        "",
+                                        "tls",
+                                        &format!("failed the TLS handshake ({e}): does it trust the CA that signed mqtt.broker.tls_cert_file, and connect by a name on it?"),
+                                    ),
+                                    Err(_) => {}
+                                }
+                            }
+                        }
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait, keep serving.
@@ -381,9 +436,11 @@ impl Gate {
         }
     }
 
-    async fn connection(self: Arc<Gate>, stream: tokio::net::TcpStream, peer: SocketAddr) {
-        let _ = stream.set_nodelay(true);
-        let (read_half, mut client_w) = stream.into_split();
+    async fn connection<S>(self: Arc<Gate>, stream: S, peer: SocketAddr)
+    where
+        S: AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let (read_half, mut client_w) = tokio::io::split(stream);
         let mut client_r = BufReader::new(read_half);
         let first = match tokio::time::timeout(CONNECT_TIMEOUT, read_packet(&mut client_r)).await {
             Ok(Ok(p)) => p,
@@ -508,11 +565,13 @@ mod tests {
                 allow_anonymous,
                 protected_prefix: "fer-edge".into(),
                 daemon_client_id: "fer-edge-kiosk-1".into(),
+                tls: None,
             },
             upstream_v4: "127.0.0.1:1".parse().unwrap(),
             upstream_v5: "127.0.0.1:2".parse().unwrap(),
             login: ("g".into(), "s".into()),
             throttle: Throttle::default(),
+            tls: None,
         }
     }
 

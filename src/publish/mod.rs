@@ -79,6 +79,9 @@ pub struct BrokerConfig {
     pub users_file: Option<PathBuf>,
     /// Accept clients without a user name on a non-loopback `listen`.
     pub allow_anonymous: bool,
+    /// PEM certificate (chain) and private key: clients must use TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// `[mqtt]` in the config file.
@@ -223,6 +226,12 @@ impl MqttConfig {
         if self.tls.enabled && self.tls.ca_file.is_none() {
             return Err("mqtt.tls.enabled = true needs mqtt.tls.ca_file".into());
         }
+        if self.broker.tls_cert_file.is_some() != self.broker.tls_key_file.is_some() {
+            return Err(
+                "mqtt.broker.tls_cert_file and tls_key_file go together: set both or neither"
+                    .into(),
+            );
+        }
         if self.tls.client_cert_file.is_some() != self.tls.client_key_file.is_some() {
             return Err(
                 "mqtt.tls.client_cert_file and client_key_file go together: set both or neither"
@@ -292,6 +301,8 @@ pub struct Secrets {
     pub ca: Option<Vec<u8>>,
     pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
     pub users: Option<broker::Users>,
+    /// The embedded broker's certificate chain and key (PEM).
+    pub broker_tls: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Secrets {
@@ -350,6 +361,22 @@ impl Secrets {
                 })?;
                 s.client_auth = Some((cert, key));
             }
+        }
+        if let (true, Some(c), Some(k)) = (
+            cfg.embedded,
+            &cfg.broker.tls_cert_file,
+            &cfg.broker.tls_key_file,
+        ) {
+            let cert = certs("mqtt.broker.tls_cert_file", c)?;
+            let key = read("mqtt.broker.tls_key_file", k)?;
+            PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
+                bad(
+                    "mqtt.broker.tls_key_file",
+                    k,
+                    format!("holds no PEM private key ({e})"),
+                )
+            })?;
+            s.broker_tls = Some((cert, key));
         }
         if cfg.embedded {
             if let Some(p) = &cfg.broker.users_file {
@@ -483,6 +510,7 @@ pub fn start(
             allow_anonymous: cfg.broker.allow_anonymous,
             protected_prefix: cfg.topic_prefix.clone(),
             daemon_client_id: cfg.client_id(),
+            tls: secrets.broker_tls.clone(),
         })?;
         broker_died = Some(b.died);
         (
