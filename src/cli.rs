@@ -41,9 +41,10 @@ pub enum Command {
         /// Image files (PNG, JPEG) or folders of them (read in name order).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// TOML config file (the daemon's format; every key has a default).
+        /// Config file(s) in the daemon's format (every key has a default); a later file overrides an earlier one key by key
+        /// (e.g. --config /etc/fer-edge/fer-edge.toml --config calibration.toml).
         #[arg(long, short)]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
         /// Emotion model bundle, overriding `[emotion] model`.
         #[arg(long)]
         model: Option<PathBuf>,
@@ -65,13 +66,17 @@ pub enum Command {
     /// should not restart), 69 when a device or the broker address is
     /// unavailable (a restart may help).
     Run {
+        /// Config file(s); a later file overrides an earlier one key by key
+        /// (e.g. --config /etc/fer-edge/fer-edge.toml --config calibration.toml).
         #[arg(long, short)]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
     },
     /// Time the real stages on replayed frames (median, p90, p99, frames/s, peak RSS).
     Bench {
+        /// Config file(s); a later file overrides an earlier one key by key
+        /// (e.g. --config /etc/fer-edge/fer-edge.toml --config calibration.toml).
         #[arg(long, short)]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
         /// Emotion model bundle, overriding `[emotion] model`.
         #[arg(long)]
         model: Option<PathBuf>,
@@ -109,8 +114,10 @@ pub enum Command {
     Model(ModelCommand),
     /// Load the config and every model, print what would run where, and exit.
     Check {
+        /// Config file(s); a later file overrides an earlier one key by key
+        /// (e.g. --config /etc/fer-edge/fer-edge.toml --config calibration.toml).
         #[arg(long, short)]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
         /// Engine for every model, overriding the config's.
         #[arg(long)]
         backend: Option<String>,
@@ -146,8 +153,10 @@ pub enum ModelCommand {
         /// (default: the config's emotion model).
         #[arg(long)]
         bundle: Vec<PathBuf>,
+        /// Config file(s); a later file overrides an earlier one key by key
+        /// (e.g. --config /etc/fer-edge/fer-edge.toml --config calibration.toml).
         #[arg(long, short)]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
         /// Timed runs per engine and model, after warm-up.
         #[arg(long, default_value_t = 100)]
         runs: usize,

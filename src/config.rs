@@ -37,6 +37,25 @@ pub struct Config {
     pub metrics: MetricsConfig,
 }
 
+/// Which config file set each model path (`None`: no file, the default).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelOrigins {
+    pub detector: Option<PathBuf>,
+    pub emotion: Option<PathBuf>,
+}
+
+/// Merges `over` into `base`: tables key by key, anything else replaced.
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -70,6 +89,73 @@ impl Config {
             message,
         })?;
         Ok(cfg)
+    }
+
+    /// Reads several config files, later ones overriding earlier ones key
+    /// by key (`fer-edge run --config base.toml --config calibration.toml`).
+    /// Each file is checked alone for unknown keys and types (errors name
+    /// that file), then the merged result is validated. Returns the config
+    /// and, for each model path, the file that set it (relative model paths
+    /// are looked for beside that file).
+    pub fn load_layered(paths: &[PathBuf]) -> Result<(Config, ModelOrigins), ConfigError> {
+        let mut merged = toml::Table::new();
+        let mut origins = ModelOrigins::default();
+        for path in paths {
+            let text = crate::fileio::read_text_bounded(
+                path,
+                crate::fileio::CONFIG_LIMIT,
+                "a config file",
+            )
+            .map_err(ConfigError::Read)?;
+            let parse_err = |message: String| ConfigError::Parse {
+                path: path.clone(),
+                message: message.trim_end().to_string(),
+            };
+            toml::from_str::<Config>(&text).map_err(|e| parse_err(e.to_string()))?;
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+            let sets = |section: &str, key: &str| {
+                table
+                    .get(section)
+                    .and_then(|s| s.as_table())
+                    .is_some_and(|s| s.contains_key(key))
+            };
+            if sets("detector", "model_dir") || origins.detector.is_none() {
+                origins.detector = Some(path.clone());
+            }
+            if sets("emotion", "model") || origins.emotion.is_none() {
+                origins.emotion = Some(path.clone());
+            }
+            merge_tables(&mut merged, table);
+        }
+        let shown = PathBuf::from(
+            paths
+                .iter()
+                .map(|p| crate::fileio::shown(p))
+                .collect::<Vec<_>>()
+                .join(" + "),
+        );
+        let text = toml::to_string(&merged).map_err(|e| ConfigError::Parse {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        Ok((Config::parse(&text, &shown)?, origins))
+    }
+
+    /// [`Config::locate_models`] with each model path relative to the file
+    /// that set it.
+    pub fn locate_models_from(&mut self, origins: &ModelOrigins) -> Result<(), ConfigError> {
+        let dir = |f: &Option<PathBuf>| f.as_deref().and_then(Path::parent).map(Path::to_path_buf);
+        let (d, e) = (dir(&origins.detector), dir(&origins.emotion));
+        self.detector.model_dir = crate::models::locate(
+            "[detector] model_dir",
+            &self.detector.model_dir,
+            d.as_deref(),
+        )?;
+        self.emotion.model =
+            crate::models::locate("[emotion] model", &self.emotion.model, e.as_deref())?;
+        Ok(())
     }
 
     /// Points the model paths at the files they name (the second, system
@@ -237,6 +323,43 @@ mod tests {
             Path::new("x.toml"),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn a_later_config_file_overrides_an_earlier_one_key_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.toml");
+        let over = dir.path().join("calibration.toml");
+        std::fs::write(
+            &base,
+            "[detector]\nmin_face_size = 20.0\ninterval = 5\n[mqtt]\ndevice_id = \"k\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &over,
+            "# why: smallest face seen was 61 px\n[detector]\nmin_face_size = 48.0\n",
+        )
+        .unwrap();
+        let (cfg, origins) = Config::load_layered(&[base.clone(), over.clone()]).unwrap();
+        assert_eq!(cfg.detector.min_face_size, 48.0);
+        assert_eq!(cfg.detector.interval, 5);
+        assert_eq!(cfg.mqtt.device_id, "k");
+        assert_eq!(origins.detector, Some(base.clone()));
+        // A bad key names the file it is in; a bad merged value names both.
+        std::fs::write(&over, "[detector]\nmin_face = 48.0\n").unwrap();
+        let e = Config::load_layered(&[base.clone(), over.clone()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("calibration.toml") && e.contains("min_face"),
+            "{e}"
+        );
+        std::fs::write(&over, "[detector]\nmin_face_size = 2.0\n").unwrap();
+        let e = Config::load_layered(&[base, over]).unwrap_err().to_string();
+        assert!(
+            e.contains("base.toml + ") && e.contains("detector.min_face_size"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! the embedded broker died (a restart helps).
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -76,18 +76,16 @@ fn setup<E: std::error::Error + 'static>(e: E) -> Failure {
     (EXIT_SETUP, Box::new(e))
 }
 
-/// Loads the config (or the defaults), applies `--model`, and points the
-/// model paths at the files they name.
-fn load_config(path: Option<&Path>, model: Option<PathBuf>) -> Result<Config, Failure> {
-    let mut cfg = match path {
-        Some(p) => Config::load(p).map_err(setup)?,
-        None => Config::default(),
-    };
+/// Loads the config files (later ones override earlier ones; none: the
+/// defaults), applies `--model`, and points the model paths at the files
+/// they name.
+fn load_config(paths: &[PathBuf], model: Option<PathBuf>) -> Result<Config, Failure> {
+    let (mut cfg, origins) = Config::load_layered(paths).map_err(setup)?;
     if let Some(m) = model {
         // A path typed on the command line is relative to where it is typed.
         cfg.emotion.model = std::path::absolute(&m).unwrap_or(m);
     }
-    cfg.locate_models(path).map_err(setup)?;
+    cfg.locate_models_from(&origins).map_err(setup)?;
     Ok(cfg)
 }
 
@@ -109,7 +107,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             annotate,
             max_image_mb,
         } => {
-            let mut cfg = load_config(config.as_deref(), model)?;
+            let mut cfg = load_config(&config, model)?;
             if let Some(b) = backend {
                 set_engine(&mut cfg, b)?;
             }
@@ -135,7 +133,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Run { config } => {
-            let cfg = load_config(config.as_deref(), None).map_err(|(_, e)| (EX_CONFIG, e))?;
+            let cfg = load_config(&config, None).map_err(|(_, e)| (EX_CONFIG, e))?;
             match pipeline::run(cfg) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) => {
@@ -179,7 +177,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             background,
             ..
         } => {
-            let mut cfg = load_config(config.as_deref(), model)?;
+            let mut cfg = load_config(&config, model)?;
             if let Some(n) = interval {
                 cfg.detector.interval = n;
                 cfg.validate()
@@ -227,13 +225,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { config, backend } => check(config.as_deref(), backend),
+        Command::Check { config, backend } => check(&config, backend),
     }
 }
 
 /// `fer-edge check`: loads the config and every model, and prints what
 /// runs where (engine, and the device each model's nodes really run on).
-fn check(config: Option<&Path>, backend: Option<String>) -> Result<ExitCode, Failure> {
+fn check(config: &[PathBuf], backend: Option<String>) -> Result<ExitCode, Failure> {
     let mut cfg = load_config(config, None)?;
     if let Some(b) = backend {
         set_engine(&mut cfg, b)?;
@@ -333,7 +331,7 @@ fn model_command(cmd: ModelCommand) -> Result<ExitCode, Failure> {
             runs,
             json,
         } => {
-            let cfg = load_config(config.as_deref(), None)?;
+            let cfg = load_config(&config, None)?;
             let opts = fer_edge::compare::CompareOptions {
                 engines: engines.split(',').map(|e| e.trim().to_string()).collect(),
                 image,

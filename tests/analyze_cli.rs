@@ -259,6 +259,28 @@ fn a_tampered_model_is_refused_with_its_checksum() {
 }
 
 #[test]
+fn a_second_config_file_overrides_the_first_key_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let over = dir.path().join("calibration.toml");
+    std::fs::write(&over, "[mqtt]\ndevice_id = \"lobby-2\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+        .current_dir(root())
+        .args(["check", "--config", "config/fer-edge.toml", "--config"])
+        .arg(&over)
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The override took; the first file's models are still found beside it.
+    assert!(s.contains("client id fer-edge-lobby-2"), "{s}");
+    assert!(s.contains("fer-minixception"), "{s}");
+}
+
+#[test]
 fn check_loads_everything_and_says_what_would_run() {
     let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
         .current_dir(root())
