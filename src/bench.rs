@@ -153,9 +153,9 @@ fn read_frames(dir: &std::path::Path) -> Result<Frames, BenchError> {
     files
         .iter()
         .map(|f| {
-            std::fs::read(f)
+            crate::fileio::read_bounded(f, crate::fileio::IMAGE_LIMIT_DEFAULT, "one frame", "")
                 .map(|b| (f.clone(), b))
-                .map_err(|e| BenchError::Input(format!("{}: {e}", f.display())))
+                .map_err(|e| BenchError::Input(e.to_string()))
         })
         .collect()
 }

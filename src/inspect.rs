@@ -212,12 +212,10 @@ pub fn run_aligned(
         },
         backend,
     )?;
-    let crop = image::open(crop_path)
-        .map_err(|e| InspectError::Image {
-            path: crop_path.display().to_string(),
-            reason: e.to_string(),
-        })?
-        .to_rgb8();
+    let crop = crate::imageio::decode(crop_path).map_err(|reason| InspectError::Image {
+        path: crate::fileio::shown(crop_path),
+        reason,
+    })?;
     let raw = model.run_raw(&crop)?;
     let e = model.infer(&crop)?;
     let names: Vec<String> = model.session_outputs();
