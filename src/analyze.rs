@@ -63,6 +63,8 @@ struct FaceReport {
     valence: f32,
     arousal: f32,
     va_source: VaSource,
+    /// `[calibration]` applied to this reading.
+    calibrated: bool,
 }
 
 #[derive(Serialize)]
@@ -78,7 +80,7 @@ fn round_ms(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
-fn face_report(f: &FaceReading) -> FaceReport {
+fn face_report(f: &FaceReading, calibrated: bool) -> FaceReport {
     let b = f.detection.bbox;
     let l = &f.detection.landmarks;
     let p = |q: [f32; 2]| [round(q[0], 1), round(q[1], 1)];
@@ -98,6 +100,7 @@ fn face_report(f: &FaceReading) -> FaceReport {
         valence: round(f.emotion.valence, 4),
         arousal: round(f.emotion.arousal, 4),
         va_source: f.emotion.va_source,
+        calibrated,
     }
 }
 
@@ -146,7 +149,11 @@ pub fn run(
             image: &image,
             width: img.width(),
             height: img.height(),
-            faces: result.faces.iter().map(face_report).collect(),
+            faces: result
+                .faces
+                .iter()
+                .map(|f| face_report(f, chain.is_calibrated()))
+                .collect(),
             timings_ms: Timings {
                 decode: round_ms(decode_ms),
                 detect: round_ms(result.times.detect_ms),

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::align::AlignConfig;
 use crate::capture::SourceConfig;
 use crate::detect::DetectorConfig;
+use crate::emotion::calibration::CalibrationConfig;
 use crate::emotion::EmotionConfig;
 use crate::infer::InferenceConfig;
 use crate::metrics::MetricsConfig;
@@ -35,6 +36,7 @@ pub struct Config {
     pub smoothing: SmoothingConfig,
     pub mqtt: MqttConfig,
     pub metrics: MetricsConfig,
+    pub calibration: CalibrationConfig,
 }
 
 /// Which config file set each model path (`None`: no file, the default).
@@ -180,6 +182,7 @@ impl Config {
         self.smoothing.validate()?;
         self.mqtt.validate()?;
         self.metrics.validate()?;
+        self.calibration.validate()?;
         self.validate_gpu_request()?;
         Ok(())
     }
@@ -257,6 +260,7 @@ mod tests {
             "mqtt.tls",
             "mqtt.broker",
             "metrics",
+            "calibration",
         ] {
             let err = Config::parse(
                 &format!("[{section}]\nbogus_key = 1\n"),

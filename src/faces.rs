@@ -14,6 +14,7 @@ use std::time::Instant;
 use crate::align::{self, Framing};
 use crate::config::Config;
 use crate::detect::{DetectError, Detector};
+use crate::emotion::calibration::CalibrationConfig;
 use crate::emotion::{EmotionError, EmotionModel};
 use crate::frame::{Detection, FaceReading, RgbImage};
 use crate::infer::{self, Backend, InferError, Placement};
@@ -195,6 +196,8 @@ pub struct FaceChain {
     background: Option<Background>,
     emotion: EmotionModel,
     framing: Framing,
+    /// `[calibration]`, when it changes readings.
+    calibration: Option<CalibrationConfig>,
 }
 
 impl FaceChain {
@@ -238,7 +241,16 @@ impl FaceChain {
             background,
             emotion,
             framing,
+            calibration: cfg
+                .calibration
+                .is_applied()
+                .then(|| cfg.calibration.clone()),
         })
+    }
+
+    /// True when `[calibration]` changes this chain's readings.
+    pub fn is_calibrated(&self) -> bool {
+        self.calibration.is_some()
     }
 
     /// The detector's and the emotion model's engines.
@@ -407,7 +419,10 @@ impl FaceChain {
                 }
             };
             let t = Instant::now();
-            let emotion = self.emotion.infer(&crop)?;
+            let mut emotion = self.emotion.infer(&crop)?;
+            if let Some(c) = &self.calibration {
+                emotion = c.apply(&emotion);
+            }
             times.emotion_ms += ms(t);
             faces.push(FaceReading {
                 detection: det,

@@ -340,11 +340,14 @@ fn inference_loop(
         cfg.detector.interval,
     );
     let topics = publisher.topics().clone();
-    let model_name = format!(
-        "{}@{}",
-        chain.emotion_model().manifest().name,
-        chain.emotion_model().manifest().version
-    );
+    let labels = Labels {
+        model: format!(
+            "{}@{}",
+            chain.emotion_model().manifest().name,
+            chain.emotion_model().manifest().version
+        ),
+        calibrated: chain.is_calibrated(),
+    };
     publish_tracked(publisher, &[]);
     while let Some(frame) = mailbox.take() {
         telemetry.frame_in("inference");
@@ -383,7 +386,7 @@ fn inference_loop(
             &topics,
             out,
             Some((stamp, frame.captured_at)),
-            &model_name,
+            &labels,
         );
         telemetry.set(Gauge::TracksActive, core.tracked().len() as u64);
         telemetry.frame_out("track", step.times.track_ms);
@@ -395,19 +398,27 @@ fn inference_loop(
         }
     }
     let out = core.finish();
-    publish_output(publisher, &topics, &out, None, &model_name);
+    publish_output(publisher, &topics, &out, None, &labels);
     telemetry.set(Gauge::TracksActive, 0);
 }
 
 /// Publishes one frame's output in its promised order: `new` events, the
 /// per-face messages, `end` events, then the track list. `frame` is None
 /// for the shutdown output (which has no faces).
+/// What every expression message says about where its numbers came from.
+struct Labels {
+    /// `name@version` of the emotion bundle.
+    model: String,
+    /// `[calibration]` applied.
+    calibrated: bool,
+}
+
 fn publish_output(
     publisher: &Publisher,
     topics: &publish::Topics,
     out: &FrameOutput,
     frame: Option<(FrameStamp, Instant)>,
-    model_name: &str,
+    labels: &Labels,
 ) {
     let unix = frame.map_or_else(payload::unix_now, |(s, _)| s.unix);
     for id in &out.started {
@@ -420,8 +431,9 @@ fn publish_output(
                 stamp,
                 &f.reading,
                 &f.smoothed,
-                model_name.to_string(),
-            );
+                labels.model.clone(),
+            )
+            .calibrated(labels.calibrated);
             publisher.send_frame(Message {
                 topic: topics.expression(f.track_id),
                 payload: serde_json::to_vec(&msg).expect("payload serialises"),

@@ -152,6 +152,67 @@ fn the_daemon_starts_without_a_broker_and_connects_when_one_appears() {
     check_schema(&msgs);
 }
 
+#[test]
+fn a_calibration_section_shifts_every_reading_and_says_so() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = write_config(dir.path(), &DaemonConfig::replay(port, true, "pan1"));
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        "\n[calibration]\nvalence_offset = 0.5\nclass_bias = [0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0]\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    // The same frames, uncalibrated, through `analyze`.
+    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+        .current_dir(root())
+        .arg("analyze")
+        .arg(root().join("tests/data/sequences/pan1"))
+        .output()
+        .unwrap();
+    let plain: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|r| r["faces"].get(0).cloned())
+        .collect();
+    assert_eq!(plain.len(), 30);
+    let mut d = daemon(&cfg);
+    assert!(wait_for_port(port, Duration::from_secs(60)));
+    let sub = Subscriber::start(port);
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(240)).and_then(|s| s.code()),
+        Some(0)
+    );
+    let msgs = sub.stop();
+    check_schema(&msgs);
+    let exprs = expressions(&msgs);
+    assert!(!exprs.is_empty());
+    assert!(exprs.iter().all(|e| e["calibrated"] == true));
+    let mean = |v: &mut dyn Iterator<Item = f64>| {
+        let all: Vec<f64> = v.collect();
+        all.iter().sum::<f64>() / all.len() as f64
+    };
+    let raw_v = mean(&mut exprs.iter().map(|e| e["raw"]["valence"].as_f64().unwrap()));
+    let plain_v = mean(&mut plain.iter().map(|f| f["valence"].as_f64().unwrap()));
+    assert!(
+        (plain_v - 0.5 - raw_v).abs() < 0.05,
+        "valence {plain_v} → {raw_v}, offset 0.5"
+    );
+    // The same face both ways, so the formula can be checked frame by
+    // frame: p' = p·e⁻² / (p·e⁻² + 1 − p).
+    let first = &exprs[0];
+    let seq = first["frame_seq"].as_u64().unwrap() as usize;
+    let p = plain[seq]["probabilities"]["happy"].as_f64().unwrap();
+    let want = p * (-2f64).exp() / (p * (-2f64).exp() + 1.0 - p);
+    let got = first["raw"]["probabilities"]["happy"].as_f64().unwrap();
+    // At p ≈ 0.998 a 0.001 change of p moves p' by 0.01: allow for the
+    // daemon's and analyze's readings differing in the fourth decimal.
+    assert!(
+        got < p - 0.005 && (got - want).abs() < 0.03,
+        "happy {p} → {got}, formula says {want}"
+    );
+}
+
 fn run_expecting_config_error(toml_extra: &str, key: &str) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &DaemonConfig::replay(free_port(), true, "pan1"));

@@ -15,6 +15,7 @@ use crate::frame::{Emotion, RgbImage, VaSource};
 use crate::infer::{Backend, InferError, Session};
 
 pub mod bundle;
+pub mod calibration;
 
 pub use self::bundle::{Bundle, BundleError, Color, Manifest, ScoreKind};
 

@@ -81,6 +81,9 @@ pub struct ExpressionMsg {
     pub bbox: [f32; 4],
     pub model: String,
     pub va_source: crate::frame::VaSource,
+    /// True when `[calibration]` (the site's neutral baseline) was applied
+    /// to the reading before smoothing.
+    pub calibrated: bool,
 }
 
 /// Where and when a frame was captured, as the expression message reports it.
@@ -126,7 +129,14 @@ impl ExpressionMsg {
             bbox: [round(b.x, 1), round(b.y, 1), round(b.w, 1), round(b.h, 1)],
             model,
             va_source: e.va_source,
+            calibrated: false,
         }
+    }
+
+    /// Marks the reading as calibrated by the site's `[calibration]`.
+    pub fn calibrated(mut self, yes: bool) -> ExpressionMsg {
+        self.calibrated = yes;
+        self
     }
 }
 
