@@ -259,6 +259,37 @@ fn only_fer_edge_publishes_under_its_prefix_or_uses_its_client_id_and_bad_ids_do
 }
 
 #[test]
+fn a_flood_of_idle_connections_is_capped_and_the_broker_serves_again_after_it() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut d, log) = start_embedded(dir.path(), port, "");
+    let idle: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    // One more is closed at once, with a warning.
+    let mut extra = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    use std::io::Read;
+    assert_eq!(extra.read(&mut buf).unwrap_or(0), 0, "closed, not served");
+    assert!(wait_for_log(
+        &log,
+        "clients are connected already",
+        Duration::from_secs(5)
+    )
+    .is_some());
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(300));
+    let o = mosquitto_sub(port, &[], STATUS, 1);
+    assert_eq!(text(&o).trim(), format!("{STATUS} online"));
+    assert!(d.alive());
+    d.stop_cleanly();
+}
+
+#[test]
 fn a_network_listen_needs_a_login_and_the_users_file_takes_mosquitto_passwd_hashes() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();

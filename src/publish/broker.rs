@@ -40,6 +40,9 @@ use super::wire::{self, Connect, Refusal};
 pub const MAX_PACKET_BYTES: usize = 256 * 1024;
 /// A client must send its CONNECT within this time.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Client connections the gate holds at once (rumqttd takes 256); more are
+/// closed at once, so a flood of idle sockets cannot exhaust descriptors.
+const MAX_CLIENTS: usize = 300;
 /// The same refusal from the same address is logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -330,11 +333,25 @@ impl Gate {
             Ok(l) => l,
             Err(e) => return format!("the embedded MQTT broker's gate cannot listen: {e}"),
         };
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        self.warn(
+                            peer,
+                            "",
+                            "full",
+                            &format!(
+                                "was turned away: {MAX_CLIENTS} clients are connected already"
+                            ),
+                        );
+                        drop(stream);
+                        continue;
+                    };
                     let gate = self.clone();
                     tokio::spawn(async move {
+                        let _slot = slot;
                         let _ = stream.set_nodelay(true);
                         match gate.tls.clone() {
                             None => gate.connection(stream, peer).await,
