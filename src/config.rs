@@ -1,12 +1,12 @@
 //! The whole TOML configuration: one section per stage, each stage's struct
 //! living beside the stage it configures.
 //!
-//! In: a TOML file (or nothing: every key has a default). Out: a validated
-//! [`Config`]. Loading is two steps, as in ripgrep: parse (unknown keys are
-//! rejected by name) and validate (values checked, no system calls); then
-//! [`Config::locate_models`] points the model paths at real files (beside
-//! the config file, installed, or in the working directory); the stages open
-//! them. Other relative paths are relative to the working directory.
+//! In: TOML files, later ones overriding earlier ones (or nothing: every
+//! key has a default). Out: a validated [`Config`]. Loading is two steps, as
+//! in ripgrep: parse (unknown keys are rejected by name) and validate
+//! (values checked, no system calls); then [`Config::locate_models`] points
+//! the model paths at real files (beside the config file that set them,
+//! installed, or in the working directory); the stages open them. Other relative paths are relative to the working directory.
 
 use std::path::{Path, PathBuf};
 
@@ -72,14 +72,6 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads, parses and validates a config file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            crate::fileio::read_text_bounded(path, crate::fileio::CONFIG_LIMIT, "a config file")
-                .map_err(ConfigError::Read)?;
-        Config::parse(&text, path)
-    }
-
     /// Parses and validates TOML text; `origin` is only used in messages.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
@@ -145,9 +137,10 @@ impl Config {
         Ok((Config::parse(&text, &shown)?, origins))
     }
 
-    /// [`Config::locate_models`] with each model path relative to the file
-    /// that set it.
-    pub fn locate_models_from(&mut self, origins: &ModelOrigins) -> Result<(), ConfigError> {
+    /// Points the model paths at the files they name (the second, system
+    /// step of loading): see `models` for the places tried, starting beside
+    /// the config file that set each path.
+    pub fn locate_models(&mut self, origins: &ModelOrigins) -> Result<(), ConfigError> {
         let dir = |f: &Option<PathBuf>| f.as_deref().and_then(Path::parent).map(Path::to_path_buf);
         let (d, e) = (dir(&origins.detector), dir(&origins.emotion));
         self.detector.model_dir = crate::models::locate(
@@ -157,17 +150,6 @@ impl Config {
         )?;
         self.emotion.model =
             crate::models::locate("[emotion] model", &self.emotion.model, e.as_deref())?;
-        Ok(())
-    }
-
-    /// Points the model paths at the files they name (the second, system
-    /// step of loading): see `models` for the places tried. `config_file`
-    /// is the file the paths were read from, if any.
-    pub fn locate_models(&mut self, config_file: Option<&Path>) -> Result<(), ConfigError> {
-        let dir = config_file.and_then(Path::parent);
-        self.detector.model_dir =
-            crate::models::locate("[detector] model_dir", &self.detector.model_dir, dir)?;
-        self.emotion.model = crate::models::locate("[emotion] model", &self.emotion.model, dir)?;
         Ok(())
     }
 
@@ -367,6 +349,14 @@ mod tests {
     }
 
     #[test]
+    fn a_metrics_address_that_is_not_one_names_the_key() {
+        let err = Config::parse("[metrics]\nlisten = \"localhost\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen") && err.contains("x.toml"), "{err}");
+    }
+
+    #[test]
     fn four_detector_thresholds_are_refused_not_truncated() {
         let err = Config::parse(
             "[detector]\nthresholds = [0.6, 0.7, 0.7, 0.7]\n",
@@ -377,6 +367,16 @@ mod tests {
         assert!(err.contains("exactly 3 values"), "{err}");
         assert!(
             Config::parse("[detector]\nthresholds = [0.6, 0.7]\n", Path::new("x.toml")).is_err()
+        );
+        let err = Config::parse(
+            "[calibration]\nclass_bias = [0.0, 0.1]\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("exactly 7 values") && err.contains("class_bias"),
+            "{err}"
         );
     }
 

@@ -29,6 +29,7 @@ pub mod detect;
 pub mod emotion;
 pub mod faces;
 pub mod fileio;
+pub mod fixed;
 pub mod frame;
 pub mod imageio;
 pub mod infer;

@@ -85,7 +85,7 @@ fn load_config(paths: &[PathBuf], model: Option<PathBuf>) -> Result<Config, Fail
         // A path typed on the command line is relative to where it is typed.
         cfg.emotion.model = std::path::absolute(&m).unwrap_or(m);
     }
-    cfg.locate_models_from(&origins).map_err(setup)?;
+    cfg.locate_models(&origins).map_err(setup)?;
     Ok(cfg)
 }
 

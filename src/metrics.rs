@@ -19,20 +19,17 @@ use crate::telemetry::{Snapshot, Telemetry, Totals};
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Address of the `/metrics` page, e.g. "127.0.0.1:9464"; unset: off.
-    pub listen: Option<String>,
+    pub listen: Option<SocketAddr>,
 }
 
 impl MetricsConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(l) = &self.listen {
-            let a: SocketAddr = l.parse().map_err(|e| {
-                format!("metrics.listen = {l:?} is not an address like 127.0.0.1:9464 ({e})")
-            })?;
-            if a.port() == 0 {
-                return Err("metrics.listen has port 0: name a port, e.g. 127.0.0.1:9464".into());
+        match self.listen {
+            Some(a) if a.port() == 0 => {
+                Err("metrics.listen has port 0: name a port, e.g. 127.0.0.1:9464".into())
             }
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -41,87 +38,90 @@ fn series(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A series with one unlabelled sample.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    series(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// A series with one sample per value of `label`.
+fn labelled<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    label: &str,
+    samples: &[(&str, V)],
+) {
+    series(out, name, kind, help);
+    for (l, v) in samples {
+        let _ = writeln!(out, "{name}{{{label}=\"{l}\"}} {v}");
+    }
+}
+
 /// The page: counters end in `_total`, times are in seconds.
 pub fn render(snap: &Snapshot, t: &Totals) -> String {
     let mut o = String::new();
     let stage = |k: &str| snap.stages.get(k);
-    series(
+    let (counter, gauge) = ("counter", "gauge");
+    single(
         &mut o,
         "fer_edge_uptime_seconds",
-        "gauge",
+        gauge,
         "Seconds since the daemon started.",
+        snap.uptime_s,
     );
-    let _ = writeln!(o, "fer_edge_uptime_seconds {}", snap.uptime_s);
-    series(
+    single(
         &mut o,
         "fer_edge_frames_captured_total",
-        "counter",
+        counter,
         "Frames read from the source.",
+        stage("capture").map_or(0, |s| s.frames_in),
     );
-    let _ = writeln!(
-        o,
-        "fer_edge_frames_captured_total {}",
-        stage("capture").map_or(0, |s| s.frames_in)
-    );
-    series(
+    single(
         &mut o,
         "fer_edge_frames_processed_total",
-        "counter",
+        counter,
         "Frames through detection, alignment, emotion and tracking.",
+        t.frames_processed,
     );
-    let _ = writeln!(o, "fer_edge_frames_processed_total {}", t.frames_processed);
-    series(
+    single(
         &mut o,
         "fer_edge_frames_skipped_total",
-        "counter",
+        counter,
         "Frames replaced by a newer one before inference took them.",
+        stage("skipped").map_or(0, |s| s.dropped),
     );
-    let _ = writeln!(
-        o,
-        "fer_edge_frames_skipped_total {}",
-        stage("skipped").map_or(0, |s| s.dropped)
-    );
-    series(
+    single(
         &mut o,
         "fer_edge_frames_dropped_by_source_total",
-        "counter",
+        counter,
         "Frames the camera driver lost (sequence gaps).",
+        t.frames_dropped_by_source,
     );
-    let _ = writeln!(
-        o,
-        "fer_edge_frames_dropped_by_source_total {}",
-        t.frames_dropped_by_source
-    );
-    series(
+    let errors: Vec<(&str, u64)> = snap
+        .stages
+        .iter()
+        .filter(|(name, s)| s.errors > 0 || *name == "capture" || *name == "inference")
+        .map(|(name, s)| (name.as_str(), s.errors))
+        .collect();
+    labelled(
         &mut o,
         "fer_edge_frame_errors_total",
-        "counter",
+        counter,
         "Frames that could not be read or processed, by stage.",
+        "stage",
+        &errors,
     );
-    for (name, s) in &snap.stages {
-        if s.errors > 0 || name == "capture" || name == "inference" {
-            let _ = writeln!(
-                o,
-                "fer_edge_frame_errors_total{{stage=\"{name}\"}} {}",
-                s.errors
-            );
-        }
-    }
     series(
         &mut o,
         "fer_edge_stage_latency_seconds",
         "summary",
         "Time per frame in each stage (recent frames); stage=\"publish\" is capture to publish.",
     );
-    for (name, s) in &snap.stages {
-        if s.latency_ms.samples == 0 {
-            continue;
-        }
-        for (q, v) in [
-            ("0.5", s.latency_ms.p50),
-            ("0.9", s.latency_ms.p90),
-            ("0.99", s.latency_ms.p99),
-        ] {
+    for (name, s) in snap.stages.iter().filter(|(_, s)| s.latency_ms.samples > 0) {
+        let p = &s.latency_ms;
+        for (q, v) in [("0.5", p.p50), ("0.9", p.p90), ("0.99", p.p99)] {
             let _ = writeln!(
                 o,
                 "fer_edge_stage_latency_seconds{{stage=\"{name}\",quantile=\"{q}\"}} {}",
@@ -134,92 +134,74 @@ pub fn render(snap: &Snapshot, t: &Totals) -> String {
             s.frames_out
         );
     }
-    series(
+    single(
         &mut o,
         "fer_edge_tracks_active",
-        "gauge",
+        gauge,
         "Faces tracked now.",
+        t.tracks_active,
     );
-    let _ = writeln!(o, "fer_edge_tracks_active {}", t.tracks_active);
-    series(
+    single(
         &mut o,
         "fer_edge_mqtt_connected",
-        "gauge",
+        gauge,
         "1 while connected to the MQTT broker.",
+        u8::from(t.mqtt_connected),
     );
-    let _ = writeln!(o, "fer_edge_mqtt_connected {}", u8::from(t.mqtt_connected));
-    series(
+    single(
         &mut o,
         "fer_edge_mqtt_connections_total",
-        "counter",
+        counter,
         "Successful connections to the broker.",
+        t.mqtt_connections,
     );
-    let _ = writeln!(o, "fer_edge_mqtt_connections_total {}", t.mqtt_connections);
-    series(
+    labelled(
         &mut o,
         "fer_edge_mqtt_connect_failures_total",
-        "counter",
+        counter,
         "Failed connection attempts by cause.",
+        "cause",
+        &[
+            ("refused", t.mqtt_refused),
+            ("tls", t.mqtt_tls_failures),
+            ("network", t.mqtt_network_failures),
+        ],
     );
-    for (cause, n) in [
-        ("refused", t.mqtt_refused),
-        ("tls", t.mqtt_tls_failures),
-        ("network", t.mqtt_network_failures),
-    ] {
-        let _ = writeln!(
-            o,
-            "fer_edge_mqtt_connect_failures_total{{cause=\"{cause}\"}} {n}"
-        );
-    }
-    series(
+    single(
         &mut o,
         "fer_edge_mqtt_published_total",
-        "counter",
+        counter,
         "Messages handed to the broker connection.",
+        t.mqtt_published,
     );
-    let _ = writeln!(o, "fer_edge_mqtt_published_total {}", t.mqtt_published);
-    series(
+    labelled(
         &mut o,
         "fer_edge_mqtt_dropped_total",
-        "counter",
+        counter,
         "Messages dropped, by reason.",
+        "reason",
+        &[
+            ("queue_full", t.mqtt_dropped_queue_full),
+            ("offline", t.mqtt_dropped_offline),
+        ],
     );
-    let _ = writeln!(
-        o,
-        "fer_edge_mqtt_dropped_total{{reason=\"queue_full\"}} {}",
-        t.mqtt_dropped_queue_full
-    );
-    let _ = writeln!(
-        o,
-        "fer_edge_mqtt_dropped_total{{reason=\"offline\"}} {}",
-        t.mqtt_dropped_offline
-    );
-    series(
+    single(
         &mut o,
         "fer_edge_mqtt_requeued_total",
-        "counter",
+        counter,
         "QoS 1 messages sent again after a session reset.",
+        t.mqtt_requeued_after_reset,
     );
-    let _ = writeln!(
-        o,
-        "fer_edge_mqtt_requeued_total {}",
-        t.mqtt_requeued_after_reset
-    );
-    series(
+    labelled(
         &mut o,
         "fer_edge_mqtt_queue_depth",
-        "gauge",
+        gauge,
         "Messages waiting to be published, by queue.",
-    );
-    let _ = writeln!(
-        o,
-        "fer_edge_mqtt_queue_depth{{queue=\"frames\"}} {}",
-        t.mqtt_queue_frames
-    );
-    let _ = writeln!(
-        o,
-        "fer_edge_mqtt_queue_depth{{queue=\"events\"}} {}",
-        t.mqtt_queue_events
+        "queue",
+        &[
+            ("frames", t.mqtt_queue_frames),
+            ("events", t.mqtt_queue_events),
+        ],
     );
     o
 }
@@ -332,9 +314,9 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_listen_address_names_the_key() {
+    fn a_listen_address_with_port_0_names_the_key() {
         let c = MetricsConfig {
-            listen: Some("localhost".into()),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
         };
         assert!(c.validate().unwrap_err().contains("metrics.listen"));
         assert!(MetricsConfig::default().validate().is_ok());

@@ -156,10 +156,7 @@ async fn run_async(
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
     });
-    if let Some(listen) = &cfg.metrics.listen {
-        let addr = listen
-            .parse()
-            .map_err(|e| RunError::Config(format!("metrics.listen: {e}")))?;
+    if let Some(addr) = cfg.metrics.listen {
         let p = publisher.clone();
         crate::metrics::serve(
             addr,
@@ -240,12 +237,7 @@ async fn run_async(
             _ = stats_tick.tick(), if stats_every.is_some() => {
                 publisher.send_event(stats(&telemetry, &publisher));
                 // `systemctl status` shows why a device publishes nothing.
-                let mqtt = MqttStats::from(&telemetry.totals());
-                let health = match (&mqtt.last_error, mqtt.connected) {
-                    (_, true) => "running; MQTT connected".to_string(),
-                    (Some(e), false) => format!("running; MQTT NOT CONNECTED: {e}"),
-                    (None, false) => "running; MQTT connecting".to_string(),
-                };
+                let health = MqttStats::from(&telemetry.totals()).health();
                 notify_systemd(&[sd_notify::NotifyState::Status(&health)]);
             }
             _ = watchdog_tick.tick(), if watchdog_every.is_some() => {

@@ -35,7 +35,7 @@ pub struct DetectorConfig {
     /// Ratio between pyramid levels (0.709 ≈ 1/√2 halves the area per level).
     pub scale_factor: f32,
     /// Score thresholds of P-Net, R-Net, O-Net.
-    #[serde(deserialize_with = "three_thresholds")]
+    #[serde(deserialize_with = "crate::fixed::floats")]
     pub thresholds: [f32; 3],
     /// At most this many faces per frame, best scores first.
     pub max_faces: usize,
@@ -59,17 +59,6 @@ pub struct DetectorConfig {
     /// one: frames follow the tracked faces, and new faces join a few
     /// frames after the detection started (when it finishes).
     pub background: bool,
-}
-
-/// Exactly three values: TOML's reader would otherwise drop a fourth.
-fn three_thresholds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[f32; 3], D::Error> {
-    let v = Vec::<f32>::deserialize(d)?;
-    <[f32; 3]>::try_from(v.as_slice()).map_err(|_| {
-        serde::de::Error::custom(format!(
-            "detector.thresholds needs exactly 3 values (P-Net, R-Net, O-Net), found {}",
-            v.len()
-        ))
-    })
 }
 
 impl Default for DetectorConfig {

@@ -29,18 +29,8 @@ pub struct CalibrationConfig {
     pub arousal_offset: f32,
     /// Log-probability bias per expression, canonical order; p_i is
     /// multiplied by exp(−bias_i) and the probabilities renormalised.
-    #[serde(deserialize_with = "seven")]
+    #[serde(deserialize_with = "crate::fixed::floats")]
     pub class_bias: [f32; 7],
-}
-
-fn seven<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[f32; 7], D::Error> {
-    let v = Vec::<f32>::deserialize(d)?;
-    <[f32; 7]>::try_from(v.as_slice()).map_err(|_| {
-        serde::de::Error::custom(format!(
-            "calibration.class_bias needs 7 values (neutral, happy, sad, surprise, fear, disgust, anger), found {}",
-            v.len()
-        ))
-    })
 }
 
 impl CalibrationConfig {

@@ -92,7 +92,11 @@ const GATE_USER: &str = "fer-edge-gate";
 /// Starts rumqttd and the gate; returns once both accept MQTT connections.
 pub fn start(settings: BrokerSettings) -> Result<EmbeddedBroker, BrokerError> {
     let addr = settings.listen;
-    let settings_tls = settings.tls.is_some();
+    // A certificate that cannot serve fails before anything starts.
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key).map_err(BrokerError::Start)?),
+        None => None,
+    };
     let public = TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, source })?;
     let start_err = |what: &str, e: std::io::Error| BrokerError::Start(format!("{what}: {e}"));
     let v4 = free_loopback_port().map_err(|e| start_err("no free loopback port", e))?;
@@ -130,10 +134,7 @@ pub fn start(settings: BrokerSettings) -> Result<EmbeddedBroker, BrokerError> {
     public
         .set_nonblocking(true)
         .map_err(|e| start_err("listen socket", e))?;
-    let tls = match &settings.tls {
-        Some((cert, key)) => Some(tls_acceptor(cert, key).map_err(BrokerError::Start)?),
-        None => None,
-    };
+    let over_tls = tls.is_some();
     let gate = Arc::new(Gate {
         settings,
         upstream_v4: SocketAddr::from(([127, 0, 0, 1], v4)),
@@ -160,7 +161,7 @@ pub fn start(settings: BrokerSettings) -> Result<EmbeddedBroker, BrokerError> {
     tracing::info!(
         %addr,
         "embedded MQTT broker listening (MQTT 3.1.1 and 5{})",
-        if settings_tls { ", TLS" } else { "" }
+        if over_tls { ", TLS" } else { "" }
     );
     Ok(EmbeddedBroker {
         internal: SocketAddr::from(([127, 0, 0, 1], v4)),
@@ -299,14 +300,9 @@ struct Gate {
 
 /// A TLS server config (TLS 1.2 and 1.3, ring) from PEM bytes.
 fn tls_acceptor(cert: &[u8], key: &[u8]) -> Result<tokio_rustls::TlsAcceptor, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     use tokio_rustls::rustls;
-    let chain = CertificateDer::pem_slice_iter(cert)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("mqtt.broker.tls_cert_file: {e}"))?;
-    let key =
-        PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("mqtt.broker.tls_key_file: {e}"))?;
+    let chain = super::pem::chain(cert).map_err(|e| format!("mqtt.broker.tls_cert_file {e}"))?;
+    let key = super::pem::key(key).map_err(|e| format!("mqtt.broker.tls_key_file {e}"))?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

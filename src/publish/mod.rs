@@ -252,24 +252,6 @@ impl MqttConfig {
     pub fn topics(&self) -> Topics {
         Topics::new(&self.topic_prefix, &self.device_id)
     }
-
-    /// Where the client connects.
-    pub fn broker_addr(&self) -> (String, u16) {
-        if self.embedded {
-            let a: SocketAddr = self
-                .listen
-                .parse()
-                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 1883)));
-            let host = if a.ip().is_unspecified() {
-                "127.0.0.1".to_string()
-            } else {
-                a.ip().to_string()
-            };
-            (host, a.port())
-        } else {
-            (self.host.clone(), self.port)
-        }
-    }
 }
 
 /// Errors setting the publisher up (files, the embedded broker).
@@ -292,100 +274,107 @@ pub enum PublishError {
     Options(String),
 }
 
+/// PEM parsing, one place for the client's and the embedded broker's files.
+pub mod pem {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    /// The certificates in a PEM file; at least one.
+    pub fn chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+        let chain = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("is not PEM ({e})"))?;
+        if chain.is_empty() {
+            return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+        }
+        Ok(chain)
+    }
+
+    /// The private key in a PEM file.
+    pub fn key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+        PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("holds no PEM private key ({e})"))
+    }
+}
+
 /// Everything the client and the embedded broker read from files, read
 /// and checked once: `fer-edge check` and `run` both call [`Secrets::load`],
 /// so a CA file that holds no certificate fails before any connection.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Secrets {
     pub password: Option<String>,
     pub ca: Option<Vec<u8>>,
+    /// The client's certificate chain and key (PEM).
     pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
     pub users: Option<broker::Users>,
     /// The embedded broker's certificate chain and key (PEM).
     pub broker_tls: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+/// Reads one file the MQTT section names (bounded, regular files only) and
+/// parses it; errors name the config key, the file and the problem.
+fn load_file<T>(
+    what: &'static str,
+    path: &std::path::Path,
+    parse: impl Fn(&[u8]) -> Result<T, String>,
+) -> Result<(Vec<u8>, T), PublishError> {
+    let bytes = crate::fileio::read_bounded(
+        path,
+        crate::fileio::SECRET_LIMIT,
+        "a secret or certificate",
+        "",
+    )
+    .map_err(|source| PublishError::File { what, source })?;
+    let parsed = parse(&bytes).map_err(|problem| PublishError::BadFile {
+        what,
+        path: crate::fileio::shown(path),
+        problem,
+    })?;
+    Ok((bytes, parsed))
+}
+
+fn utf8(b: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(b).map_err(|_| "is not UTF-8 text".to_string())
+}
+
 impl Secrets {
     pub fn load(cfg: &MqttConfig) -> Result<Secrets, PublishError> {
-        use rustls_pki_types::pem::PemObject;
-        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-        let read = |what: &'static str, p: &PathBuf| {
-            crate::fileio::read_bounded(
-                p,
-                crate::fileio::SECRET_LIMIT,
-                "a secret or certificate",
-                "",
-            )
-            .map_err(|source| PublishError::File { what, source })
-        };
-        let bad = |what: &'static str, p: &PathBuf, problem: String| PublishError::BadFile {
-            what,
-            path: crate::fileio::shown(p),
-            problem,
+        // A certificate file and its key, both checked.
+        let pair = |(wc, c): (&'static str, &PathBuf), (wk, k): (&'static str, &PathBuf)| {
+            Ok::<_, PublishError>((
+                load_file(wc, c, pem::chain)?.0,
+                load_file(wk, k, pem::key)?.0,
+            ))
         };
         let mut s = Secrets::default();
         if let Some(p) = &cfg.password_file {
-            let text = String::from_utf8(read("mqtt.password_file", p)?)
-                .map_err(|_| bad("mqtt.password_file", p, "is not UTF-8 text".into()))?;
-            s.password = Some(text.trim_end_matches(['\n', '\r']).to_string());
+            let (_, pw) = load_file("mqtt.password_file", p, |b| {
+                utf8(b).map(|t| t.trim_end_matches(['\n', '\r']).to_string())
+            })?;
+            s.password = Some(pw);
         }
-        let certs = |what: &'static str, p: &PathBuf| -> Result<Vec<u8>, PublishError> {
-            let pem = read(what, p)?;
-            let n = CertificateDer::pem_slice_iter(&pem)
-                .map(|c| c.map(|_| ()))
-                .collect::<Result<Vec<()>, _>>()
-                .map_err(|e| bad(what, p, format!("is not PEM ({e})")))?
-                .len();
-            if n == 0 {
-                return Err(bad(
-                    what,
-                    p,
-                    "holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the CA certificate that signed the broker's".into(),
-                ));
-            }
-            Ok(pem)
-        };
         if cfg.tls.enabled {
             if let Some(p) = &cfg.tls.ca_file {
-                s.ca = Some(certs("mqtt.tls.ca_file", p)?);
+                s.ca = Some(load_file("mqtt.tls.ca_file", p, pem::chain)?.0);
             }
             if let (Some(c), Some(k)) = (&cfg.tls.client_cert_file, &cfg.tls.client_key_file) {
-                let cert = certs("mqtt.tls.client_cert_file", c)?;
-                let key = read("mqtt.tls.client_key_file", k)?;
-                PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
-                    bad(
-                        "mqtt.tls.client_key_file",
-                        k,
-                        format!("holds no PEM private key ({e})"),
-                    )
-                })?;
-                s.client_auth = Some((cert, key));
+                s.client_auth = Some(pair(
+                    ("mqtt.tls.client_cert_file", c),
+                    ("mqtt.tls.client_key_file", k),
+                )?);
             }
         }
-        if let (true, Some(c), Some(k)) = (
-            cfg.embedded,
-            &cfg.broker.tls_cert_file,
-            &cfg.broker.tls_key_file,
-        ) {
-            let cert = certs("mqtt.broker.tls_cert_file", c)?;
-            let key = read("mqtt.broker.tls_key_file", k)?;
-            PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
-                bad(
-                    "mqtt.broker.tls_key_file",
-                    k,
-                    format!("holds no PEM private key ({e})"),
-                )
-            })?;
-            s.broker_tls = Some((cert, key));
-        }
         if cfg.embedded {
+            if let (Some(c), Some(k)) = (&cfg.broker.tls_cert_file, &cfg.broker.tls_key_file) {
+                s.broker_tls = Some(pair(
+                    ("mqtt.broker.tls_cert_file", c),
+                    ("mqtt.broker.tls_key_file", k),
+                )?);
+            }
             if let Some(p) = &cfg.broker.users_file {
-                let text = String::from_utf8(read("mqtt.broker.users_file", p)?)
-                    .map_err(|_| bad("mqtt.broker.users_file", p, "is not UTF-8 text".into()))?;
-                s.users = Some(
-                    broker::Users::parse(&text)
-                        .map_err(|problem| bad("mqtt.broker.users_file", p, problem))?,
-                );
+                let (_, users) = load_file("mqtt.broker.users_file", p, |b| {
+                    broker::Users::parse(utf8(b)?)
+                })?;
+                s.users = Some(users);
             }
         }
         Ok(s)
@@ -519,7 +508,7 @@ pub fn start(
             Some(b.daemon_login),
         )
     } else {
-        let (h, p) = cfg.broker_addr();
+        let (h, p) = (cfg.host.clone(), cfg.port);
         let login = cfg
             .username
             .as_ref()
@@ -550,7 +539,6 @@ pub fn start(
         .try_build()
         .map_err(|e| PublishError::Options(e.to_string()))?;
 
-    let counters = telemetry;
     let (frames_tx, frames_rx) = mpsc::channel(cfg.queue_capacity);
     let (outbox_tx, outbox_rx) = mpsc::channel(cfg.outbox_capacity);
     let (reconnected_tx, reconnected_rx) = mpsc::unbounded_channel();
@@ -559,7 +547,7 @@ pub fn start(
     let ev_task = tokio::spawn(event_loop(
         eventloop,
         cfg.clone(),
-        counters.clone(),
+        telemetry.clone(),
         reconnected_tx,
         shutting_down.clone(),
     ));
@@ -572,14 +560,14 @@ pub fn start(
         outbox: outbox_rx,
         outbox_tx: outbox_tx.clone(),
         reconnected: reconnected_rx,
-        counters: counters.clone(),
+        telemetry: telemetry.clone(),
         last_tracked: None,
     }));
     let publisher = Publisher {
         frames: frames_tx,
         outbox: outbox_tx,
         seq: Arc::new(AtomicU64::new(1)),
-        telemetry: counters,
+        telemetry,
         topics: topics.clone(),
     };
     let conn = Connection {
@@ -722,7 +710,7 @@ fn worth_logging(streak: u32) -> bool {
 async fn event_loop(
     mut eventloop: rumqttc::EventLoop,
     cfg: MqttConfig,
-    counters: Arc<Telemetry>,
+    telemetry: Arc<Telemetry>,
     reconnected: mpsc::UnboundedSender<()>,
     shutting_down: Arc<AtomicBool>,
 ) {
@@ -738,9 +726,9 @@ async fn event_loop(
                     tracing::info!("connected to the MQTT broker");
                 }
                 attempt = 0;
-                counters.set(Gauge::MqttConnected, 1);
-                counters.add(Counter::MqttConnections, 1);
-                counters.set_mqtt_last_error(None);
+                telemetry.set(Gauge::MqttConnected, 1);
+                telemetry.add(Counter::MqttConnections, 1);
+                telemetry.set_mqtt_last_error(None);
                 let _ = reconnected.send(());
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))
@@ -757,12 +745,12 @@ async fn event_loop(
                 if shutting_down.load(Ordering::SeqCst) {
                     return;
                 }
-                let was = counters.gauge(Gauge::MqttConnected) == 1;
-                counters.set(Gauge::MqttConnected, 0);
+                let was = telemetry.gauge(Gauge::MqttConnected) == 1;
+                telemetry.set(Gauge::MqttConnected, 0);
                 let wait = backoff_delay(attempt, cfg.reconnect_max_backoff_s);
                 attempt += 1;
                 let (cause, text) = diagnose(&e, &cfg);
-                counters.add(
+                telemetry.add(
                     match cause {
                         FailureCause::Refused => Counter::MqttRefused,
                         FailureCause::Tls => Counter::MqttTlsFailures,
@@ -770,7 +758,7 @@ async fn event_loop(
                     },
                     1,
                 );
-                counters.set_mqtt_last_error(Some(text.clone()));
+                telemetry.set_mqtt_last_error(Some(text.clone()));
                 match cause {
                     // A broker that says no will say no again: a fix is
                     // needed, so this is an error, repeated ever more rarely.
@@ -804,7 +792,7 @@ struct PublishLoop {
     outbox: mpsc::Receiver<Sequenced>,
     outbox_tx: mpsc::Sender<Sequenced>,
     reconnected: mpsc::UnboundedReceiver<()>,
-    counters: Arc<Telemetry>,
+    telemetry: Arc<Telemetry>,
     /// The latest `faces/tracked` payload, republished after a reconnect.
     last_tracked: Option<Vec<u8>>,
 }
@@ -824,7 +812,7 @@ async fn publish_loop(mut s: PublishLoop) {
                     publish_event(&s, Message { topic: s.topics.tracked(), payload: p, retain: true, captured_at: None }, event_qos).await;
                 }
             }
-            Some((seq, msg)) = s.outbox.recv(), if s.counters.gauge(Gauge::MqttConnected) == 1 => {
+            Some((seq, msg)) = s.outbox.recv(), if s.telemetry.gauge(Gauge::MqttConnected) == 1 => {
                 // Per-frame messages sent before this event go out first:
                 // a subscriber must never see a track's expression after
                 // its `end` event, nor before its `new` event.
@@ -859,14 +847,14 @@ fn publish_frame(s: &PublishLoop, msg: Message, q: QoS) {
     let opts = PublishOptions::new(q).retained_if(msg.retain);
     match s.client.try_publish(msg.topic, msg.payload, opts) {
         Ok(()) => {
-            s.counters.add(Counter::MqttPublished, 1);
+            s.telemetry.add(Counter::MqttPublished, 1);
             if let Some(t) = msg.captured_at {
                 // Capture→publish: the `publish` stage's latency.
-                s.counters
+                s.telemetry
                     .frame_out(PUBLISH_STAGE, t.elapsed().as_secs_f64() * 1000.0);
             }
         }
-        Err(_) => s.counters.add(Counter::MqttDroppedQueueFull, 1),
+        Err(_) => s.telemetry.add(Counter::MqttDroppedQueueFull, 1),
     }
 }
 
@@ -880,17 +868,17 @@ async fn publish_event(s: &PublishLoop, msg: Message, q: QoS) {
         .await
     {
         Ok(notice) => {
-            s.counters.add(Counter::MqttPublished, 1);
+            s.telemetry.add(Counter::MqttPublished, 1);
             if q == QoS::AtMostOnce {
                 return;
             }
             let requeue = s.outbox_tx.clone();
-            let counters = s.counters.clone();
+            let telemetry = s.telemetry.clone();
             tokio::spawn(async move {
                 if let Err(PublishNoticeError::SessionReset) = notice.wait_async().await {
-                    counters.add(Counter::MqttRequeuedAfterReset, 1);
+                    telemetry.add(Counter::MqttRequeuedAfterReset, 1);
                     if requeue.try_send((0, msg)).is_err() {
-                        counters.add(Counter::MqttDroppedQueueFull, 1);
+                        telemetry.add(Counter::MqttDroppedQueueFull, 1);
                     }
                 }
             });
@@ -965,19 +953,12 @@ mod tests {
     }
 
     #[test]
-    fn the_client_connects_to_the_embedded_broker_address_when_embedded() {
+    fn the_client_id_defaults_to_one_derived_from_the_device_id() {
+        assert_eq!(MqttConfig::default().client_id(), "fer-edge-kiosk-1");
         let c = MqttConfig {
-            listen: "0.0.0.0:2883".into(),
+            client_id: "robot-ui".into(),
             ..Default::default()
         };
-        assert_eq!(c.broker_addr(), ("127.0.0.1".to_string(), 2883));
-        let c = MqttConfig {
-            embedded: false,
-            host: "broker.lan".into(),
-            port: 8883,
-            ..Default::default()
-        };
-        assert_eq!(c.broker_addr(), ("broker.lan".to_string(), 8883));
-        assert_eq!(c.client_id(), "fer-edge-kiosk-1");
+        assert_eq!(c.client_id(), "robot-ui");
     }
 }

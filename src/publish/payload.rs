@@ -234,6 +234,17 @@ impl From<&crate::telemetry::Totals> for MqttStats {
     }
 }
 
+impl MqttStats {
+    /// One line for `systemctl status`: says why a device publishes nothing.
+    pub fn health(&self) -> String {
+        match (&self.last_error, self.connected) {
+            (_, true) => "running; MQTT connected".to_string(),
+            (Some(e), false) => format!("running; MQTT NOT CONNECTED: {e}"),
+            (None, false) => "running; MQTT connecting".to_string(),
+        }
+    }
+}
+
 /// Failed connection attempts by cause.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ConnectFailures {
@@ -278,6 +289,20 @@ pub fn unix_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_health_line_names_the_last_connection_failure() {
+        let mut m = MqttStats {
+            last_error: Some("the broker refused the login".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            m.health(),
+            "running; MQTT NOT CONNECTED: the broker refused the login"
+        );
+        m.connected = true;
+        assert_eq!(m.health(), "running; MQTT connected");
+    }
 
     #[test]
     fn topics_follow_the_documented_layout() {
