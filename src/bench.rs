@@ -139,7 +139,8 @@ struct EngineBench {
     busy_s: f64,
 }
 
-type Frames = Vec<(PathBuf, Vec<u8>)>;
+/// Encoded frames (PNG/JPEG bytes), each with a name for the report.
+pub type Frames = Vec<(PathBuf, Vec<u8>)>;
 
 fn read_frames(dir: &std::path::Path) -> Result<Frames, BenchError> {
     let mut sink = Vec::new();
@@ -343,19 +344,33 @@ impl EngineBench {
 /// turns round by round so that a noisy machine slows them alike.
 pub fn run(cfgs: &[Config], opts: &BenchOptions) -> Result<Vec<BenchReport>, BenchError> {
     let frames = read_frames(&opts.frames)?;
+    run_on(cfgs, &frames, opts.runs, opts.model_only)
+}
+
+/// [`run`] on frames already in memory (`fer-edge calibrate` times the
+/// frames its camera gave).
+pub fn run_on(
+    cfgs: &[Config],
+    frames: &Frames,
+    runs: usize,
+    model_only: bool,
+) -> Result<Vec<BenchReport>, BenchError> {
+    if frames.is_empty() {
+        return Err(BenchError::Input("no frames to time".into()));
+    }
     let mut benches = cfgs
         .iter()
-        .map(|c| EngineBench::new(c, &frames, opts.model_only))
+        .map(|c| EngineBench::new(c, frames, model_only))
         .collect::<Result<Vec<_>, _>>()?;
-    let total = opts.runs * benches.len() * if opts.model_only { 1 } else { frames.len() };
+    let total = runs * benches.len() * if model_only { 1 } else { frames.len() };
     let mut done = 0;
-    for _ in 0..opts.runs {
+    for _ in 0..runs {
         for b in benches.iter_mut() {
-            if opts.model_only {
+            if model_only {
                 b.model_round()?;
                 done += 1;
             } else {
-                b.pipeline_round(&frames)?;
+                b.pipeline_round(frames)?;
                 done += frames.len();
             }
             progress(done, total);
@@ -363,7 +378,7 @@ pub fn run(cfgs: &[Config], opts: &BenchOptions) -> Result<Vec<BenchReport>, Ben
     }
     Ok(benches
         .into_iter()
-        .map(|b| b.report(&frames, opts.runs))
+        .map(|b| b.report(frames, runs))
         .collect())
 }
 

@@ -19,6 +19,22 @@ const VERSION: &str = concat!(
     ")"
 );
 
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations_take_units_and_refuse_nonsense() {
+        assert_eq!(parse_duration("60s").unwrap().as_secs(), 60);
+        assert_eq!(parse_duration("2m").unwrap().as_secs(), 120);
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+        for bad in ["0s", "-1s", "abc", "5 days", "25h", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fer-edge",
@@ -109,6 +125,53 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The field tool for installing a device: run the real chain on the
+    /// camera (or a replay) for a while, then report how well it sees
+    /// people here and what to change.
+    ///
+    /// Writes `calibration.toml` (only the keys it recommends changing,
+    /// each with the measured reason), `report.json` and a self-contained
+    /// `report.html` into `--out`, and prints the advice. Exit code 0 when
+    /// the report was written, 1 when it was written and names a problem
+    /// (no faces, no frames, a camera that vanished, no baseline), 69 when
+    /// the source cannot be opened or `--list` finds no camera, 73 when the
+    /// output folder cannot be written, 78 for config or model errors.
+    Calibrate {
+        /// Config file(s); a later file overrides an earlier one key by key.
+        #[arg(long, short)]
+        config: Vec<PathBuf>,
+        /// Camera device (`/dev/video0`, `/dev/v4l/by-id/...`) or a replay
+        /// (a folder of images or a video file), overriding `[source]`.
+        #[arg(long)]
+        source: Option<PathBuf>,
+        /// How long to watch: `60s`, `2m`, `90` (seconds), `500ms`.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Folder for calibration.toml, report.json and report.html.
+        #[arg(long, default_value = "calibration")]
+        out: PathBuf,
+        /// One person holds a neutral face for the whole duration: write the
+        /// `[calibration]` offsets and class bias measured on it.
+        #[arg(long)]
+        baseline: bool,
+        /// List the V4L2 cameras and the formats, sizes and frame rates each
+        /// offers, and exit.
+        #[arg(long)]
+        list: bool,
+        /// Also write a few annotated thumbnails (face images: off by
+        /// default, nothing of a face is written without it).
+        #[arg(long)]
+        save_frames: bool,
+        /// Frames/s the speed advice aims at (default `[source] fps`).
+        #[arg(long)]
+        target_fps: Option<f64>,
+        /// Timed rounds per engine over the frames kept from the run.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+        speed_runs: u64,
+        /// Print the report as JSON on stdout instead of the advice.
+        #[arg(long)]
+        json: bool,
+    },
     /// Look inside model bundles.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -182,6 +245,29 @@ pub enum ModelCommand {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// `60s`, `2m`, `1h`, `500ms`, or plain seconds; more than 0, at most a day.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration such as 60s, 2m or 500ms"))?;
+    let secs = match unit.trim() {
+        "" | "s" => v,
+        "ms" => v / 1000.0,
+        "m" | "min" => v * 60.0,
+        "h" => v * 3600.0,
+        u => return Err(format!("{s:?}: unknown unit {u:?}; use ms, s, m or h")),
+    };
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("{s:?}: must be more than 0 and at most 24h"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 fn parse_point(s: &str) -> Result<[f32; 2], String> {

@@ -15,13 +15,15 @@
 //! ```
 //!
 //! `faces` wires the still-image stages for one frame; `analyze` runs them
-//! over images; `pipeline` wires the daemon's threads; `config` holds the
+//! over images; `pipeline` wires the daemon's threads; `calibrate` runs the
+//! chain on a site's camera and reports what to change; `config` holds the
 //! TOML, each section defined beside its stage.
 
 pub mod align;
 pub mod analyze;
 pub mod annotate;
 pub mod bench;
+pub mod calibrate;
 pub mod capture;
 pub mod compare;
 pub mod config;

@@ -2,7 +2,9 @@
 //! chain once, and set the exit code: `analyze` 0 ok, 1 some inputs failed,
 //! 2 usage, config or model error; `run` 0 clean end, 78 config or model
 //! error (EX_CONFIG: do not restart), 69 unavailable device or port, 70
-//! the embedded broker died (a restart helps).
+//! the embedded broker died (a restart helps); `calibrate` 0 report
+//! written, 1 written with problems, 69 no source, 73 output folder not
+//! writable, 78 config or model error.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -11,6 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use fer_edge::analyze::{self, AnalyzeOptions};
+use fer_edge::calibrate::CalibrateOptions;
 use fer_edge::config::Config;
 use fer_edge::faces::FaceChain;
 use fer_edge::pipeline::{self, RunError};
@@ -24,6 +27,7 @@ const EXIT_INPUT_FAILED: u8 = 1;
 const EXIT_SETUP: u8 = 2;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
+const EX_CANTCREAT: u8 = 73;
 const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
@@ -226,7 +230,144 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, backend } => check(&config, backend),
+        Command::Calibrate {
+            list: true, json, ..
+        } => list_cameras(json),
+        Command::Calibrate {
+            config,
+            source,
+            duration,
+            out,
+            baseline,
+            save_frames,
+            target_fps,
+            speed_runs,
+            json,
+            ..
+        } => {
+            let mut cfg = load_config(&config, None).map_err(|(_, e)| (EX_CONFIG, e))?;
+            if let Some(s) = source {
+                set_source(&mut cfg, s);
+            }
+            let opts = CalibrateOptions {
+                duration,
+                out,
+                baseline,
+                save_frames,
+                target_fps,
+                speed_runs: speed_runs as usize,
+                config_files: config,
+            };
+            calibrate(&cfg, &opts, json)
+        }
     }
+}
+
+/// `--source`: a device under /dev is a camera, anything else a replay.
+fn set_source(cfg: &mut Config, s: PathBuf) {
+    use fer_edge::capture::SourceKind;
+    if s.starts_with("/dev") {
+        cfg.source.kind = SourceKind::V4l2;
+        cfg.source.device = s;
+    } else {
+        cfg.source.kind = SourceKind::Replay;
+        cfg.source.path = Some(std::path::absolute(&s).unwrap_or(s));
+    }
+}
+
+/// `fer-edge calibrate --list`.
+fn list_cameras(json: bool) -> Result<ExitCode, Failure> {
+    let cams = fer_edge::capture::list_cameras();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&cams).map_err(setup)?);
+    }
+    if cams.is_empty() {
+        return Err((
+            EX_UNAVAILABLE,
+            NO_CAMERA.into(),
+        ));
+    }
+    if !json {
+        for c in &cams {
+            println!("{}  {}  ({}, {})", c.path.display(), c.card, c.driver, c.bus);
+            for id in &c.by_id {
+                println!("    stable name: {}", id.display());
+            }
+            if let Some(e) = &c.error {
+                println!("    {e}");
+            }
+            if !c.captures_video && c.error.is_none() {
+                println!("    not a video capture node (metadata)");
+            }
+            for f in &c.formats {
+                let note = if f.supported { "" } else { "  (fer-edge cannot convert this one)" };
+                println!("    {} {}{note}", f.fourcc, f.description);
+                for s in &f.sizes {
+                    println!("        {s}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+const NO_CAMERA: &str = "no V4L2 camera found (no /dev/video* device): plug the camera in, check `dmesg` for the driver, and, when running as a service, that the fer-edge user is in group `video`";
+
+/// `fer-edge calibrate`: runs, prints the advice, checks the file it wrote
+/// layers onto the config it was given.
+fn calibrate(cfg: &Config, opts: &CalibrateOptions, json: bool) -> Result<ExitCode, Failure> {
+    use fer_edge::calibrate::{self, CalibrateError};
+    let outcome = calibrate::run(cfg, opts).map_err(|e| {
+        let code = match &e {
+            CalibrateError::Output { .. } => EX_CANTCREAT,
+            CalibrateError::Source(_) => {
+                if cfg.source.kind == fer_edge::capture::SourceKind::V4l2 {
+                    let present: Vec<String> = fer_edge::capture::list_cameras()
+                        .iter()
+                        .filter(|c| c.captures_video)
+                        .map(|c| c.path.display().to_string())
+                        .collect();
+                    eprintln!(
+                        "hint: cameras present: {}",
+                        if present.is_empty() { "none".into() } else { present.join(", ") }
+                    );
+                }
+                EX_UNAVAILABLE
+            }
+            CalibrateError::Thread(_) => EX_SOFTWARE,
+            _ => EX_CONFIG,
+        };
+        (code, Box::new(e) as Box<dyn std::error::Error>)
+    })?;
+    let report = &outcome.report;
+    if json || outcome.write_error.is_some() {
+        // Nothing measured is lost when the folder fails at the end.
+        println!("{}", serde_json::to_string_pretty(report).map_err(setup)?);
+    } else {
+        print!("{}", report.advice_text());
+        println!();
+        print!("{}", report.calibration_toml);
+    }
+    if let Some(e) = outcome.write_error {
+        return Err((EX_CANTCREAT, Box::new(e)));
+    }
+    for p in &outcome.written {
+        eprintln!("wrote {}", fer_edge::fileio::shown(p));
+    }
+    // The file must layer onto the config it was measured with.
+    let mut layers = opts.config_files.clone();
+    layers.push(opts.out.join("calibration.toml"));
+    load_config(&layers, None).map_err(|(_, e)| {
+        (
+            EX_SOFTWARE,
+            format!("the calibration.toml just written is not accepted on top of the config: {e}").into(),
+        )
+    })?;
+    Ok(if report.has_problems() {
+        ExitCode::from(EXIT_INPUT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `fer-edge check`: loads the config and every model, and prints what

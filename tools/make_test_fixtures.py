@@ -7,6 +7,10 @@ Writes:
   tests/data/sequences/pan6/*.jpg      30 frames, 640x480: the group photo drifting
                                        ~3 px per frame (six faces, all in view)
   tests/data/sequences/pan1/*.jpg      30 frames, 640x480: the astronaut drifting (one face)
+  tests/data/sequences/pan1_dark/*.jpg pan1 under-exposed (x0.22, about -2.2 stops)
+  tests/data/sequences/pan1_blur/*.jpg pan1 out of focus (Gaussian blur, radius 3 px)
+      the variants `fer-edge calibrate` must warn about (tests/calibrate.rs);
+      `python tools/make_test_fixtures.py variants` remakes only these
   tests/data/golden/*.png + golden.json
       small real-image inputs at each network's exact input size, and what
       onnxruntime (the reference runtime) outputs for them; the Rust test
@@ -50,6 +54,18 @@ def pan_sequence(src, out, n=30, amp=(24, 10)):
         canvas = Image.new("RGB", (640, 480), mean)
         canvas.paste(im, (int(round((640 - im.width) / 2 + dx)), int(round((480 - im.height) / 2 + dy - amp[1] / 2))))
         canvas.save(os.path.join(folder, f"{i:04d}.jpg"), quality=90)
+
+
+def quality_variants():
+    """pan1 darkened and blurred: what a badly lit or focused camera gives."""
+    from PIL import ImageFilter
+    src = os.path.join(DATA, "sequences", "pan1")
+    for name, change in [("pan1_dark", lambda im: Image.eval(im, lambda v: int(v * 0.22))),
+                         ("pan1_blur", lambda im: im.filter(ImageFilter.GaussianBlur(3)))]:
+        folder = os.path.join(DATA, "sequences", name)
+        os.makedirs(folder, exist_ok=True)
+        for f in sorted(os.listdir(src)):
+            change(Image.open(os.path.join(src, f)).convert("RGB")).save(os.path.join(folder, f), quality=90)
 
 
 def session(path):
@@ -103,4 +119,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    if sys.argv[1:] == ["variants"]:
+        quality_variants()
+    else:
+        main()
+        quality_variants()

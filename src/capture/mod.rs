@@ -174,6 +174,70 @@ impl SourceConfig {
     }
 }
 
+/// One V4L2 device and what it offers (`fer-edge calibrate --list`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CameraInfo {
+    pub path: PathBuf,
+    /// Stable names under `/dev/v4l/by-id/` that point at it (use these in
+    /// `[source] device`: `/dev/videoN` numbers change between boots).
+    pub by_id: Vec<PathBuf>,
+    pub card: String,
+    pub driver: String,
+    pub bus: String,
+    /// False for metadata nodes (a UVC camera has two `/dev/video*`).
+    pub captures_video: bool,
+    pub formats: Vec<CameraFormat>,
+    /// Set when the device could not be queried.
+    pub error: Option<String>,
+}
+
+/// One pixel format of a camera.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CameraFormat {
+    /// `YUYV`, `MJPG`, …
+    pub fourcc: String,
+    pub description: String,
+    /// True when fer-edge can convert it (`[source] format`).
+    pub supported: bool,
+    /// `640x480 @ 30, 15 fps`, or a stepwise range.
+    pub sizes: Vec<String>,
+}
+
+/// Every `/dev/video*` node, described (devices that cannot be opened say
+/// why in [`CameraInfo::error`]). Empty when there is none.
+pub fn list_cameras() -> Vec<CameraInfo> {
+    let mut nodes: Vec<PathBuf> = std::fs::read_dir("/dev")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().as_encoded_bytes().starts_with(b"video"))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    nodes.sort_by_key(|p| {
+        let n = p.file_name().unwrap_or_default().as_encoded_bytes()[5..].to_vec();
+        (n.len(), n)
+    });
+    let by_id: Vec<(PathBuf, PathBuf)> = std::fs::read_dir("/dev/v4l/by-id")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| Some((std::fs::canonicalize(e.path()).ok()?, e.path())))
+                .collect()
+        })
+        .unwrap_or_default();
+    nodes
+        .into_iter()
+        .map(|path| {
+            let ids = by_id
+                .iter()
+                .filter(|(target, _)| *target == path)
+                .map(|(_, link)| link.clone())
+                .collect();
+            v4l2::describe(&path, ids)
+        })
+        .collect()
+}
+
 /// Opens the configured source.
 pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
     match cfg.kind {

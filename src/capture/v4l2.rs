@@ -24,7 +24,10 @@ use v4l::io::traits::CaptureStream;
 use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
-use super::{backoff_delay, convert, CaptureError, Frame, FrameSource, PixelFormat, SourceConfig};
+use super::{
+    backoff_delay, convert, CameraFormat, CameraInfo, CaptureError, Frame, FrameSource,
+    PixelFormat, SourceConfig,
+};
 
 const ENODEV: i32 = 19;
 
@@ -107,6 +110,84 @@ fn open_device(cfg: &SourceConfig) -> Result<Open, CaptureError> {
         stride: got.stride,
         fourcc: got.fourcc,
     })
+}
+
+/// What one device node offers: its name, and every format, frame size
+/// and frame rate it lists.
+pub fn describe(path: &std::path::Path, by_id: Vec<std::path::PathBuf>) -> CameraInfo {
+    let mut info = CameraInfo {
+        path: path.to_path_buf(),
+        by_id,
+        card: String::new(),
+        driver: String::new(),
+        bus: String::new(),
+        captures_video: false,
+        formats: Vec::new(),
+        error: None,
+    };
+    let device = match Device::with_path(path) {
+        Ok(d) => d,
+        Err(e) => {
+            info.error = Some(format!(
+                "cannot open: {e} (is the user in group `video`?)"
+            ));
+            return info;
+        }
+    };
+    match device.query_caps() {
+        Ok(c) => {
+            info.card = c.card;
+            info.driver = c.driver;
+            info.bus = c.bus;
+            info.captures_video = c
+                .capabilities
+                .contains(v4l::capability::Flags::VIDEO_CAPTURE);
+        }
+        Err(e) => info.error = Some(format!("cannot query capabilities: {e}")),
+    }
+    if !info.captures_video {
+        return info;
+    }
+    let formats = match device.enum_formats() {
+        Ok(f) => f,
+        Err(e) => {
+            info.error = Some(format!("cannot list formats: {e}"));
+            return info;
+        }
+    };
+    for f in formats {
+        let fourcc = f.fourcc;
+        let mut sizes = Vec::new();
+        for s in device.enum_framesizes(fourcc).unwrap_or_default() {
+            match s.size {
+                v4l::framesize::FrameSizeEnum::Discrete(d) => {
+                    let rates: Vec<String> = device
+                        .enum_frameintervals(fourcc, d.width, d.height)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|i| match &i.interval {
+                            v4l::frameinterval::FrameIntervalEnum::Discrete(fr) => {
+                                format!("{:.4}", fr.denominator as f64 / fr.numerator.max(1) as f64)
+                                    .trim_end_matches('0')
+                                    .trim_end_matches('.')
+                                    .to_string()
+                            }
+                            other => other.to_string(),
+                        })
+                        .collect();
+                    sizes.push(format!("{}x{} @ {} fps", d.width, d.height, rates.join(", ")));
+                }
+                other => sizes.push(other.to_string()),
+            }
+        }
+        info.formats.push(CameraFormat {
+            fourcc: fourcc.str().unwrap_or("????").to_string(),
+            description: f.description,
+            supported: fourcc == FourCC::new(b"YUYV") || fourcc == FourCC::new(b"MJPG"),
+            sizes,
+        });
+    }
+    info
 }
 
 impl V4l2Source {

@@ -1,11 +1,26 @@
 //! The V4L2 source's disabled twin: this build was made without the `v4l2`
 //! feature (it needs libclang at build time for the kernel headers).
 
-use super::{CaptureError, FrameSource, SourceConfig};
+use std::path::{Path, PathBuf};
+
+use super::{CameraInfo, CaptureError, FrameSource, SourceConfig};
 
 pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
     Err(CaptureError::Open {
         what: cfg.device.display().to_string(),
         reason: "V4L2 camera support is not enabled in this build; rebuild with `--features v4l2` (needs libclang-dev)".into(),
     })
+}
+
+pub fn describe(path: &Path, by_id: Vec<PathBuf>) -> CameraInfo {
+    CameraInfo {
+        path: path.to_path_buf(),
+        by_id,
+        card: String::new(),
+        driver: String::new(),
+        bus: String::new(),
+        captures_video: false,
+        formats: Vec::new(),
+        error: Some("V4L2 camera support is not enabled in this build; rebuild with `--features v4l2` (needs libclang-dev)".into()),
+    }
 }

@@ -1,0 +1,404 @@
+//! `report.html`: one self-contained page for the technician.
+//!
+//! In: the [`Report`] (and, with `--save-frames`, PNG thumbnails). Out: an
+//! HTML string with the advice in plain words at the top, then the figures
+//! as tables and SVG plots drawn by `plotters` (face sizes, where faces
+//! appear, face brightness, frame rate and latency over time, valence and
+//! arousal per track over time). No script, no stylesheet or font from
+//! the network: it opens the same on a laptop in the field with no
+//! connection.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use plotters::prelude::*;
+
+use super::advice::Level;
+use super::survey::{Bin, Figures, Spread, HEAT_COLS, HEAT_ROWS};
+use super::Report;
+
+const W: u32 = 720;
+const H: u32 = 300;
+const FONT: &str = "sans-serif";
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+type Plot = Result<String, String>;
+
+fn plot_err<E: std::fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+/// A histogram as bars.
+fn bars(title: &str, x_desc: &str, bins: &[Bin], colour: RGBColor) -> Plot {
+    let (Some(first), Some(last)) = (bins.first(), bins.last()) else {
+        return Err("no data".into());
+    };
+    let top = bins.iter().map(|b| b.count).max().unwrap_or(0).max(1);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(first.lo..last.hi, 0u32..top + top / 10 + 1)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc("count")
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(plot_err)?;
+        chart
+            .draw_series(bins.iter().map(|b| {
+                Rectangle::new([(b.lo, 0), (b.hi, b.count)], colour.filled())
+            }))
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    Ok(svg)
+}
+
+/// Where face centres fell in the frame, as a grid of shaded cells.
+fn heatmap(counts: &[u32], frame: [u32; 2]) -> Plot {
+    let top = counts.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let (fw, fh) = (frame[0].max(1) as f64, frame[1].max(1) as f64);
+    let height = (W as f64 * fh / fw).clamp(200.0, 600.0) as u32;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Where faces appear in the frame", (FONT, 18))
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            // y grows downwards, as in the image.
+            .build_cartesian_2d(0f64..fw, fh..0f64)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("x (px)")
+            .y_desc("y (px)")
+            .draw()
+            .map_err(plot_err)?;
+        let (cw, ch) = (fw / HEAT_COLS as f64, fh / HEAT_ROWS as f64);
+        chart
+            .draw_series(counts.iter().enumerate().map(|(i, &n)| {
+                let (c, r) = ((i % HEAT_COLS) as f64, (i / HEAT_COLS) as f64);
+                let v = n as f64 / top;
+                // White (none) to deep red (most).
+                let shade = RGBColor(
+                    255 - (v * 55.0) as u8,
+                    255 - (v * 215.0) as u8,
+                    255 - (v * 215.0) as u8,
+                );
+                Rectangle::new(
+                    [(c * cw, r * ch), ((c + 1.0) * cw, (r + 1.0) * ch)],
+                    shade.filled(),
+                )
+            }))
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    Ok(svg)
+}
+
+/// Lines over time, one per named series.
+fn lines(title: &str, y_desc: &str, y: std::ops::Range<f32>, series: &[(String, Vec<(f32, f32)>)]) -> Plot {
+    let x_max = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .fold(1.0f32, f32::max);
+    if series.iter().all(|(_, p)| p.is_empty()) {
+        return Err("no data".into());
+    }
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f32..x_max, y)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since the start")
+            .y_desc(y_desc)
+            .light_line_style(RGBColor(240, 240, 240))
+            .draw()
+            .map_err(plot_err)?;
+        for (i, (name, points)) in series.iter().enumerate() {
+            let colour = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
+                .map_err(plot_err)?
+                .label(name.as_str())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+        }
+        if series.len() > 1 && series.len() <= 12 {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(plot_err)?;
+        }
+        root.present().map_err(plot_err)?;
+    }
+    Ok(svg)
+}
+
+fn figure(out: &mut String, id: &str, plot: Plot) {
+    match plot {
+        Ok(svg) => {
+            let _ = write!(out, "<figure id=\"{id}\" class=\"plot\">{svg}</figure>\n");
+        }
+        Err(e) => {
+            let _ = write!(out, "<p class=\"muted\">({} not drawn: {})</p>\n", escape(id), escape(&e));
+        }
+    }
+}
+
+fn spread_row(name: &str, unit: &str, s: Option<&Spread>) -> String {
+    match s {
+        Some(s) => format!(
+            "<tr><th>{}</th><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>\n",
+            escape(name), s.min, s.p10, s.p50, s.p90, s.max, escape(unit)
+        ),
+        None => format!("<tr><th>{}</th><td colspan=\"6\">not measured</td></tr>\n", escape(name)),
+    }
+}
+
+fn spread_table(rows: &[(&str, &str, Option<&Spread>)]) -> String {
+    let mut t = String::from("<table><tr><th></th><th>min</th><th>p10</th><th>median</th><th>p90</th><th>max</th><th></th></tr>\n");
+    for (n, u, s) in rows {
+        t += &spread_row(n, u, *s);
+    }
+    t + "</table>\n"
+}
+
+fn timeline_plots(out: &mut String, f: &Figures) {
+    let fps: Vec<(f32, f32)> = f.timeline.iter().map(|s| (s.s as f32 + 0.5, s.frames as f32)).collect();
+    let top = fps.iter().map(|p| p.1).fold(1.0f32, f32::max) * 1.2;
+    figure(out, "fps", lines("Frames processed per second", "frames/s", 0.0..top, &[("processed".into(), fps)]));
+    let ms: Vec<(f32, f32)> = f.timeline.iter().map(|s| (s.s as f32 + 0.5, s.process_ms_p50)).collect();
+    let top = ms.iter().map(|p| p.1).fold(1.0f32, f32::max) * 1.2;
+    figure(out, "latency", lines("Processing time per frame (median of each second)", "ms", 0.0..top, &[("per frame".into(), ms)]));
+}
+
+fn va_plots(out: &mut String, f: &Figures) {
+    for (k, title, i) in [("valence", "Valence over time, per track (smoothed)", 1usize), ("arousal", "Arousal over time, per track (smoothed)", 2)] {
+        let series: Vec<(String, Vec<(f32, f32)>)> = f
+            .va_by_track
+            .iter()
+            .map(|(id, pts)| (format!("track {id}"), pts.iter().map(|p| (p[0], p[i])).collect()))
+            .collect();
+        figure(out, k, lines(title, k, -1.0..1.0, &series));
+    }
+}
+
+const STYLE: &str = "body{font-family:sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}\
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}\
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}\
+th{background:#f4f4f4}.advice li{margin:.3em 0;list-style:none}.tag{display:inline-block;min-width:6em;font-weight:bold}\
+.problem{color:#b00020}.warning{color:#b25c00}.info{color:#1f5fa8}.ok{color:#2e7d32}.muted{color:#777}\
+pre{background:#f6f6f6;padding:1em;overflow-x:auto}figure{margin:1em 0}img{max-width:100%}";
+
+/// The whole page.
+pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
+    let f = &r.figures;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>fer-edge calibration report</title><style>{STYLE}</style></head><body>\n<h1>fer-edge calibration report</h1>\n<p class=\"muted\">fer-edge {} on {} · source {} · {:.0} s asked, {:.1} s measured · model {} · config {}</p>\n",
+        escape(&r.fer_edge),
+        escape(&r.machine),
+        escape(&r.camera.source),
+        r.duration_requested_s,
+        f.span_s,
+        escape(&r.model),
+        escape(&if r.config_files.is_empty() { "defaults".to_string() } else { r.config_files.join(" + ") }),
+    );
+    out += "<h2 id=\"advice\">Advice</h2>\n<ul class=\"advice\">\n";
+    for a in &r.advice {
+        let (class, tag) = match a.level {
+            Level::Problem => ("problem", "PROBLEM"),
+            Level::Warning => ("warning", "warning"),
+            Level::Info => ("info", "info"),
+            Level::Ok => ("ok", "ok"),
+        };
+        let _ = writeln!(
+            out,
+            "<li class=\"{class}\"><span class=\"tag\">{tag}</span> <b>{}</b>: {}</li>",
+            escape(a.topic),
+            escape(&a.text)
+        );
+    }
+    out += "</ul>\n<h3>calibration.toml</h3>\n";
+    let _ = writeln!(out, "<pre id=\"toml\">{}</pre>", escape(&r.calibration_toml));
+
+    out += "<h2 id=\"camera\">Camera</h2>\n<table>\n";
+    let c = &r.camera;
+    for (k, v) in [
+        ("source", c.source.clone()),
+        ("frames delivered", c.delivered.to_string()),
+        ("frames/s delivered", format!("{:.2} (asked {:.0})", c.delivered_fps, c.requested_fps)),
+        ("skipped (a newer frame was ready)", c.skipped.to_string()),
+        ("lost by the driver", c.dropped_by_source.to_string()),
+        ("frames that failed", c.frame_errors.to_string()),
+        ("outages", c.outages.len().to_string()),
+    ] {
+        let _ = writeln!(out, "<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(&v));
+    }
+    out += "</table>\n";
+    if !r.cameras.is_empty() {
+        out += "<h3>Devices present</h3>\n<table><tr><th>device</th><th>name</th><th>formats</th></tr>\n";
+        for cam in &r.cameras {
+            let formats = cam
+                .formats
+                .iter()
+                .map(|f| format!("{} ({}): {}", f.fourcc, f.description, f.sizes.join("; ")))
+                .collect::<Vec<_>>()
+                .join("<br>");
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td style=\"text-align:left\">{}{}</td></tr>",
+                escape(&cam.path.display().to_string()),
+                escape(&cam.card),
+                escape(&formats).replace("&lt;br&gt;", "<br>"),
+                cam.error.as_deref().map(escape).unwrap_or_default()
+            );
+        }
+        out += "</table>\n";
+    }
+
+    out += "<h2 id=\"faces\">Faces</h2>\n";
+    match &f.faces {
+        Some(faces) => {
+            let _ = writeln!(
+                out,
+                "<p>{} face readings on {} of {} frames, up to {} at once; {} track(s), {} id switch(es).</p>",
+                faces.readings, faces.frames_with_faces, f.frames, faces.most_faces_in_a_frame, f.tracks.tracks, f.tracks.id_switches
+            );
+            out += &spread_table(&[
+                ("face size", "px", Some(&faces.size_px)),
+                ("head roll", "degrees", Some(&faces.roll_deg)),
+                ("detector score", "", Some(&faces.score)),
+                ("track duration", "s", f.tracks.duration_s.as_ref()),
+            ]);
+            figure(&mut out, "sizes", bars("Face sizes", "face box side (px)", &faces.size_histogram, RGBColor(31, 95, 168)));
+            figure(&mut out, "heatmap", heatmap(&faces.heatmap, f.frame_size));
+        }
+        None => out += "<p class=\"problem\">No face was seen.</p>\n",
+    }
+
+    out += "<h2 id=\"quality\">Image quality on the faces</h2>\n";
+    match &f.quality {
+        Some(q) => {
+            out += &spread_table(&[
+                ("face brightness", "/255", Some(&q.face_brightness)),
+                ("face contrast", "/127", Some(&q.face_contrast)),
+                ("scene brightness", "/255", Some(&q.scene_brightness)),
+                ("backlight", "stops", Some(&q.backlight_stops)),
+                ("sharpness", "Laplacian var.", Some(&q.sharpness)),
+            ]);
+            figure(&mut out, "brightness", bars("Face brightness", "mean luma of the face box (0-255)", &q.face_brightness_histogram, RGBColor(178, 92, 0)));
+        }
+        None => out += "<p class=\"muted\">Not measured (no face).</p>\n",
+    }
+
+    out += "<h2 id=\"speed\">Speed on this board</h2>\n";
+    if r.speed.is_empty() {
+        out += "<p class=\"muted\">No engine was timed.</p>\n";
+    } else {
+        let stages: std::collections::BTreeSet<&String> = r.speed.iter().flat_map(|s| s.stages_ms_p50.keys()).collect();
+        out += "<table><tr><th>engine</th><th>setting</th><th>frames/s</th><th>end to end (ms)</th>";
+        for s in &stages {
+            let _ = write!(out, "<th>{} (ms)</th>", escape(s));
+        }
+        out += "</tr>\n";
+        for s in &r.speed {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td>",
+                escape(&s.engine),
+                escape(&s.variant),
+                s.frames_per_s,
+                s.end_to_end_ms_p50
+            );
+            for k in &stages {
+                let _ = write!(out, "<td>{}</td>", s.stages_ms_p50.get(*k).map(|v| format!("{v:.2}")).unwrap_or_default());
+            }
+            out += "</tr>\n";
+        }
+        out += "</table>\n<p class=\"muted\">Medians over rounds on frames from this run; engines take turns round by round.</p>\n";
+    }
+    for u in &r.speed_unmeasured {
+        let _ = writeln!(out, "<p class=\"muted\">{}: not timed ({})</p>", escape(&u.engine), escape(&u.why));
+    }
+    timeline_plots(&mut out, f);
+
+    out += "<h2 id=\"emotion\">Valence and arousal</h2>\n";
+    va_plots(&mut out, f);
+
+    if !thumbnails.is_empty() {
+        out += "<h2 id=\"frames\">Frames (--save-frames)</h2>\n";
+        for (name, png) in thumbnails {
+            let _ = writeln!(
+                out,
+                "<figure><img alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption>{}</figcaption></figure>",
+                escape(name),
+                base64::engine::general_purpose::STANDARD.encode(png),
+                escape(name)
+            );
+        }
+    }
+    out += "</body></html>\n";
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_covers_markup_and_quotes() {
+        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+
+    #[test]
+    fn plots_are_svg_with_their_titles_and_empty_data_says_so() {
+        let bins = super::super::survey::histogram(&[10.0, 12.0, 30.0], 0.0, 40.0, 4);
+        let svg = bars("Face sizes", "px", &bins, RGBColor(0, 0, 0)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("Face sizes"), "{}", &svg[..200.min(svg.len())]);
+        assert_eq!(svg.matches("<rect").count() >= 4, true);
+        assert!(bars("x", "y", &[], RGBColor(0, 0, 0)).is_err());
+        let hm = heatmap(&vec![1; HEAT_COLS * HEAT_ROWS], [640, 480]).unwrap();
+        assert!(hm.contains("Where faces appear"));
+        let l = lines("Valence", "v", -1.0..1.0, &[("track 1".into(), vec![(0.0, 0.1), (1.0, 0.2)])]).unwrap();
+        assert!(l.contains("<polyline") || l.contains("<path"), "{l}");
+    }
+}

@@ -1,0 +1,681 @@
+//! `fer-edge calibrate`: the field tool for installing a device.
+//!
+//! In: the config (layered files), the source (camera or replay), a
+//! duration and an output folder. It runs the real chain (detect or follow
+//! → align → emotion → track → smooth) on the source for the duration,
+//! measures the camera, the faces and their image quality ([`survey`],
+//! [`quality`]), times every engine of this build on frames from the run
+//! (`bench::run_on`), and judges it all ([`advice`]). Out, in the folder:
+//! `calibration.toml` (only the keys it recommends changing, each with its
+//! reason), `report.json` (every figure) and `report.html` (one
+//! self-contained page with plots, [`html`]); and the advice on stdout.
+//!
+//! ```text
+//! capture thread ──sync_channel──> chain.track_frame ──> Survey::observe
+//!                                                        ──> figures ──┐
+//! frames kept from the run ──> bench::run_on (each engine) ─────────────┴─> advise ──> files
+//! ```
+//!
+//! Wiring only: the measuring is in `quality`/`survey`, the judging in
+//! `advice`, the drawing in `html`. No face image is kept or written unless
+//! `--save-frames` asks for a few annotated thumbnails; the frames timed
+//! for speed stay in memory.
+
+pub mod advice;
+pub mod html;
+pub mod quality;
+pub mod survey;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::capture::{self, CameraInfo, CaptureError, Frame, FrameSource, SourceKind};
+use crate::config::Config;
+use crate::faces::{FaceChain, SetupError};
+use crate::frame::RgbImage;
+use crate::track::core::TrackCore;
+use advice::{Advice, CameraFigures, Context, EngineSpeed, Level, Outage, Setting};
+use survey::{FaceFacts, Figures, FrameFacts, Survey};
+
+/// Frames of the run kept (in memory) to time the engines on.
+const SPEED_FRAMES: usize = 30;
+/// Annotated thumbnails `--save-frames` writes at most.
+const THUMBNAILS: usize = 6;
+
+/// What the command line asked for.
+#[derive(Debug, Clone)]
+pub struct CalibrateOptions {
+    pub duration: Duration,
+    pub out: PathBuf,
+    pub baseline: bool,
+    pub save_frames: bool,
+    /// Frames/s the speed advice aims at; default `[source] fps`.
+    pub target_fps: Option<f64>,
+    /// Rounds over the kept frames per engine.
+    pub speed_runs: usize,
+    /// The config files given (for the report, and to check the written
+    /// file layers onto them).
+    pub config_files: Vec<PathBuf>,
+}
+
+/// Why calibration could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrateError {
+    #[error("cannot write to the output folder {dir}: {source}; choose another --out or fix its permissions")]
+    Output {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error("{0}")]
+    Source(#[from] CaptureError),
+    #[error("cannot start the capture thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// An engine that could not be timed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unmeasured {
+    pub engine: String,
+    pub why: String,
+}
+
+/// Everything `report.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub fer_edge: String,
+    /// Unix seconds when the run started.
+    pub started_unix: f64,
+    pub machine: String,
+    pub config_files: Vec<String>,
+    pub duration_requested_s: f64,
+    pub model: String,
+    pub engine: String,
+    pub target_fps: f64,
+    pub camera: CameraFigures,
+    /// V4L2 devices present (camera sources only).
+    pub cameras: Vec<CameraInfo>,
+    pub figures: Figures,
+    pub speed: Vec<EngineSpeed>,
+    pub speed_unmeasured: Vec<Unmeasured>,
+    pub advice: Vec<Advice>,
+    pub settings: Vec<Setting>,
+    pub calibration_toml: String,
+    /// Annotated thumbnails written (`--save-frames`), relative to the folder.
+    pub thumbnails: Vec<String>,
+}
+
+impl Report {
+    /// True when a finding is a problem (no faces, no frames, a camera
+    /// that vanished, no baseline when one was asked for).
+    pub fn has_problems(&self) -> bool {
+        self.advice.iter().any(|a| a.level == Level::Problem)
+    }
+
+    /// The advice as plain lines, worst first.
+    pub fn advice_text(&self) -> String {
+        self.advice
+            .iter()
+            .map(|a| {
+                let tag = match a.level {
+                    Level::Problem => "PROBLEM",
+                    Level::Warning => "warning",
+                    Level::Info => "info",
+                    Level::Ok => "ok",
+                };
+                format!("{tag:>7} [{}] {}\n", a.topic, a.text)
+            })
+            .collect()
+    }
+}
+
+/// What the run produced: the report, and where it was written (or why
+/// it could not be).
+pub struct Outcome {
+    pub report: Report,
+    pub written: Vec<PathBuf>,
+    pub write_error: Option<CalibrateError>,
+}
+
+/// Checks the output folder can be written, creating it if needed.
+pub fn prepare_output(dir: &Path) -> Result<(), CalibrateError> {
+    let fail = |source| CalibrateError::Output {
+        dir: crate::fileio::shown(dir),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    tempfile::Builder::new()
+        .prefix(".fer-edge-calibrate")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(fail)
+}
+
+/// Runs a calibration: survey, speed, advice, files.
+pub fn run(cfg: &Config, opts: &CalibrateOptions) -> Result<Outcome, CalibrateError> {
+    prepare_output(&opts.out)?;
+    cfg.source.validate_for_run().map_err(CalibrateError::Config)?;
+    // The survey reads the model's own numbers: a baseline is measured
+    // against them, and the written file replaces any earlier one.
+    let mut cfg_raw = cfg.clone();
+    cfg_raw.calibration = Default::default();
+    let source = capture::open(&cfg.source)?;
+    if cfg_raw.detector.background && !source.is_live() {
+        cfg_raw.detector.background = false;
+    }
+    let started_unix = crate::publish::payload::unix_now();
+    let mut chain = FaceChain::from_config(&cfg_raw)?;
+    let run = survey_source(&mut chain, &cfg_raw, source, opts)?;
+    drop(chain);
+    let figures = run.survey.figures();
+    let target_fps = opts.target_fps.unwrap_or(cfg.source.fps);
+    let context = Context {
+        min_face_size: cfg.detector.min_face_size,
+        engine: cfg.inference.backend.clone(),
+        stage_engines: cfg.detector.backend.is_some() || cfg.emotion.backend.is_some(),
+        target_fps,
+        baseline: opts.baseline,
+    };
+    let (speed, unmeasured) = time_engines(&cfg_raw, &figures, &run.speed_frames, opts);
+    let unavailable: Vec<(String, String)> = unmeasured
+        .iter()
+        .map(|u| (u.engine.clone(), u.why.clone()))
+        .collect();
+    let (advice, settings) = advice::advise(advice::Inputs {
+        figures: &figures,
+        camera: &run.camera,
+        speed: &speed,
+        unavailable: &unavailable,
+        context: &context,
+    });
+    let toml_text = advice::settings_toml(&toml_header(cfg, opts), &settings);
+    let m = cfg.emotion.model.display().to_string();
+    let mut report = Report {
+        fer_edge: env!("CARGO_PKG_VERSION").to_string(),
+        started_unix,
+        machine: crate::bench::machine(),
+        config_files: opts.config_files.iter().map(|p| crate::fileio::shown(p)).collect(),
+        duration_requested_s: opts.duration.as_secs_f64(),
+        model: m,
+        engine: cfg.inference.backend.clone(),
+        target_fps,
+        camera: run.camera,
+        cameras: if cfg.source.kind == SourceKind::V4l2 {
+            capture::list_cameras()
+        } else {
+            Vec::new()
+        },
+        figures,
+        speed,
+        speed_unmeasured: unmeasured,
+        advice,
+        settings,
+        calibration_toml: toml_text,
+        thumbnails: Vec::new(),
+    };
+    let (written, write_error) = match write_files(&mut report, &run.thumbnails, opts) {
+        Ok(w) => (w, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    Ok(Outcome {
+        report,
+        written,
+        write_error,
+    })
+}
+
+fn toml_header(cfg: &Config, opts: &CalibrateOptions) -> Vec<String> {
+    let base: Vec<String> = opts
+        .config_files
+        .iter()
+        .map(|p| format!("--config {}", crate::fileio::shown(p)))
+        .collect();
+    vec![
+        format!(
+            "Written by `fer-edge calibrate` {} from {:.0} s of {}.",
+            env!("CARGO_PKG_VERSION"),
+            opts.duration.as_secs_f64(),
+            match cfg.source.kind {
+                SourceKind::V4l2 => crate::fileio::shown(&cfg.source.device),
+                SourceKind::Replay => cfg
+                    .source
+                    .path
+                    .as_deref()
+                    .map(crate::fileio::shown)
+                    .unwrap_or_default(),
+            }
+        ),
+        "Only the keys it recommends changing; each says why, with the measured number.".into(),
+        format!(
+            "Use it on top of the device's config: fer-edge run {} --config calibration.toml",
+            if base.is_empty() {
+                "--config /etc/fer-edge/fer-edge.toml".to_string()
+            } else {
+                base.join(" ")
+            }
+        ),
+    ]
+}
+
+/// What the survey loop hands back.
+struct SurveyRun {
+    survey: Survey,
+    camera: CameraFigures,
+    speed_frames: crate::bench::Frames,
+    thumbnails: Vec<(String, RgbImage)>,
+}
+
+/// What the capture thread counted.
+#[derive(Default)]
+struct CaptureCount {
+    delivered: u64,
+    first_s: Option<f64>,
+    last_s: f64,
+    skipped: u64,
+    frame_errors: u64,
+    outages: Vec<Outage>,
+    ended_at_s: Option<f64>,
+    dropped_by_source: u64,
+}
+
+fn capture_loop(
+    mut source: Box<dyn FrameSource>,
+    tx: mpsc::SyncSender<Frame>,
+    stop: &AtomicBool,
+    t0: Instant,
+) -> CaptureCount {
+    let live = source.is_live();
+    let mut c = CaptureCount::default();
+    while !stop.load(Ordering::SeqCst) {
+        let now = || t0.elapsed().as_secs_f64();
+        match source.next_frame() {
+            Ok(Some(frame)) => {
+                let t = now();
+                if let Some(o) = c.outages.last_mut().filter(|o| o.to_s.is_none()) {
+                    o.to_s = Some(t);
+                    tracing::warn!("the source is back after {:.1} s", t - o.from_s);
+                }
+                c.delivered += 1;
+                c.first_s.get_or_insert(t);
+                c.last_s = t;
+                let sent = if live {
+                    match tx.try_send(frame) {
+                        Ok(()) => true,
+                        Err(TrySendError::Full(_)) => {
+                            c.skipped += 1;
+                            true
+                        }
+                        Err(TrySendError::Disconnected(_)) => false,
+                    }
+                } else {
+                    tx.send(frame).is_ok()
+                };
+                if !sent {
+                    break;
+                }
+            }
+            Ok(None) => {
+                c.ended_at_s = Some(now());
+                break;
+            }
+            Err(e @ CaptureError::Frame { .. }) => {
+                c.frame_errors += 1;
+                tracing::warn!("{e}; frame skipped");
+            }
+            Err(e) => {
+                let fatal = matches!(e, CaptureError::Open { .. });
+                if c.outages.last().is_none_or(|o| o.to_s.is_some()) {
+                    tracing::warn!("{e}");
+                    c.outages.push(Outage {
+                        from_s: now(),
+                        to_s: None,
+                        reason: e.to_string(),
+                    });
+                }
+                if fatal {
+                    break;
+                }
+            }
+        }
+    }
+    c.dropped_by_source = source.dropped();
+    c
+}
+
+/// Shows progress: a bar on a terminal, a line every 10 s otherwise.
+struct Progress {
+    tty: bool,
+    total_s: f64,
+    last_line: f64,
+}
+
+impl Progress {
+    fn show(&mut self, s: f64, frames: usize, faces: usize) {
+        let s = s.min(self.total_s);
+        if self.tty {
+            let w = 30;
+            let fill = ((s / self.total_s.max(1e-9)) * w as f64) as usize;
+            eprint!(
+                "\rcalibrate [{}{}] {s:.0}/{:.0} s, {frames} frames, {faces} face readings ",
+                "#".repeat(fill.min(w)),
+                "-".repeat(w - fill.min(w)),
+                self.total_s
+            );
+        } else if s - self.last_line >= 10.0 {
+            eprintln!(
+                "calibrate: {s:.0} of {:.0} s, {frames} frames, {faces} face readings",
+                self.total_s
+            );
+            self.last_line = s;
+        }
+    }
+
+    fn done(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+fn survey_source(
+    chain: &mut FaceChain,
+    cfg: &Config,
+    source: Box<dyn FrameSource>,
+    opts: &CalibrateOptions,
+) -> Result<SurveyRun, CalibrateError> {
+    let describe = source.describe();
+    let live = source.is_live();
+    let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::sync_channel::<Frame>(1);
+    let capture = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || capture_loop(source, tx, &stop, t0))
+            .map_err(CalibrateError::Thread)?
+    };
+    let mut core = TrackCore::new(
+        cfg.tracker.clone(),
+        cfg.smoothing.clone(),
+        cfg.detector.interval,
+    );
+    let mut survey = Survey::new();
+    let mut speed_frames = crate::bench::Frames::new();
+    let mut first_frames = crate::bench::Frames::new();
+    let mut thumbnails = Vec::new();
+    let mut inference_errors = 0u64;
+    let mut progress = Progress {
+        tty: std::io::stderr().is_terminal(),
+        total_s: opts.duration.as_secs_f64(),
+        last_line: 0.0,
+    };
+    let deadline = t0 + opts.duration;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let frame = match rx.recv_timeout(left.min(Duration::from_millis(200))) {
+            Ok(f) => f,
+            Err(RecvTimeoutError::Timeout) => {
+                progress.show(t0.elapsed().as_secs_f64(), survey.frames(), survey.face_readings());
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let started = Instant::now();
+        let step = match chain.track_frame(&mut core, frame.timestamp, &frame.image) {
+            Ok(s) => s,
+            Err(e) => {
+                inference_errors += 1;
+                tracing::warn!(seq = frame.seq, "frame skipped: {e}");
+                continue;
+            }
+        };
+        let process_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let img = &frame.image;
+        let scene = if step.output.faces.is_empty() {
+            0.0
+        } else {
+            quality::mean_luma(img, 4)
+        };
+        let faces: Vec<FaceFacts> = step
+            .output
+            .faces
+            .iter()
+            .map(|f| FaceFacts {
+                track_id: f.track_id,
+                detection: f.reading.detection.clone(),
+                raw: f.reading.emotion.clone(),
+                smoothed_va: [f.smoothed.valence, f.smoothed.arousal],
+                quality: chain
+                    .aligned_crop(img, &f.reading)
+                    .and_then(|crop| quality::measure(img, &f.reading.detection.bbox, &crop, scene)),
+            })
+            .collect();
+        let wall_s = t0.elapsed().as_secs_f64();
+        survey.observe(
+            FrameFacts {
+                wall_s,
+                t: frame.timestamp,
+                process_ms,
+                detected: step.output.detected,
+                width: img.width(),
+                height: img.height(),
+            },
+            &faces,
+            &step.output,
+        );
+        keep_for_speed(&mut speed_frames, &mut first_frames, img, !faces.is_empty());
+        if opts.save_frames && !faces.is_empty() {
+            let due = thumbnails.len() as f64 * progress.total_s / THUMBNAILS as f64;
+            if thumbnails.len() < THUMBNAILS && wall_s >= due {
+                let readings: Vec<_> = step.output.faces.iter().map(|f| f.reading.clone()).collect();
+                thumbnails.push((
+                    format!("frame-{:05}.png", frame.seq),
+                    crate::annotate::annotate(img, &readings),
+                ));
+            }
+        }
+        progress.show(wall_s, survey.frames(), survey.face_readings());
+    }
+    stop.store(true, Ordering::SeqCst);
+    drop(rx);
+    let count = capture.join().unwrap_or_else(|_| {
+        tracing::error!("the capture thread panicked");
+        CaptureCount::default()
+    });
+    survey.end(&core.finish());
+    progress.done();
+    let span = count.first_s.map_or(0.0, |f| count.last_s - f);
+    let camera = CameraFigures {
+        source: describe,
+        live,
+        requested_fps: cfg.source.fps,
+        delivered: count.delivered,
+        delivered_fps: if span > 0.0 {
+            ((count.delivered - 1) as f64 / span * 100.0).round() / 100.0
+        } else {
+            0.0
+        },
+        skipped: count.skipped,
+        dropped_by_source: count.dropped_by_source,
+        frame_errors: count.frame_errors + inference_errors,
+        outages: count.outages,
+        ended_at_s: count.ended_at_s,
+    };
+    Ok(SurveyRun {
+        survey,
+        camera,
+        speed_frames: if speed_frames.is_empty() {
+            first_frames
+        } else {
+            speed_frames
+        },
+        thumbnails,
+    })
+}
+
+/// Keeps up to [`SPEED_FRAMES`] consecutive frames from the first one with
+/// a face (and the run's first frames, for a run without faces), JPEG
+/// encoded in memory as a camera's MJPEG would be.
+fn keep_for_speed(
+    with_faces: &mut crate::bench::Frames,
+    first: &mut crate::bench::Frames,
+    img: &RgbImage,
+    has_face: bool,
+) {
+    let want_face_run = with_faces.len() < SPEED_FRAMES && (has_face || !with_faces.is_empty());
+    let want_first = first.len() < SPEED_FRAMES;
+    if !want_face_run && !want_first {
+        return;
+    }
+    let mut bytes = Vec::new();
+    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90);
+    if let Err(e) = img.write_with_encoder(enc) {
+        tracing::warn!("cannot keep a frame for timing: {e}");
+        return;
+    }
+    let name = |n: usize| PathBuf::from(format!("frame {n}"));
+    if want_face_run {
+        with_faces.push((name(with_faces.len()), bytes.clone()));
+    }
+    if want_first {
+        first.push((name(first.len()), bytes));
+    }
+}
+
+/// Times every engine of this build on the kept frames, side by side, and
+/// the configured engine again with the `min_face_size` the survey backs.
+fn time_engines(
+    cfg: &Config,
+    figures: &Figures,
+    frames: &crate::bench::Frames,
+    opts: &CalibrateOptions,
+) -> (Vec<EngineSpeed>, Vec<Unmeasured>) {
+    let mut unmeasured = Vec::new();
+    if frames.is_empty() {
+        unmeasured.push(Unmeasured {
+            engine: "all".into(),
+            why: "no frame to time them on".into(),
+        });
+        return (Vec::new(), unmeasured);
+    }
+    let mut runs: Vec<(Config, String, String)> = Vec::new();
+    for name in crate::infer::backend_names() {
+        if let Err(e) = crate::infer::backend(name, &cfg.inference) {
+            unmeasured.push(Unmeasured {
+                engine: name.into(),
+                why: e.to_string(),
+            });
+            continue;
+        }
+        let mut c = cfg.clone();
+        c.inference.backend = name.into();
+        c.detector.backend = None;
+        c.emotion.backend = None;
+        runs.push((c, name.into(), "as configured".into()));
+    }
+    if let Some(f) = figures
+        .faces
+        .as_ref()
+        .filter(|f| f.readings >= advice::MIN_FACE_READINGS)
+    {
+        let m = advice::min_face_size_for(&f.size_px);
+        if m > cfg.detector.min_face_size * 1.05 {
+            let mut c = cfg.clone();
+            c.detector.min_face_size = m;
+            let engine = c.inference.backend.clone();
+            runs.push((c, engine, format!("min_face_size = {m:.0}")));
+        }
+    }
+    let cfgs: Vec<Config> = runs.iter().map(|r| r.0.clone()).collect();
+    eprintln!(
+        "calibrate: timing {} on {} frames of this run ({} rounds each)",
+        runs.iter()
+            .map(|r| format!("{} ({})", r.1, r.2))
+            .collect::<Vec<_>>()
+            .join(", "),
+        frames.len(),
+        opts.speed_runs
+    );
+    match crate::bench::run_on(&cfgs, frames, opts.speed_runs.max(1), false) {
+        Ok(reports) => {
+            let speed = reports
+                .into_iter()
+                .zip(runs)
+                .map(|(r, (_, engine, variant))| EngineSpeed {
+                    engine,
+                    variant,
+                    frames_per_s: r.frames_per_s,
+                    end_to_end_ms_p50: r.end_to_end_ms.p50,
+                    stages_ms_p50: r.stages_ms.iter().map(|(k, p)| (k.clone(), p.p50)).collect(),
+                })
+                .collect();
+            (speed, unmeasured)
+        }
+        Err(e) => {
+            unmeasured.push(Unmeasured {
+                engine: runs.iter().map(|r| r.1.clone()).collect::<Vec<_>>().join(","),
+                why: e.to_string(),
+            });
+            (Vec::new(), unmeasured)
+        }
+    }
+}
+
+/// Writes the files; returns their paths.
+fn write_files(
+    report: &mut Report,
+    thumbnails: &[(String, RgbImage)],
+    opts: &CalibrateOptions,
+) -> Result<Vec<PathBuf>, CalibrateError> {
+    let dir = &opts.out;
+    let fail = |source| CalibrateError::Output {
+        dir: crate::fileio::shown(dir),
+        source,
+    };
+    let mut written = Vec::new();
+    let mut pngs = Vec::new();
+    if !thumbnails.is_empty() {
+        let frames = dir.join("frames");
+        std::fs::create_dir_all(&frames).map_err(fail)?;
+        for (name, img) in thumbnails {
+            let small = image::imageops::thumbnail(img, 480, 480 * img.height() / img.width().max(1));
+            let mut bytes = Vec::new();
+            small
+                .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+                .map_err(|e| fail(std::io::Error::other(e)))?;
+            let path = frames.join(name);
+            std::fs::write(&path, &bytes).map_err(fail)?;
+            report.thumbnails.push(format!("frames/{name}"));
+            pngs.push((format!("frames/{name}"), bytes));
+            written.push(path);
+        }
+    }
+    let files = [
+        ("calibration.toml", report.calibration_toml.clone().into_bytes()),
+        (
+            "report.json",
+            serde_json::to_vec_pretty(&*report).expect("the report serialises"),
+        ),
+        ("report.html", html::render(report, &pngs).into_bytes()),
+    ];
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).map_err(fail)?;
+        written.push(path);
+    }
+    Ok(written)
+}
