@@ -165,8 +165,9 @@ pub enum Command {
         /// Frames/s the speed advice aims at (default `[source] fps`).
         #[arg(long)]
         target_fps: Option<f64>,
-        /// Timed rounds per engine over the frames kept from the run.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+        /// Timed rounds per engine over the frames kept from the run (0: do
+        /// not time the engines).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=100))]
         speed_runs: u64,
         /// Print the report as JSON on stdout instead of the advice.
         #[arg(long)]

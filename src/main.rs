@@ -282,14 +282,17 @@ fn list_cameras(json: bool) -> Result<ExitCode, Failure> {
         println!("{}", serde_json::to_string_pretty(&cams).map_err(setup)?);
     }
     if cams.is_empty() {
-        return Err((
-            EX_UNAVAILABLE,
-            NO_CAMERA.into(),
-        ));
+        return Err((EX_UNAVAILABLE, NO_CAMERA.into()));
     }
     if !json {
         for c in &cams {
-            println!("{}  {}  ({}, {})", c.path.display(), c.card, c.driver, c.bus);
+            println!(
+                "{}  {}  ({}, {})",
+                c.path.display(),
+                c.card,
+                c.driver,
+                c.bus
+            );
             for id in &c.by_id {
                 println!("    stable name: {}", id.display());
             }
@@ -300,7 +303,11 @@ fn list_cameras(json: bool) -> Result<ExitCode, Failure> {
                 println!("    not a video capture node (metadata)");
             }
             for f in &c.formats {
-                let note = if f.supported { "" } else { "  (fer-edge cannot convert this one)" };
+                let note = if f.supported {
+                    ""
+                } else {
+                    "  (fer-edge cannot convert this one)"
+                };
                 println!("    {} {}{note}", f.fourcc, f.description);
                 for s in &f.sizes {
                     println!("        {s}");
@@ -329,7 +336,11 @@ fn calibrate(cfg: &Config, opts: &CalibrateOptions, json: bool) -> Result<ExitCo
                         .collect();
                     eprintln!(
                         "hint: cameras present: {}",
-                        if present.is_empty() { "none".into() } else { present.join(", ") }
+                        if present.is_empty() {
+                            "none".into()
+                        } else {
+                            present.join(", ")
+                        }
                     );
                 }
                 EX_UNAVAILABLE
@@ -360,7 +371,8 @@ fn calibrate(cfg: &Config, opts: &CalibrateOptions, json: bool) -> Result<ExitCo
     load_config(&layers, None).map_err(|(_, e)| {
         (
             EX_SOFTWARE,
-            format!("the calibration.toml just written is not accepted on top of the config: {e}").into(),
+            format!("the calibration.toml just written is not accepted on top of the config: {e}")
+                .into(),
         )
     })?;
     Ok(if report.has_problems() {

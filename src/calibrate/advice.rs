@@ -196,10 +196,7 @@ fn camera(c: &CameraFigures, a: &mut Vec<Advice>) {
         })
     };
     if c.delivered == 0 {
-        push(
-            Level::Problem,
-            format!("{} delivered no frame", c.source),
-        );
+        push(Level::Problem, format!("{} delivered no frame", c.source));
     }
     if !c.outages.is_empty() {
         let first = &c.outages[0];
@@ -519,7 +516,11 @@ fn speed(i: &Inputs, a: &mut Vec<Advice>, s: &mut Vec<Setting>) {
 }
 
 fn baseline(fig: &Figures, a: &mut Vec<Advice>, s: &mut Vec<Setting>) {
-    let Some(raw) = fig.raw.as_ref().filter(|r| r.readings >= MIN_BASELINE_READINGS) else {
+    let Some(raw) = fig
+        .raw
+        .as_ref()
+        .filter(|r| r.readings >= MIN_BASELINE_READINGS)
+    else {
         a.push(Advice {
             level: Level::Problem,
             topic: "baseline",
@@ -556,10 +557,7 @@ fn baseline(fig: &Figures, a: &mut Vec<Advice>, s: &mut Vec<Setting>) {
         section: "calibration",
         key: "arousal_offset",
         value: r3(raw.mean_arousal),
-        why: format!(
-            "mean arousal of the same readings: {:.3}",
-            raw.mean_arousal
-        ),
+        why: format!("mean arousal of the same readings: {:.3}", raw.mean_arousal),
     });
     s.push(Setting {
         section: "calibration",
@@ -708,7 +706,12 @@ mod tests {
         }
     }
 
-    fn run(f: &Figures, c: &CameraFigures, sp: &[EngineSpeed], x: &Context) -> (Vec<Advice>, Vec<Setting>) {
+    fn run(
+        f: &Figures,
+        c: &CameraFigures,
+        sp: &[EngineSpeed],
+        x: &Context,
+    ) -> (Vec<Advice>, Vec<Setting>) {
         advise(Inputs {
             figures: f,
             camera: c,
@@ -729,19 +732,35 @@ mod tests {
         let m = s.iter().find(|x| x.key == "min_face_size").unwrap();
         assert_eq!(m.value, toml::Value::Integer(85));
         assert!(m.why.contains("95 px"), "{}", m.why);
-        assert!(!warned(&a, "exposure") && !warned(&a, "sharpness") && !warned(&a, "faces"), "{a:?}");
+        assert!(
+            !warned(&a, "exposure") && !warned(&a, "sharpness") && !warned(&a, "faces"),
+            "{a:?}"
+        );
         // Already low enough: nothing to write.
-        let c = Context { min_face_size: 85.0, ..ctx() };
+        let c = Context {
+            min_face_size: 85.0,
+            ..ctx()
+        };
         let (_, s) = run(&figures(true), &camera(), &[], &c);
         assert!(s.is_empty(), "{s:?}");
     }
 
     #[test]
     fn no_faces_is_a_problem_and_recommends_nothing_about_faces() {
-        let (a, s) = run(&figures(false), &camera(), &[], &Context { baseline: true, ..ctx() });
+        let (a, s) = run(
+            &figures(false),
+            &camera(),
+            &[],
+            &Context {
+                baseline: true,
+                ..ctx()
+            },
+        );
         assert_eq!(a[0].level, Level::Problem);
         assert!(a.iter().any(|x| x.text.contains("no face was seen")));
-        assert!(a.iter().any(|x| x.topic == "baseline" && x.level == Level::Problem));
+        assert!(a
+            .iter()
+            .any(|x| x.topic == "baseline" && x.level == Level::Problem));
         assert!(s.is_empty(), "{s:?}");
     }
 
@@ -756,7 +775,8 @@ mod tests {
         faces.size_px = spread(20.0, 22.0, 30.0, 40.0);
         faces.roll_deg = spread(20.0, 20.0, 20.0, 20.0);
         let (a, _) = run(&f, &camera(), &[], &ctx());
-        let text = |topic: &str, word: &str| a.iter().any(|x| x.topic == topic && x.text.contains(word));
+        let text =
+            |topic: &str, word: &str| a.iter().any(|x| x.topic == topic && x.text.contains(word));
         assert!(text("exposure", "underexposed"));
         assert!(text("exposure", "2.3 stops darker than the scene: backlit"));
         assert!(text("sharpness", "blurred"));
@@ -805,7 +825,15 @@ mod tests {
             mean_log_probability: [-1.5, -0.9, -3.0, -3.0, -3.2, -3.5, -3.5],
             most_faces_at_once: 1,
         });
-        let (_, s) = run(&f, &camera(), &[], &Context { baseline: true, ..ctx() });
+        let (_, s) = run(
+            &f,
+            &camera(),
+            &[],
+            &Context {
+                baseline: true,
+                ..ctx()
+            },
+        );
         let get = |k: &str| s.iter().find(|x| x.key == k).unwrap().value.clone();
         assert_eq!(get("valence_offset"), toml::Value::Float(0.2));
         assert_eq!(get("arousal_offset"), toml::Value::Float(-0.1));
@@ -830,7 +858,10 @@ mod tests {
             },
         ];
         let text = settings_toml(&["made by fer-edge calibrate".into()], &s);
-        assert!(text.contains("[detector]\n# faces ≥ 90 px\nmin_face_size = 80\n"), "{text}");
+        assert!(
+            text.contains("[detector]\n# faces ≥ 90 px\nmin_face_size = 80\n"),
+            "{text}"
+        );
         let cfg = crate::config::Config::parse(&text, std::path::Path::new("c.toml")).unwrap();
         assert_eq!(cfg.detector.min_face_size, 80.0);
         assert!(settings_toml(&[], &[]).contains("Nothing to change"));

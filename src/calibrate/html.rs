@@ -68,9 +68,10 @@ fn bars(title: &str, x_desc: &str, bins: &[Bin], colour: RGBColor) -> Plot {
             .draw()
             .map_err(plot_err)?;
         chart
-            .draw_series(bins.iter().map(|b| {
-                Rectangle::new([(b.lo, 0), (b.hi, b.count)], colour.filled())
-            }))
+            .draw_series(
+                bins.iter()
+                    .map(|b| Rectangle::new([(b.lo, 0), (b.hi, b.count)], colour.filled())),
+            )
             .map_err(plot_err)?;
         root.present().map_err(plot_err)?;
     }
@@ -124,7 +125,12 @@ fn heatmap(counts: &[u32], frame: [u32; 2]) -> Plot {
 }
 
 /// Lines over time, one per named series.
-fn lines(title: &str, y_desc: &str, y: std::ops::Range<f32>, series: &[(String, Vec<(f32, f32)>)]) -> Plot {
+fn lines(
+    title: &str,
+    y_desc: &str,
+    y: std::ops::Range<f32>,
+    series: &[(String, Vec<(f32, f32)>)],
+) -> Plot {
     let x_max = series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|q| q.0))
@@ -153,10 +159,15 @@ fn lines(title: &str, y_desc: &str, y: std::ops::Range<f32>, series: &[(String, 
         for (i, (name, points)) in series.iter().enumerate() {
             let colour = Palette99::pick(i).to_rgba();
             chart
-                .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    colour.stroke_width(2),
+                ))
                 .map_err(plot_err)?
                 .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2))
+                });
         }
         if series.len() > 1 && series.len() <= 12 {
             chart
@@ -174,10 +185,15 @@ fn lines(title: &str, y_desc: &str, y: std::ops::Range<f32>, series: &[(String, 
 fn figure(out: &mut String, id: &str, plot: Plot) {
     match plot {
         Ok(svg) => {
-            let _ = write!(out, "<figure id=\"{id}\" class=\"plot\">{svg}</figure>\n");
+            let _ = writeln!(out, "<figure id=\"{id}\" class=\"plot\">{svg}</figure>");
         }
         Err(e) => {
-            let _ = write!(out, "<p class=\"muted\">({} not drawn: {})</p>\n", escape(id), escape(&e));
+            let _ = writeln!(
+                out,
+                "<p class=\"muted\">({} not drawn: {})</p>",
+                escape(id),
+                escape(&e)
+            );
         }
     }
 }
@@ -201,20 +217,54 @@ fn spread_table(rows: &[(&str, &str, Option<&Spread>)]) -> String {
 }
 
 fn timeline_plots(out: &mut String, f: &Figures) {
-    let fps: Vec<(f32, f32)> = f.timeline.iter().map(|s| (s.s as f32 + 0.5, s.frames as f32)).collect();
+    let fps: Vec<(f32, f32)> = f
+        .timeline
+        .iter()
+        .map(|s| (s.s as f32 + 0.5, s.frames as f32))
+        .collect();
     let top = fps.iter().map(|p| p.1).fold(1.0f32, f32::max) * 1.2;
-    figure(out, "fps", lines("Frames processed per second", "frames/s", 0.0..top, &[("processed".into(), fps)]));
-    let ms: Vec<(f32, f32)> = f.timeline.iter().map(|s| (s.s as f32 + 0.5, s.process_ms_p50)).collect();
+    figure(
+        out,
+        "fps",
+        lines(
+            "Frames processed per second",
+            "frames/s",
+            0.0..top,
+            &[("processed".into(), fps)],
+        ),
+    );
+    let ms: Vec<(f32, f32)> = f
+        .timeline
+        .iter()
+        .map(|s| (s.s as f32 + 0.5, s.process_ms_p50))
+        .collect();
     let top = ms.iter().map(|p| p.1).fold(1.0f32, f32::max) * 1.2;
-    figure(out, "latency", lines("Processing time per frame (median of each second)", "ms", 0.0..top, &[("per frame".into(), ms)]));
+    figure(
+        out,
+        "latency",
+        lines(
+            "Processing time per frame (median of each second)",
+            "ms",
+            0.0..top,
+            &[("per frame".into(), ms)],
+        ),
+    );
 }
 
 fn va_plots(out: &mut String, f: &Figures) {
-    for (k, title, i) in [("valence", "Valence over time, per track (smoothed)", 1usize), ("arousal", "Arousal over time, per track (smoothed)", 2)] {
+    for (k, title, i) in [
+        ("valence", "Valence over time, per track (smoothed)", 1usize),
+        ("arousal", "Arousal over time, per track (smoothed)", 2),
+    ] {
         let series: Vec<(String, Vec<(f32, f32)>)> = f
             .va_by_track
             .iter()
-            .map(|(id, pts)| (format!("track {id}"), pts.iter().map(|p| (p[0], p[i])).collect()))
+            .map(|(id, pts)| {
+                (
+                    format!("track {id}"),
+                    pts.iter().map(|p| (p[0], p[i])).collect(),
+                )
+            })
             .collect();
         figure(out, k, lines(title, k, -1.0..1.0, &series));
     }
@@ -225,7 +275,7 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}\
 th{background:#f4f4f4}.advice li{margin:.3em 0;list-style:none}.tag{display:inline-block;min-width:6em;font-weight:bold}\
 .problem{color:#b00020}.warning{color:#b25c00}.info{color:#1f5fa8}.ok{color:#2e7d32}.muted{color:#777}\
-pre{background:#f6f6f6;padding:1em;overflow-x:auto}figure{margin:1em 0}img{max-width:100%}";
+pre{background:#f6f6f6;padding:1em;overflow-x:auto;white-space:pre-wrap}.wide{overflow-x:auto}figure{margin:1em 0}img{max-width:100%}";
 
 /// The whole page.
 pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
@@ -258,20 +308,32 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
         );
     }
     out += "</ul>\n<h3>calibration.toml</h3>\n";
-    let _ = writeln!(out, "<pre id=\"toml\">{}</pre>", escape(&r.calibration_toml));
+    let _ = writeln!(
+        out,
+        "<pre id=\"toml\">{}</pre>",
+        escape(&r.calibration_toml)
+    );
 
     out += "<h2 id=\"camera\">Camera</h2>\n<table>\n";
     let c = &r.camera;
     for (k, v) in [
         ("source", c.source.clone()),
         ("frames delivered", c.delivered.to_string()),
-        ("frames/s delivered", format!("{:.2} (asked {:.0})", c.delivered_fps, c.requested_fps)),
+        (
+            "frames/s delivered",
+            format!("{:.2} (asked {:.0})", c.delivered_fps, c.requested_fps),
+        ),
         ("skipped (a newer frame was ready)", c.skipped.to_string()),
         ("lost by the driver", c.dropped_by_source.to_string()),
         ("frames that failed", c.frame_errors.to_string()),
         ("outages", c.outages.len().to_string()),
     ] {
-        let _ = writeln!(out, "<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(&v));
+        let _ = writeln!(
+            out,
+            "<tr><th>{}</th><td>{}</td></tr>",
+            escape(k),
+            escape(&v)
+        );
     }
     out += "</table>\n";
     if !r.cameras.is_empty() {
@@ -309,7 +371,16 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
                 ("detector score", "", Some(&faces.score)),
                 ("track duration", "s", f.tracks.duration_s.as_ref()),
             ]);
-            figure(&mut out, "sizes", bars("Face sizes", "face box side (px)", &faces.size_histogram, RGBColor(31, 95, 168)));
+            figure(
+                &mut out,
+                "sizes",
+                bars(
+                    "Face sizes",
+                    "face box side (px)",
+                    &faces.size_histogram,
+                    RGBColor(31, 95, 168),
+                ),
+            );
             figure(&mut out, "heatmap", heatmap(&faces.heatmap, f.frame_size));
         }
         None => out += "<p class=\"problem\">No face was seen.</p>\n",
@@ -323,9 +394,18 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
                 ("face contrast", "/127", Some(&q.face_contrast)),
                 ("scene brightness", "/255", Some(&q.scene_brightness)),
                 ("backlight", "stops", Some(&q.backlight_stops)),
-                ("sharpness", "Laplacian var.", Some(&q.sharpness)),
+                ("sharpness", "edges / contrast", Some(&q.sharpness)),
             ]);
-            figure(&mut out, "brightness", bars("Face brightness", "mean luma of the face box (0-255)", &q.face_brightness_histogram, RGBColor(178, 92, 0)));
+            figure(
+                &mut out,
+                "brightness",
+                bars(
+                    "Face brightness",
+                    "mean luma of the face box (0-255)",
+                    &q.face_brightness_histogram,
+                    RGBColor(178, 92, 0),
+                ),
+            );
         }
         None => out += "<p class=\"muted\">Not measured (no face).</p>\n",
     }
@@ -334,8 +414,12 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
     if r.speed.is_empty() {
         out += "<p class=\"muted\">No engine was timed.</p>\n";
     } else {
-        let stages: std::collections::BTreeSet<&String> = r.speed.iter().flat_map(|s| s.stages_ms_p50.keys()).collect();
-        out += "<table><tr><th>engine</th><th>setting</th><th>frames/s</th><th>end to end (ms)</th>";
+        let stages: std::collections::BTreeSet<&String> = r
+            .speed
+            .iter()
+            .flat_map(|s| s.stages_ms_p50.keys())
+            .collect();
+        out += "<div class=\"wide\"><table><tr><th>engine</th><th>setting</th><th>frames/s</th><th>end to end (ms)</th>";
         for s in &stages {
             let _ = write!(out, "<th>{} (ms)</th>", escape(s));
         }
@@ -350,14 +434,26 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
                 s.end_to_end_ms_p50
             );
             for k in &stages {
-                let _ = write!(out, "<td>{}</td>", s.stages_ms_p50.get(*k).map(|v| format!("{v:.2}")).unwrap_or_default());
+                let _ = write!(
+                    out,
+                    "<td>{}</td>",
+                    s.stages_ms_p50
+                        .get(*k)
+                        .map(|v| format!("{v:.2}"))
+                        .unwrap_or_default()
+                );
             }
             out += "</tr>\n";
         }
-        out += "</table>\n<p class=\"muted\">Medians over rounds on frames from this run; engines take turns round by round.</p>\n";
+        out += "</table></div>\n<p class=\"muted\">Medians over rounds on frames from this run; engines take turns round by round.</p>\n";
     }
     for u in &r.speed_unmeasured {
-        let _ = writeln!(out, "<p class=\"muted\">{}: not timed ({})</p>", escape(&u.engine), escape(&u.why));
+        let _ = writeln!(
+            out,
+            "<p class=\"muted\">{}: not timed ({})</p>",
+            escape(&u.engine),
+            escape(&u.why)
+        );
     }
     timeline_plots(&mut out, f);
 
@@ -386,19 +482,32 @@ mod tests {
 
     #[test]
     fn escaping_covers_markup_and_quotes() {
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 
     #[test]
     fn plots_are_svg_with_their_titles_and_empty_data_says_so() {
         let bins = super::super::survey::histogram(&[10.0, 12.0, 30.0], 0.0, 40.0, 4);
         let svg = bars("Face sizes", "px", &bins, RGBColor(0, 0, 0)).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("Face sizes"), "{}", &svg[..200.min(svg.len())]);
-        assert_eq!(svg.matches("<rect").count() >= 4, true);
+        assert!(
+            svg.starts_with("<svg") && svg.contains("Face sizes"),
+            "{}",
+            &svg[..200.min(svg.len())]
+        );
+        assert!(svg.matches("<rect").count() >= 4);
         assert!(bars("x", "y", &[], RGBColor(0, 0, 0)).is_err());
         let hm = heatmap(&vec![1; HEAT_COLS * HEAT_ROWS], [640, 480]).unwrap();
         assert!(hm.contains("Where faces appear"));
-        let l = lines("Valence", "v", -1.0..1.0, &[("track 1".into(), vec![(0.0, 0.1), (1.0, 0.2)])]).unwrap();
+        let l = lines(
+            "Valence",
+            "v",
+            -1.0..1.0,
+            &[("track 1".into(), vec![(0.0, 0.1), (1.0, 0.2)])],
+        )
+        .unwrap();
         assert!(l.contains("<polyline") || l.contains("<path"), "{l}");
     }
 }

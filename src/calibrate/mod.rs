@@ -57,7 +57,7 @@ pub struct CalibrateOptions {
     pub save_frames: bool,
     /// Frames/s the speed advice aims at; default `[source] fps`.
     pub target_fps: Option<f64>,
-    /// Rounds over the kept frames per engine.
+    /// Rounds over the kept frames per engine; 0 times none.
     pub speed_runs: usize,
     /// The config files given (for the report, and to check the written
     /// file layers onto them).
@@ -164,7 +164,9 @@ pub fn prepare_output(dir: &Path) -> Result<(), CalibrateError> {
 /// Runs a calibration: survey, speed, advice, files.
 pub fn run(cfg: &Config, opts: &CalibrateOptions) -> Result<Outcome, CalibrateError> {
     prepare_output(&opts.out)?;
-    cfg.source.validate_for_run().map_err(CalibrateError::Config)?;
+    cfg.source
+        .validate_for_run()
+        .map_err(CalibrateError::Config)?;
     // The survey reads the model's own numbers: a baseline is measured
     // against them, and the written file replaces any earlier one.
     let mut cfg_raw = cfg.clone();
@@ -204,7 +206,11 @@ pub fn run(cfg: &Config, opts: &CalibrateOptions) -> Result<Outcome, CalibrateEr
         fer_edge: env!("CARGO_PKG_VERSION").to_string(),
         started_unix,
         machine: crate::bench::machine(),
-        config_files: opts.config_files.iter().map(|p| crate::fileio::shown(p)).collect(),
+        config_files: opts
+            .config_files
+            .iter()
+            .map(|p| crate::fileio::shown(p))
+            .collect(),
         duration_requested_s: opts.duration.as_secs_f64(),
         model: m,
         engine: cfg.inference.backend.clone(),
@@ -429,7 +435,11 @@ fn survey_source(
         let frame = match rx.recv_timeout(left.min(Duration::from_millis(200))) {
             Ok(f) => f,
             Err(RecvTimeoutError::Timeout) => {
-                progress.show(t0.elapsed().as_secs_f64(), survey.frames(), survey.face_readings());
+                progress.show(
+                    t0.elapsed().as_secs_f64(),
+                    survey.frames(),
+                    survey.face_readings(),
+                );
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -459,9 +469,9 @@ fn survey_source(
                 detection: f.reading.detection.clone(),
                 raw: f.reading.emotion.clone(),
                 smoothed_va: [f.smoothed.valence, f.smoothed.arousal],
-                quality: chain
-                    .aligned_crop(img, &f.reading)
-                    .and_then(|crop| quality::measure(img, &f.reading.detection.bbox, &crop, scene)),
+                quality: chain.aligned_crop(img, &f.reading).and_then(|crop| {
+                    quality::measure(img, &f.reading.detection.bbox, &crop, scene)
+                }),
             })
             .collect();
         let wall_s = t0.elapsed().as_secs_f64();
@@ -481,7 +491,12 @@ fn survey_source(
         if opts.save_frames && !faces.is_empty() {
             let due = thumbnails.len() as f64 * progress.total_s / THUMBNAILS as f64;
             if thumbnails.len() < THUMBNAILS && wall_s >= due {
-                let readings: Vec<_> = step.output.faces.iter().map(|f| f.reading.clone()).collect();
+                let readings: Vec<_> = step
+                    .output
+                    .faces
+                    .iter()
+                    .map(|f| f.reading.clone())
+                    .collect();
                 thumbnails.push((
                     format!("frame-{:05}.png", frame.seq),
                     crate::annotate::annotate(img, &readings),
@@ -565,6 +580,13 @@ fn time_engines(
     opts: &CalibrateOptions,
 ) -> (Vec<EngineSpeed>, Vec<Unmeasured>) {
     let mut unmeasured = Vec::new();
+    if opts.speed_runs == 0 {
+        unmeasured.push(Unmeasured {
+            engine: "all".into(),
+            why: "not asked for (--speed-runs 0)".into(),
+        });
+        return (Vec::new(), unmeasured);
+    }
     if frames.is_empty() {
         unmeasured.push(Unmeasured {
             engine: "all".into(),
@@ -610,7 +632,7 @@ fn time_engines(
         frames.len(),
         opts.speed_runs
     );
-    match crate::bench::run_on(&cfgs, frames, opts.speed_runs.max(1), false) {
+    match crate::bench::run_on(&cfgs, frames, opts.speed_runs, false) {
         Ok(reports) => {
             let speed = reports
                 .into_iter()
@@ -620,14 +642,22 @@ fn time_engines(
                     variant,
                     frames_per_s: r.frames_per_s,
                     end_to_end_ms_p50: r.end_to_end_ms.p50,
-                    stages_ms_p50: r.stages_ms.iter().map(|(k, p)| (k.clone(), p.p50)).collect(),
+                    stages_ms_p50: r
+                        .stages_ms
+                        .iter()
+                        .map(|(k, p)| (k.clone(), p.p50))
+                        .collect(),
                 })
                 .collect();
             (speed, unmeasured)
         }
         Err(e) => {
             unmeasured.push(Unmeasured {
-                engine: runs.iter().map(|r| r.1.clone()).collect::<Vec<_>>().join(","),
+                engine: runs
+                    .iter()
+                    .map(|r| r.1.clone())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 why: e.to_string(),
             });
             (Vec::new(), unmeasured)
@@ -652,10 +682,14 @@ fn write_files(
         let frames = dir.join("frames");
         std::fs::create_dir_all(&frames).map_err(fail)?;
         for (name, img) in thumbnails {
-            let small = image::imageops::thumbnail(img, 480, 480 * img.height() / img.width().max(1));
+            let small =
+                image::imageops::thumbnail(img, 480, 480 * img.height() / img.width().max(1));
             let mut bytes = Vec::new();
             small
-                .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+                .write_to(
+                    &mut std::io::Cursor::new(&mut bytes),
+                    image::ImageFormat::Png,
+                )
                 .map_err(|e| fail(std::io::Error::other(e)))?;
             let path = frames.join(name);
             std::fs::write(&path, &bytes).map_err(fail)?;
@@ -665,7 +699,10 @@ fn write_files(
         }
     }
     let files = [
-        ("calibration.toml", report.calibration_toml.clone().into_bytes()),
+        (
+            "calibration.toml",
+            report.calibration_toml.clone().into_bytes(),
+        ),
         (
             "report.json",
             serde_json::to_vec_pretty(&*report).expect("the report serialises"),

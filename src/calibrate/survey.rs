@@ -301,7 +301,8 @@ impl Survey {
                 self.ended.push((span, false));
             }
         }
-        self.ended.retain(|(e, _)| now - e.last_s <= SWITCH_WINDOW_S);
+        self.ended
+            .retain(|(e, _)| now - e.last_s <= SWITCH_WINDOW_S);
         self.frames.push(frame);
         self.frame_faces.push(faces.len());
     }
@@ -487,13 +488,21 @@ mod tests {
     fn sizes_positions_roll_and_raw_means_are_summed_up() {
         let mut s = Survey::new();
         s.observe(frame(0.0), &[face(1, 100.0, 60.0, 0.2)], &started(&[1]));
-        s.observe(frame(0.1), &[face(1, 102.0, 80.0, 0.4)], &FrameOutput::default());
+        s.observe(
+            frame(0.1),
+            &[face(1, 102.0, 80.0, 0.4)],
+            &FrameOutput::default(),
+        );
         s.observe(frame(0.2), &[], &FrameOutput::default());
         let f = s.figures();
         let faces = f.faces.unwrap();
         assert_eq!((faces.readings, faces.frames_with_faces), (2, 2));
         assert_eq!((faces.size_px.min, faces.size_px.max), (60.0, 80.0));
-        assert!((faces.roll_deg.p50 - 10.0).abs() < 0.1, "{:?}", faces.roll_deg);
+        assert!(
+            (faces.roll_deg.p50 - 10.0).abs() < 0.1,
+            "{:?}",
+            faces.roll_deg
+        );
         assert_eq!(faces.heatmap.iter().sum::<u32>(), 2);
         // Centres near (130..142, 130..140) of 640×480: column 3, row 3.
         assert_eq!(faces.heatmap[3 * HEAT_COLS + 3], 2);

@@ -128,9 +128,7 @@ pub fn describe(path: &std::path::Path, by_id: Vec<std::path::PathBuf>) -> Camer
     let device = match Device::with_path(path) {
         Ok(d) => d,
         Err(e) => {
-            info.error = Some(format!(
-                "cannot open: {e} (is the user in group `video`?)"
-            ));
+            info.error = Some(format!("cannot open: {e} (is the user in group `video`?)"));
             return info;
         }
     };
@@ -175,7 +173,12 @@ pub fn describe(path: &std::path::Path, by_id: Vec<std::path::PathBuf>) -> Camer
                             other => other.to_string(),
                         })
                         .collect();
-                    sizes.push(format!("{}x{} @ {} fps", d.width, d.height, rates.join(", ")));
+                    sizes.push(format!(
+                        "{}x{} @ {} fps",
+                        d.width,
+                        d.height,
+                        rates.join(", ")
+                    ));
                 }
                 other => sizes.push(other.to_string()),
             }
