@@ -335,13 +335,16 @@ fn calibrate(cfg: &Config, opts: &CalibrateOptions, json: bool) -> Result<ExitCo
                         .map(|c| c.path.display().to_string())
                         .collect();
                     eprintln!(
-                        "hint: cameras present: {}",
+                        "hint: cameras present: {} (`fer-edge calibrate --list` shows what each offers)",
                         if present.is_empty() {
                             "none".into()
                         } else {
                             present.join(", ")
                         }
                     );
+                    if e.to_string().contains("busy") {
+                        eprintln!("hint: another process holds the camera, most likely the fer-edge service: `sudo systemctl stop fer-edge`, calibrate, then `sudo systemctl start fer-edge`");
+                    }
                 }
                 EX_UNAVAILABLE
             }

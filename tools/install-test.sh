@@ -29,6 +29,23 @@ elsewhere=$(mktemp -d)
 (cd "$elsewhere" && HOME="$elsewhere" /usr/bin/fer-edge analyze "$photo") > "$elsewhere/out.json" \
   || fail "analyze outside the repository"
 grep -q '"expression":"happy"' "$elsewhere/out.json" || fail "analyze result: $(cat "$elsewhere/out.json")"
+# A technician's calibration with the installed config (a replay stands in
+# for the camera), and the daemon's config accepts the file it wrote.
+(cd "$elsewhere" && HOME="$elsewhere" /usr/bin/fer-edge calibrate --config /etc/fer-edge/fer-edge.toml \
+   --source "$repo/tests/data/sequences/pan1" --duration 3s --speed-runs 1 --out site) > "$elsewhere/cal.txt" \
+  || fail "calibrate with the installed config: $(cat "$elsewhere/cal.txt")"
+for f in calibration.toml report.json report.html; do
+  [ -s "$elsewhere/site/$f" ] || fail "calibrate wrote no $f"
+done
+/usr/bin/fer-edge check --config /etc/fer-edge/fer-edge.toml --config "$elsewhere/site/calibration.toml" >/dev/null \
+  || fail "check with the written calibration.toml"
+# The drop-in's command line, as the README installs it (run → check).
+dropin=/usr/share/fer-edge/systemd/fer-edge-calibration.conf
+[ -f "$dropin" ] || fail "calibration drop-in not installed"
+cp "$elsewhere/site/calibration.toml" /etc/fer-edge/calibration.toml
+cmd=$(grep '^ExecStart=/' "$dropin" | cut -d= -f2- | sed 's/ run / check /')
+$cmd >/dev/null || fail "the calibration drop-in's command: $cmd"
+rm /etc/fer-edge/calibration.toml
 rm -rf "$elsewhere"
 
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq fer-edge >/dev/null
