@@ -263,12 +263,13 @@ fn toml_header(cfg: &Config, opts: &CalibrateOptions) -> Vec<String> {
         ),
         "Only the keys it recommends changing; each says why, with the measured number.".into(),
         format!(
-            "Use it on top of the device's config: fer-edge run {} --config calibration.toml",
+            "Use it on top of the device's config: fer-edge run {} --config {}",
             if base.is_empty() {
                 "--config /etc/fer-edge/fer-edge.toml".to_string()
             } else {
                 base.join(" ")
-            }
+            },
+            crate::fileio::shown(&opts.out.join("calibration.toml"))
         ),
     ]
 }
@@ -715,4 +716,108 @@ fn write_files(
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A camera that vanishes: frames, then `Unavailable` for a while (as
+    /// the V4L2 source reports an unplugged device while it reopens it),
+    /// then frames again, then gone for good. No camera can be unplugged
+    /// on the build machine; this drives the same bookkeeping.
+    struct Vanishing {
+        script: Vec<bool>,
+        at: usize,
+    }
+
+    impl FrameSource for Vanishing {
+        fn describe(&self) -> String {
+            "scripted camera".into()
+        }
+        fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+            std::thread::sleep(Duration::from_millis(2));
+            let up = self.script.get(self.at).copied().unwrap_or(false);
+            self.at += 1;
+            if up {
+                Ok(Some(Frame {
+                    seq: self.at as u64,
+                    timestamp: self.at as f64 / 15.0,
+                    captured_at: Instant::now(),
+                    image: RgbImage::new(4, 4),
+                }))
+            } else {
+                Err(CaptureError::Unavailable {
+                    what: "/dev/video0".into(),
+                    reason: "device disappeared (No such device)".into(),
+                })
+            }
+        }
+        fn is_live(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_camera_that_vanishes_is_counted_as_outages_and_the_run_goes_on() {
+        let mut script = vec![true; 5];
+        script.extend([false; 4]);
+        script.extend([true; 5]);
+        let (tx, rx) = mpsc::sync_channel(64);
+        let stop = Arc::new(AtomicBool::new(false));
+        let t = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                capture_loop(
+                    Box::new(Vanishing { script, at: 0 }),
+                    tx,
+                    &stop,
+                    Instant::now(),
+                )
+            })
+        };
+        // 10 frames, then it is gone for good: stop the run after a while.
+        for _ in 0..10 {
+            rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        stop.store(true, Ordering::SeqCst);
+        let c = t.join().unwrap();
+        assert_eq!(c.delivered, 10);
+        assert_eq!(c.outages.len(), 2, "{:?}", c.outages);
+        let (first, last) = (&c.outages[0], &c.outages[1]);
+        assert!(first.to_s.unwrap() > first.from_s);
+        assert!(last.to_s.is_none() && last.reason.contains("disappeared"));
+        // The advice names it, worst first.
+        let camera = CameraFigures {
+            source: "scripted camera".into(),
+            live: true,
+            requested_fps: 15.0,
+            delivered: c.delivered,
+            delivered_fps: 15.0,
+            skipped: c.skipped,
+            dropped_by_source: 0,
+            frame_errors: 0,
+            outages: c.outages,
+            ended_at_s: None,
+        };
+        let figures = Survey::new().figures();
+        let ctx = Context {
+            min_face_size: 20.0,
+            engine: "tract".into(),
+            stage_engines: false,
+            target_fps: 15.0,
+            baseline: false,
+        };
+        let (advice, _) = advice::advise(advice::Inputs {
+            figures: &figures,
+            camera: &camera,
+            speed: &[],
+            unavailable: &[],
+            context: &ctx,
+        });
+        assert!(advice.iter().any(|a| a.level == Level::Problem
+            && a.text.contains("unavailable 2 time(s)")
+            && a.text.contains("had not come back")));
+    }
 }
