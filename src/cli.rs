@@ -138,6 +138,7 @@ pub enum Command {
     /// output folder cannot be written, 78 for config or model errors.
     Calibrate {
         /// Config file(s); a later file overrides an earlier one key by key.
+        /// Default: /etc/fer-edge/fer-edge.toml when it exists (the package's).
         #[arg(long, short)]
         config: Vec<PathBuf>,
         /// Camera device (`/dev/video0`, `/dev/v4l/by-id/...`) or a replay

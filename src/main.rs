@@ -245,6 +245,15 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             json,
             ..
         } => {
+            // On an installed device a bare `fer-edge calibrate` measures
+            // the device's own config.
+            let installed = PathBuf::from(INSTALLED_CONFIG);
+            let config = if config.is_empty() && installed.is_file() {
+                eprintln!("calibrate: using {INSTALLED_CONFIG} (give --config to use another)");
+                vec![installed]
+            } else {
+                config
+            };
             let mut cfg = load_config(&config, None).map_err(|(_, e)| (EX_CONFIG, e))?;
             if let Some(s) = source {
                 set_source(&mut cfg, s);
@@ -317,6 +326,9 @@ fn list_cameras(json: bool) -> Result<ExitCode, Failure> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The package's config file.
+const INSTALLED_CONFIG: &str = "/etc/fer-edge/fer-edge.toml";
 
 const NO_CAMERA: &str = "no V4L2 camera found (no /dev/video* device): plug the camera in, check `dmesg` for the driver, and, when running as a service, that the fer-edge user is in group `video`";
 

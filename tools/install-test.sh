@@ -31,9 +31,12 @@ elsewhere=$(mktemp -d)
 grep -q '"expression":"happy"' "$elsewhere/out.json" || fail "analyze result: $(cat "$elsewhere/out.json")"
 # A technician's calibration with the installed config (a replay stands in
 # for the camera), and the daemon's config accepts the file it wrote.
-(cd "$elsewhere" && HOME="$elsewhere" /usr/bin/fer-edge calibrate --config /etc/fer-edge/fer-edge.toml \
+# A bare `calibrate` reads /etc/fer-edge/fer-edge.toml.
+(cd "$elsewhere" && HOME="$elsewhere" /usr/bin/fer-edge calibrate \
    --source "$repo/tests/data/sequences/pan1" --duration 3s --speed-runs 1 --out site) > "$elsewhere/cal.txt" \
   || fail "calibrate with the installed config: $(cat "$elsewhere/cal.txt")"
+grep -q 'fer-edge run --config /etc/fer-edge/fer-edge.toml' "$elsewhere/site/calibration.toml" \
+  || fail "calibrate did not read the installed config: $(head -5 "$elsewhere/site/calibration.toml")"
 for f in calibration.toml report.json report.html; do
   [ -s "$elsewhere/site/$f" ] || fail "calibrate wrote no $f"
 done
