@@ -39,7 +39,7 @@ use crate::capture::{self, CameraInfo, CaptureError, Frame, FrameSource, SourceK
 use crate::config::Config;
 use crate::faces::{FaceChain, SetupError};
 use crate::frame::RgbImage;
-use crate::track::core::TrackCore;
+use crate::track::core::{FrameOutput, TrackCore};
 use advice::{Advice, CameraFigures, Context, EngineSpeed, Level, Outage, Setting};
 use survey::{FaceFacts, Figures, FrameFacts, Survey};
 
@@ -417,7 +417,8 @@ fn survey_source(
         cfg.smoothing.clone(),
         cfg.detector.interval,
     );
-    let mut survey = Survey::new();
+    // At most ~600 points per track for the valence/arousal plot.
+    let mut survey = Survey::with_va_step((opts.duration.as_secs_f64() / 600.0).max(0.1));
     let mut speed_frames = crate::bench::Frames::new();
     let mut first_frames = crate::bench::Frames::new();
     let mut thumbnails = Vec::new();
@@ -456,25 +457,7 @@ fn survey_source(
         };
         let process_ms = started.elapsed().as_secs_f64() * 1000.0;
         let img = &frame.image;
-        let scene = if step.output.faces.is_empty() {
-            0.0
-        } else {
-            quality::mean_luma(img, 4)
-        };
-        let faces: Vec<FaceFacts> = step
-            .output
-            .faces
-            .iter()
-            .map(|f| FaceFacts {
-                track_id: f.track_id,
-                detection: f.reading.detection.clone(),
-                raw: f.reading.emotion.clone(),
-                smoothed_va: [f.smoothed.valence, f.smoothed.arousal],
-                quality: chain.aligned_crop(img, &f.reading).and_then(|crop| {
-                    quality::measure(img, &f.reading.detection.bbox, &crop, scene)
-                }),
-            })
-            .collect();
+        let faces = face_facts(chain, img, &step.output);
         let wall_s = t0.elapsed().as_secs_f64();
         survey.observe(
             FrameFacts {
@@ -489,20 +472,9 @@ fn survey_source(
             &step.output,
         );
         keep_for_speed(&mut speed_frames, &mut first_frames, img, !faces.is_empty());
-        if opts.save_frames && !faces.is_empty() {
-            let due = thumbnails.len() as f64 * progress.total_s / THUMBNAILS as f64;
-            if thumbnails.len() < THUMBNAILS && wall_s >= due {
-                let readings: Vec<_> = step
-                    .output
-                    .faces
-                    .iter()
-                    .map(|f| f.reading.clone())
-                    .collect();
-                thumbnails.push((
-                    format!("frame-{:05}.png", frame.seq),
-                    crate::annotate::annotate(img, &readings),
-                ));
-            }
+        let due = thumbnails.len() as f64 * progress.total_s / THUMBNAILS as f64;
+        if opts.save_frames && !faces.is_empty() && thumbnails.len() < THUMBNAILS && wall_s >= due {
+            thumbnails.push(thumbnail(img, frame.seq, &step.output));
         }
         progress.show(wall_s, survey.frames(), survey.face_readings());
     }
@@ -541,6 +513,36 @@ fn survey_source(
         },
         thumbnails,
     })
+}
+
+/// Measures each confirmed face of a frame: its detection, raw and
+/// smoothed readings, and image quality on its box and aligned crop.
+fn face_facts(chain: &FaceChain, img: &RgbImage, out: &FrameOutput) -> Vec<FaceFacts> {
+    if out.faces.is_empty() {
+        return Vec::new();
+    }
+    let scene = quality::mean_luma(img, 4);
+    out.faces
+        .iter()
+        .map(|f| FaceFacts {
+            track_id: f.track_id,
+            detection: f.reading.detection.clone(),
+            raw: f.reading.emotion.clone(),
+            smoothed_va: [f.smoothed.valence, f.smoothed.arousal],
+            quality: chain
+                .aligned_crop(img, &f.reading)
+                .and_then(|crop| quality::measure(img, &f.reading.detection.bbox, &crop, scene)),
+        })
+        .collect()
+}
+
+/// An annotated copy of a frame (`--save-frames`), named by its sequence number.
+fn thumbnail(img: &RgbImage, seq: u64, out: &FrameOutput) -> (String, RgbImage) {
+    let readings: Vec<_> = out.faces.iter().map(|f| f.reading.clone()).collect();
+    (
+        format!("frame-{seq:05}.png"),
+        crate::annotate::annotate(img, &readings),
+    )
 }
 
 /// Keeps up to [`SPEED_FRAMES`] consecutive frames from the first one with

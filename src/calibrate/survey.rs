@@ -195,7 +195,8 @@ pub struct Figures {
     pub quality: Option<QualityFigures>,
     pub tracks: TrackFigures,
     pub timeline: Vec<Second>,
-    /// Smoothed [seconds, valence, arousal] per track id.
+    /// Smoothed [seconds, valence, arousal] per track id (thinned to the
+    /// survey's step).
     pub va_by_track: BTreeMap<u64, Vec<[f32; 3]>>,
     pub raw: Option<RawReadings>,
 }
@@ -231,6 +232,8 @@ pub struct Survey {
     prob_sum: [f64; 7],
     logp_sum: [f64; 7],
     raw_n: usize,
+    /// Shortest time between two kept valence/arousal points of a track.
+    va_step_s: f64,
 }
 
 /// Degrees the eye line is turned from horizontal.
@@ -248,8 +251,18 @@ fn near(a: &BBox, b: &BBox) -> bool {
 }
 
 impl Survey {
+    /// Keeps every valence/arousal point.
     pub fn new() -> Survey {
         Survey::default()
+    }
+
+    /// Keeps a track's valence/arousal points at least `step_s` apart (the
+    /// report plots them; a long run would otherwise keep every frame's).
+    pub fn with_va_step(step_s: f64) -> Survey {
+        Survey {
+            va_step_s: step_s.max(0.0),
+            ..Survey::default()
+        }
     }
 
     /// Adds one processed frame: its facts, its confirmed faces, and what
@@ -282,11 +295,13 @@ impl Survey {
             }
             span.last_s = now;
             span.last_box = b;
-            self.va.entry(f.track_id).or_default().push([
-                now as f32,
-                f.smoothed_va[0],
-                f.smoothed_va[1],
-            ]);
+            let points = self.va.entry(f.track_id).or_default();
+            if points
+                .last()
+                .is_none_or(|p| now - p[0] as f64 >= self.va_step_s)
+            {
+                points.push([now as f32, f.smoothed_va[0], f.smoothed_va[1]]);
+            }
             self.raw_sum[0] += f.raw.valence as f64;
             self.raw_sum[1] += f.raw.arousal as f64;
             for (i, &p) in f.raw.probabilities.iter().enumerate() {
@@ -511,6 +526,17 @@ mod tests {
         assert!((raw.mean_log_probability[0] - 0.5f32.ln()).abs() < 1e-3);
         assert_eq!(f.tracks.tracks, 1);
         assert_eq!(f.va_by_track[&1].len(), 2);
+        // Thinned: points closer than the step are not kept.
+        let mut thin = Survey::with_va_step(0.5);
+        for i in 0..10 {
+            let out = if i == 0 {
+                started(&[1])
+            } else {
+                FrameOutput::default()
+            };
+            thin.observe(frame(i as f64 * 0.1), &[face(1, 100.0, 60.0, 0.2)], &out);
+        }
+        assert_eq!(thin.figures().va_by_track[&1].len(), 2);
         assert!(f.quality.is_none());
     }
 
