@@ -157,13 +157,21 @@ pub fn advise(i: Inputs) -> (Vec<Advice>, Vec<Setting>) {
         quality(i.figures, &mut a);
         tracks(i.figures, &mut a);
     } else {
+        let text = if i.figures.frames < MIN_FRAMES {
+            format!(
+                "no face was seen in the {} frame(s) processed, too few to tell (a face counts once its track is confirmed, after [tracker] min_hits frames): run longer; nothing that depends on faces is recommended",
+                i.figures.frames
+            )
+        } else {
+            format!(
+                "no face was seen in {:.0} s ({} frames): point the camera at where people stand, at face height, and check the light; nothing that depends on faces is recommended",
+                i.figures.span_s, i.figures.frames
+            )
+        };
         a.push(Advice {
             level: Level::Problem,
             topic: "faces",
-            text: format!(
-                "no face was seen in {:.0} s ({} frames): point the camera at where people stand, at face height, and check the light; nothing that depends on faces is recommended",
-                i.figures.span_s, i.figures.frames
-            ),
+            text,
         });
     }
     speed(&i, &mut a, &mut s);
