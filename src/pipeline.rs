@@ -112,12 +112,8 @@ pub fn run(mut cfg: Config) -> Result<(), RunError> {
     let secrets = publish::Secrets::load(&cfg.mqtt)?;
     let source = capture::open(&cfg.source)?;
     tracing::info!(source = %source.describe(), "source opened");
-    if cfg.detector.background && !source.is_live() {
-        // Every frame is processed as fast as it can be: a detection on
-        // another thread would finish frames later than the frame it read,
-        // at a place that depends on the machine's speed.
+    if cfg.detector.fit_to_source(source.is_live()) {
         tracing::info!("unpaced replay: full detections run on the frame thread (detector.background applies to live sources)");
-        cfg.detector.background = false;
     }
     let mut chain = FaceChain::from_config(&cfg)?;
     log_placements(&mut chain, (cfg.source.width, cfg.source.height));

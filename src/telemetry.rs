@@ -29,6 +29,12 @@ struct Stage {
     next: usize,
 }
 
+/// The nearest-rank `q` quantile (0..=1) of sorted, non-empty `sorted`.
+pub fn nearest_rank<T: Copy>(sorted: &[T], q: f64) -> T {
+    let n = sorted.len();
+    sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1]
+}
+
 /// Latency summary in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct Percentiles {
@@ -47,7 +53,7 @@ impl Percentiles {
         }
         let mut s = samples.to_vec();
         s.sort_by(f64::total_cmp);
-        let at = |q: f64| s[((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
+        let at = |q: f64| nearest_rank(&s, q);
         let r = |v: f64| (v * 1000.0).round() / 1000.0;
         Percentiles {
             p50: r(at(0.5)),

@@ -54,6 +54,18 @@ pub enum Level {
     Ok,
 }
 
+impl Level {
+    /// The word shown before a finding (text and HTML).
+    pub fn tag(self) -> &'static str {
+        match self {
+            Level::Problem => "PROBLEM",
+            Level::Warning => "warning",
+            Level::Info => "info",
+            Level::Ok => "ok",
+        }
+    }
+}
+
 /// One finding, in words.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Advice {
@@ -106,12 +118,29 @@ pub struct CameraFigures {
     pub ended_at_s: Option<f64>,
 }
 
+/// What was timed: the config as it is, or with one setting changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variant {
+    AsConfigured,
+    /// `[detector] min_face_size` set to this.
+    MinFaceSize(u32),
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Variant::AsConfigured => f.write_str("as configured"),
+            Variant::MinFaceSize(m) => write!(f, "min_face_size = {m}"),
+        }
+    }
+}
+
 /// One engine's speed on frames from this run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EngineSpeed {
     pub engine: String,
-    /// `as configured`, or the setting changed for this measurement.
-    pub variant: String,
+    pub variant: Variant,
     /// Sustained frames per second (detection and followed frames amortised).
     pub frames_per_s: f64,
     pub end_to_end_ms_p50: f64,
@@ -304,8 +333,8 @@ fn faces(i: &Inputs, a: &mut Vec<Advice>, s: &mut Vec<Setting>) {
             let measured = i
                 .speed
                 .iter()
-                .find(|e| e.variant.starts_with("min_face_size"))
-                .zip(i.speed.iter().find(|e| e.variant == "as configured"))
+                .find(|e| matches!(e.variant, Variant::MinFaceSize(_)))
+                .zip(i.speed.iter().find(|e| e.variant == Variant::AsConfigured))
                 .and_then(|(with, without)| {
                     Some(format!(
                         "; measured on {}: a full detection takes {:.0} ms with it, {:.0} ms without",
@@ -473,7 +502,7 @@ fn speed(i: &Inputs, a: &mut Vec<Advice>, s: &mut Vec<Setting>) {
     let configured: Vec<&EngineSpeed> = i
         .speed
         .iter()
-        .filter(|e| e.variant == "as configured")
+        .filter(|e| e.variant == Variant::AsConfigured)
         .collect();
     let Some(best) = configured
         .iter()
@@ -728,7 +757,7 @@ mod tests {
     fn speed(engine: &str, fps: f64) -> EngineSpeed {
         EngineSpeed {
             engine: engine.into(),
-            variant: "as configured".into(),
+            variant: Variant::AsConfigured,
             frames_per_s: fps,
             end_to_end_ms_p50: 1000.0 / fps,
             stages_ms_p50: Default::default(),
@@ -767,7 +796,7 @@ mod tests {
         );
         // Timed both ways: the detection time goes into the reason.
         let mut with = speed("tract", 40.0);
-        with.variant = "min_face_size = 85".into();
+        with.variant = Variant::MinFaceSize(85);
         with.stages_ms_p50.insert("detect_background".into(), 120.0);
         let mut without = speed("tract", 45.0);
         without

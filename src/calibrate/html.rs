@@ -13,7 +13,6 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use plotters::prelude::*;
 
-use super::advice::Level;
 use super::survey::{Bin, Figures, Spread, HEAT_COLS, HEAT_ROWS};
 use super::Report;
 
@@ -294,12 +293,8 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
     );
     out += "<h2 id=\"advice\">Advice</h2>\n<ul class=\"advice\">\n";
     for a in &r.advice {
-        let (class, tag) = match a.level {
-            Level::Problem => ("problem", "PROBLEM"),
-            Level::Warning => ("warning", "warning"),
-            Level::Info => ("info", "info"),
-            Level::Ok => ("ok", "ok"),
-        };
+        let tag = a.level.tag();
+        let class = tag.to_lowercase();
         let _ = writeln!(
             out,
             "<li class=\"{class}\"><span class=\"tag\">{tag}</span> <b>{}</b>: {}</li>",
@@ -342,7 +337,14 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
             let formats = cam
                 .formats
                 .iter()
-                .map(|f| format!("{} ({}): {}", f.fourcc, f.description, f.sizes.join("; ")))
+                .map(|f| {
+                    escape(&format!(
+                        "{} ({}): {}",
+                        f.fourcc,
+                        f.description,
+                        f.sizes.join("; ")
+                    ))
+                })
                 .collect::<Vec<_>>()
                 .join("<br>");
             let _ = writeln!(
@@ -350,7 +352,7 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
                 "<tr><td>{}</td><td>{}</td><td style=\"text-align:left\">{}{}</td></tr>",
                 escape(&cam.path.display().to_string()),
                 escape(&cam.card),
-                escape(&formats).replace("&lt;br&gt;", "<br>"),
+                formats,
                 cam.error.as_deref().map(escape).unwrap_or_default()
             );
         }
@@ -429,7 +431,7 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
                 out,
                 "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td>",
                 escape(&s.engine),
-                escape(&s.variant),
+                s.variant,
                 s.frames_per_s,
                 s.end_to_end_ms_p50
             );

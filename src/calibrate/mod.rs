@@ -40,7 +40,7 @@ use crate::config::Config;
 use crate::faces::{FaceChain, SetupError};
 use crate::frame::RgbImage;
 use crate::track::core::{FrameOutput, TrackCore};
-use advice::{Advice, CameraFigures, Context, EngineSpeed, Level, Outage, Setting};
+use advice::{Advice, CameraFigures, Context, EngineSpeed, Level, Outage, Setting, Variant};
 use survey::{FaceFacts, Figures, FrameFacts, Survey};
 
 /// Frames of the run kept (in memory) to time the engines on.
@@ -126,15 +126,7 @@ impl Report {
     pub fn advice_text(&self) -> String {
         self.advice
             .iter()
-            .map(|a| {
-                let tag = match a.level {
-                    Level::Problem => "PROBLEM",
-                    Level::Warning => "warning",
-                    Level::Info => "info",
-                    Level::Ok => "ok",
-                };
-                format!("{tag:>7} [{}] {}\n", a.topic, a.text)
-            })
+            .map(|a| format!("{:>7} [{}] {}\n", a.level.tag(), a.topic, a.text))
             .collect()
     }
 }
@@ -172,9 +164,7 @@ pub fn run(cfg: &Config, opts: &CalibrateOptions) -> Result<Outcome, CalibrateEr
     let mut cfg_raw = cfg.clone();
     cfg_raw.calibration = Default::default();
     let source = capture::open(&cfg.source)?;
-    if cfg_raw.detector.background && !source.is_live() {
-        cfg_raw.detector.background = false;
-    }
+    cfg_raw.detector.fit_to_source(source.is_live());
     let started_unix = crate::publish::payload::unix_now();
     let mut chain = FaceChain::from_config(&cfg_raw)?;
     let run = survey_source(&mut chain, &cfg_raw, source, opts)?;
@@ -419,8 +409,7 @@ fn survey_source(
     );
     // At most ~600 points per track for the valence/arousal plot.
     let mut survey = Survey::with_va_step((opts.duration.as_secs_f64() / 600.0).max(0.1));
-    let mut speed_frames = crate::bench::Frames::new();
-    let mut first_frames = crate::bench::Frames::new();
+    let mut clip = SpeedClip::default();
     let mut thumbnails = Vec::new();
     let mut inference_errors = 0u64;
     let mut progress = Progress {
@@ -462,16 +451,14 @@ fn survey_source(
         survey.observe(
             FrameFacts {
                 wall_s,
-                t: frame.timestamp,
                 process_ms,
-                detected: step.output.detected,
                 width: img.width(),
                 height: img.height(),
             },
             &faces,
             &step.output,
         );
-        keep_for_speed(&mut speed_frames, &mut first_frames, img, !faces.is_empty());
+        clip.offer(img, !faces.is_empty());
         let due = thumbnails.len() as f64 * progress.total_s / THUMBNAILS as f64;
         if opts.save_frames && !faces.is_empty() && thumbnails.len() < THUMBNAILS && wall_s >= due {
             thumbnails.push(thumbnail(img, frame.seq, &step.output));
@@ -506,11 +493,7 @@ fn survey_source(
     Ok(SurveyRun {
         survey,
         camera,
-        speed_frames: if speed_frames.is_empty() {
-            first_frames
-        } else {
-            speed_frames
-        },
+        speed_frames: clip.frames,
         thumbnails,
     })
 }
@@ -545,32 +528,33 @@ fn thumbnail(img: &RgbImage, seq: u64, out: &FrameOutput) -> (String, RgbImage) 
     )
 }
 
-/// Keeps up to [`SPEED_FRAMES`] consecutive frames from the first one with
-/// a face (and the run's first frames, for a run without faces), JPEG
-/// encoded in memory as a camera's MJPEG would be.
-fn keep_for_speed(
-    with_faces: &mut crate::bench::Frames,
-    first: &mut crate::bench::Frames,
-    img: &RgbImage,
-    has_face: bool,
-) {
-    let want_face_run = with_faces.len() < SPEED_FRAMES && (has_face || !with_faces.is_empty());
-    let want_first = first.len() < SPEED_FRAMES;
-    if !want_face_run && !want_first {
-        return;
-    }
-    let mut bytes = Vec::new();
-    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90);
-    if let Err(e) = img.write_with_encoder(enc) {
-        tracing::warn!("cannot keep a frame for timing: {e}");
-        return;
-    }
-    let name = |n: usize| PathBuf::from(format!("frame {n}"));
-    if want_face_run {
-        with_faces.push((name(with_faces.len()), bytes.clone()));
-    }
-    if want_first {
-        first.push((name(first.len()), bytes));
+/// Up to [`SPEED_FRAMES`] consecutive frames to time the engines on,
+/// JPEG encoded in memory as a camera's MJPEG would be: from the first
+/// frame with a face (the run's first frames, for a run without faces).
+#[derive(Default)]
+struct SpeedClip {
+    frames: crate::bench::Frames,
+    from_a_face: bool,
+}
+
+impl SpeedClip {
+    fn offer(&mut self, img: &RgbImage, has_face: bool) {
+        if has_face && !self.from_a_face {
+            self.frames.clear();
+            self.from_a_face = true;
+        }
+        if self.frames.len() >= SPEED_FRAMES {
+            return;
+        }
+        let mut bytes = Vec::new();
+        let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90);
+        match img.write_with_encoder(enc) {
+            Ok(()) => {
+                let name = PathBuf::from(format!("frame {}", self.frames.len()));
+                self.frames.push((name, bytes));
+            }
+            Err(e) => tracing::warn!("cannot keep a frame for timing: {e}"),
+        }
     }
 }
 
@@ -597,7 +581,7 @@ fn time_engines(
         });
         return (Vec::new(), unmeasured);
     }
-    let mut runs: Vec<(Config, String, String)> = Vec::new();
+    let mut runs: Vec<(Config, String, Variant)> = Vec::new();
     for name in crate::infer::backend_names() {
         if let Err(e) = crate::infer::backend(name, &cfg.inference) {
             unmeasured.push(Unmeasured {
@@ -610,7 +594,7 @@ fn time_engines(
         c.inference.backend = name.into();
         c.detector.backend = None;
         c.emotion.backend = None;
-        runs.push((c, name.into(), "as configured".into()));
+        runs.push((c, name.into(), Variant::AsConfigured));
     }
     if let Some(f) = figures
         .faces
@@ -622,7 +606,7 @@ fn time_engines(
             let mut c = cfg.clone();
             c.detector.min_face_size = m;
             let engine = c.inference.backend.clone();
-            runs.push((c, engine, format!("min_face_size = {m:.0}")));
+            runs.push((c, engine, Variant::MinFaceSize(m as u32)));
         }
     }
     let cfgs: Vec<Config> = runs.iter().map(|r| r.0.clone()).collect();

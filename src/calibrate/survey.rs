@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::quality::FaceQuality;
 use crate::frame::{BBox, Detection, Emotion};
+use crate::telemetry::nearest_rank;
 use crate::track::core::FrameOutput;
 
 /// A new track that starts within this long of another track's end, near
@@ -29,12 +30,8 @@ pub const HEAT_ROWS: usize = 12;
 pub struct FrameFacts {
     /// Seconds since the run started (wall clock).
     pub wall_s: f64,
-    /// The frame's own timestamp (source clock).
-    pub t: f64,
     /// Time to process the frame (detect or follow, align, emotion, track).
     pub process_ms: f64,
-    /// The full detector ran on this frame.
-    pub detected: bool,
     pub width: u32,
     pub height: u32,
 }
@@ -75,7 +72,7 @@ impl Spread {
         }
         v.sort_by(f32::total_cmp);
         let n = v.len();
-        let at = |q: f64| v[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+        let at = |q: f64| nearest_rank(&v, q);
         let r = |x: f32| (x * 1000.0).round() / 1000.0;
         Some(Spread {
             count: n,
@@ -470,9 +467,7 @@ mod tests {
     fn frame(s: f64) -> FrameFacts {
         FrameFacts {
             wall_s: s,
-            t: s,
             process_ms: 10.0,
-            detected: false,
             width: 640,
             height: 480,
         }

@@ -191,6 +191,22 @@ pub struct CameraInfo {
     pub error: Option<String>,
 }
 
+impl CameraInfo {
+    /// A device not (yet) queried: its path and stable names only.
+    pub fn unqueried(path: &std::path::Path, by_id: Vec<PathBuf>) -> CameraInfo {
+        CameraInfo {
+            path: path.to_path_buf(),
+            by_id,
+            card: String::new(),
+            driver: String::new(),
+            bus: String::new(),
+            captures_video: false,
+            formats: Vec::new(),
+            error: None,
+        }
+    }
+}
+
 /// One pixel format of a camera.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CameraFormat {

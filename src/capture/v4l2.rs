@@ -115,16 +115,7 @@ fn open_device(cfg: &SourceConfig) -> Result<Open, CaptureError> {
 /// What one device node offers: its name, and every format, frame size
 /// and frame rate it lists.
 pub fn describe(path: &std::path::Path, by_id: Vec<std::path::PathBuf>) -> CameraInfo {
-    let mut info = CameraInfo {
-        path: path.to_path_buf(),
-        by_id,
-        card: String::new(),
-        driver: String::new(),
-        bus: String::new(),
-        captures_video: false,
-        formats: Vec::new(),
-        error: None,
-    };
+    let mut info = CameraInfo::unqueried(path, by_id);
     let device = match Device::with_path(path) {
         Ok(d) => d,
         Err(e) => {

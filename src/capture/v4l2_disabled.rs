@@ -14,13 +14,7 @@ pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
 
 pub fn describe(path: &Path, by_id: Vec<PathBuf>) -> CameraInfo {
     CameraInfo {
-        path: path.to_path_buf(),
-        by_id,
-        card: String::new(),
-        driver: String::new(),
-        bus: String::new(),
-        captures_video: false,
-        formats: Vec::new(),
         error: Some("V4L2 camera support is not enabled in this build; rebuild with `--features v4l2` (needs libclang-dev)".into()),
+        ..CameraInfo::unqueried(path, by_id)
     }
 }

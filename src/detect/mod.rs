@@ -80,6 +80,19 @@ impl Default for DetectorConfig {
 
 impl DetectorConfig {
     /// Checks values without touching the file system.
+    /// `background` applies to live sources only: an unpaced replay
+    /// processes every frame as fast as it can, and a detection on another
+    /// thread would finish frames later than the frame it read, at a place
+    /// that depends on the machine's speed. Returns true when it turned
+    /// `background` off.
+    pub fn fit_to_source(&mut self, live: bool) -> bool {
+        let off = self.background && !live;
+        if off {
+            self.background = false;
+        }
+        off
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(12.0..=4096.0).contains(&self.min_face_size) {
             return Err(format!(

@@ -275,12 +275,19 @@ stats_interval_s = 1.0
 }
 
 pub fn daemon(config: &Path) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
-        .current_dir(root())
+    daemon_layered(&[config])
+}
+
+/// The daemon with several `--config` files, later ones overriding earlier ones.
+pub fn daemon_layered(configs: &[&Path]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fer-edge"));
+    cmd.current_dir(root())
         .env("FER_EDGE_LOG", "warn")
-        .arg("run")
-        .arg("--config")
-        .arg(config)
+        .arg("run");
+    for c in configs {
+        cmd.arg("--config").arg(c);
+    }
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
