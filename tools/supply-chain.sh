@@ -16,6 +16,11 @@ need() {
 case "${1:-check}" in
   check)
     need cargo-deny cargo-deny 0.20.2
+    # cargo-deny's metadata spans every target in deny.toml and every
+    # feature, so it needs crates that a build on this machine never
+    # downloads (windows-sys, alloca, ...): fetch them all first (cargo fetch
+    # without --target fetches for every platform), then check offline.
+    cargo fetch --locked
     cargo deny --offline --locked check licenses bans sources
     ;;
   sbom)
