@@ -13,7 +13,6 @@
 //! nothing here fails on a slow machine.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -66,6 +65,14 @@ pub struct BenchReport {
     pub interval: u32,
     /// `[detector] background`: full detections on their own thread.
     pub background: bool,
+    /// Faces a full detection finds on each frame (the work).
+    pub expected_faces_per_frame: Vec<usize>,
+    /// Of those faces, on the timed frames, the share this engine read
+    /// (1 = all): a frame rate counts only with the faces read.
+    pub coverage: f64,
+    /// Frames run before the first one with all its faces read, per round
+    /// summed: not timed (the background detector's first result).
+    pub untimed_frames: usize,
     /// Amortised over detection and followed frames.
     pub frames_per_s: f64,
     pub faces_per_s: f64,
@@ -108,21 +115,6 @@ pub fn machine() -> String {
     format!("{cpu}, {cores} cores")
 }
 
-fn progress(done: usize, total: usize) {
-    if std::io::stderr().is_terminal() {
-        let w = 30;
-        let fill = done * w / total.max(1);
-        eprint!(
-            "\r[{}{}] {done}/{total}",
-            "#".repeat(fill),
-            "-".repeat(w - fill)
-        );
-        if done == total {
-            eprintln!();
-        }
-    }
-}
-
 /// One engine's chain and what was measured on it.
 struct EngineBench {
     cfg: Config,
@@ -134,9 +126,28 @@ struct EngineBench {
     e2e_detected: Vec<f64>,
     e2e_followed: Vec<f64>,
     faces_per_frame: Vec<usize>,
+    /// Faces a full detection finds on each frame: the work every engine
+    /// must do for its frame rate to count.
+    expected_faces: Vec<usize>,
+    /// Over the timed frames: faces read, and of them at most the expected.
+    read_faces: usize,
+    covered_faces: usize,
+    expected_timed: usize,
+    /// Frames run before the first frame with all its faces read (not timed).
+    untimed_frames: usize,
     total_faces: usize,
     /// Time spent in this engine's rounds only (rounds interleave engines).
     busy_s: f64,
+}
+
+/// One frame's measurements, committed once the round knows whether the
+/// frame is timed.
+struct FrameTimes {
+    index: usize,
+    faces: usize,
+    stages: Vec<(&'static str, f64)>,
+    e2e: f64,
+    detected: bool,
 }
 
 /// Encoded frames (PNG/JPEG bytes), each with a name for the report.
@@ -166,6 +177,7 @@ impl EngineBench {
     fn new(cfg: &Config, frames: &Frames, model_only: bool) -> Result<EngineBench, BenchError> {
         let mut chain = FaceChain::from_config(cfg)?;
         let mut crop = None;
+        let mut expected_faces = Vec::new();
         if model_only {
             let img = imageio::decode_bytes(&frames[0].1).map_err(BenchError::Input)?;
             let first = chain.process(&img)?;
@@ -183,6 +195,11 @@ impl EngineBench {
             }
             crop = Some(c);
         } else {
+            // The work: what a full detection finds on each frame.
+            for (_, bytes) in frames.iter() {
+                let img = imageio::decode_bytes(bytes).map_err(BenchError::Input)?;
+                expected_faces.push(chain.process(&img)?.faces.len());
+            }
             // Warm-up, the way the rounds run: prepares the detector's
             // pyramid (on the detector thread when it has one) and the
             // followers' run states.
@@ -206,6 +223,11 @@ impl EngineBench {
             e2e_detected: Vec::new(),
             e2e_followed: Vec::new(),
             faces_per_frame: vec![0; if model_only { 1 } else { frames.len() }],
+            expected_faces,
+            read_faces: 0,
+            covered_faces: 0,
+            expected_timed: 0,
+            untimed_frames: 0,
             total_faces: 0,
             busy_s: 0.0,
         })
@@ -222,6 +244,9 @@ impl EngineBench {
         self.busy_s += ms / 1000.0;
         self.faces_per_frame = vec![1];
         self.total_faces += 1;
+        self.read_faces += 1;
+        self.covered_faces += 1;
+        self.expected_timed += 1;
         Ok(())
     }
 
@@ -232,6 +257,12 @@ impl EngineBench {
     /// at that rate, as from a camera (a detection then finishes a few
     /// frames after the one it read, as it would live); the waiting is not
     /// counted. Without one they come as fast as they are processed.
+    ///
+    /// Timing starts at the first frame on which every face a full
+    /// detection finds there is read: before it, a slow background
+    /// detector would be timed on frames where it read nobody (a frame
+    /// rate without faces is not one). A round that never reads them all
+    /// is timed whole, and its coverage says so.
     fn pipeline_round(&mut self, frames: &Frames) -> Result<(), BenchError> {
         self.chain.settle();
         let paced = self.chain.detects_in_background();
@@ -243,7 +274,8 @@ impl EngineBench {
         );
         let fps = self.cfg.source.fps;
         let model = self.chain.emotion_model().manifest().name.clone();
-        let mut round_e2e = Vec::with_capacity(frames.len());
+        let mut round = Vec::with_capacity(frames.len());
+        let mut first_full = None;
         for (i, (_, bytes)) in frames.iter().enumerate() {
             let t = i as f64 / fps;
             if paced {
@@ -261,43 +293,53 @@ impl EngineBench {
             let bytes_out: usize = out.faces.iter().map(|f| serialise(f, &model).len()).sum();
             std::hint::black_box(bytes_out);
             let t_ser = t2.elapsed().as_secs_f64() * 1000.0;
-            self.faces_per_frame[i] = n;
-            self.total_faces += n;
-            let st = &mut self.stages;
-            st.entry("decode").or_default().push(t_decode);
+            let mut stages = vec![("decode", t_decode)];
             if detected {
-                st.entry("detect").or_default().push(times.detect_ms);
+                stages.push(("detect", times.detect_ms));
             } else {
-                st.entry("follow").or_default().push(times.follow_ms);
+                stages.push(("follow", times.follow_ms));
             }
             if n > 0 {
-                st.entry("align_per_face")
-                    .or_default()
-                    .push(times.align_ms / n as f64);
-                st.entry("emotion_per_face")
-                    .or_default()
-                    .push(times.emotion_ms / n as f64);
+                stages.push(("align_per_face", times.align_ms / n as f64));
+                stages.push(("emotion_per_face", times.emotion_ms / n as f64));
             }
-            st.entry("track_smooth").or_default().push(times.track_ms);
+            stages.push(("track_smooth", times.track_ms));
             if let Some(ms) = step.background_detect_ms {
-                st.entry("detect_background").or_default().push(ms);
+                stages.push(("detect_background", ms));
             }
-            st.entry("serialise").or_default().push(t_ser);
-            let e2e = t0.elapsed().as_secs_f64() * 1000.0;
-            self.e2e.push(e2e);
-            round_e2e.push(e2e);
-            if detected {
-                self.e2e_detected.push(e2e);
-            } else {
-                self.e2e_followed.push(e2e);
+            stages.push(("serialise", t_ser));
+            if first_full.is_none() && n >= self.expected_faces[i] {
+                first_full = Some(round.len());
             }
+            round.push(FrameTimes {
+                index: i,
+                faces: n,
+                stages,
+                e2e: t0.elapsed().as_secs_f64() * 1000.0,
+                detected,
+            });
         }
         core.finish();
-        self.busy_s += if paced {
-            round_e2e.iter().sum::<f64>() / 1000.0
-        } else {
-            t_round.elapsed().as_secs_f64()
-        };
+        let timed = first_full.unwrap_or(0);
+        self.untimed_frames += timed;
+        for f in round.into_iter().skip(timed) {
+            let expected = self.expected_faces[f.index];
+            self.faces_per_frame[f.index] = f.faces;
+            self.total_faces += f.faces;
+            self.read_faces += f.faces;
+            self.covered_faces += f.faces.min(expected);
+            self.expected_timed += expected;
+            for (k, v) in f.stages {
+                self.stages.entry(k).or_default().push(v);
+            }
+            self.e2e.push(f.e2e);
+            if f.detected {
+                self.e2e_detected.push(f.e2e);
+            } else {
+                self.e2e_followed.push(f.e2e);
+            }
+            self.busy_s += f.e2e / 1000.0;
+        }
         Ok(())
     }
 
@@ -333,6 +375,13 @@ impl EngineBench {
             },
             interval: self.cfg.detector.interval,
             background: self.cfg.detector.background,
+            expected_faces_per_frame: self.expected_faces,
+            coverage: if self.expected_timed == 0 {
+                1.0
+            } else {
+                (self.covered_faces as f64 / self.expected_timed as f64 * 1000.0).round() / 1000.0
+            },
+            untimed_frames: self.untimed_frames,
             frames_per_s: (self.e2e.len() as f64 / secs * 100.0).round() / 100.0,
             faces_per_s: (self.total_faces as f64 / secs * 100.0).round() / 100.0,
             peak_rss_mb: peak_rss_mb(),
@@ -363,23 +412,60 @@ pub fn run_on(
         .map(|c| EngineBench::new(c, frames, model_only))
         .collect::<Result<Vec<_>, _>>()?;
     let total = runs * benches.len() * if model_only { 1 } else { frames.len() };
-    let mut done = 0;
+    let bar = crate::progress::bar(total as u64, "bench".into(), "frames");
     for _ in 0..runs {
         for b in benches.iter_mut() {
             if model_only {
                 b.model_round()?;
-                done += 1;
+                bar.inc(1);
             } else {
                 b.pipeline_round(frames)?;
-                done += frames.len();
+                bar.inc(frames.len() as u64);
             }
-            progress(done, total);
         }
     }
+    bar.finish_and_clear();
     Ok(benches
         .into_iter()
         .map(|b| b.report(frames, runs))
         .collect())
+}
+
+/// Coverage under which a frame rate is flagged: the faces were not read.
+pub const MIN_COVERAGE: f64 = 0.8;
+
+/// Whether reports did the same work: every one read at least
+/// [`MIN_COVERAGE`] of the faces, and their coverages differ by at most 5
+/// points. `Err` says which engine read what.
+pub fn comparable(reports: &[BenchReport]) -> Result<(), String> {
+    let lo = reports
+        .iter()
+        .map(|r| r.coverage)
+        .fold(f64::INFINITY, f64::min);
+    let hi = reports.iter().map(|r| r.coverage).fold(0.0, f64::max);
+    if reports.is_empty() || (lo >= MIN_COVERAGE && hi - lo <= 0.05) {
+        return Ok(());
+    }
+    let each = reports
+        .iter()
+        .map(|r| format!("{} read {:.0}%", label(r), r.coverage * 100.0))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(format!(
+        "the runs did not read the same faces ({each} of the faces a full detection finds): their frame rates are not comparable; give the detector time (more --runs, a longer sequence) or compare with --background false"
+    ))
+}
+
+fn label(r: &BenchReport) -> String {
+    format!(
+        "{}{}",
+        r.backend,
+        if r.background {
+            " (background detector)"
+        } else {
+            ""
+        }
+    )
 }
 
 fn chain_infer(chain: &mut FaceChain, crop: &RgbImage) -> Result<(), BenchError> {
@@ -408,8 +494,12 @@ fn serialise(f: &FaceOutput, model: &str) -> Vec<u8> {
 /// Human-readable report.
 pub fn text(r: &BenchReport) -> String {
     let mut s = format!(
-        "machine: {}\nbackend: {}   model: {} ({})\nframes: {} x {} runs, faces per frame {:?}\n\n{:<18} {:>9} {:>9} {:>9}\n",
-        r.machine, r.backend, r.model, r.model_input, r.frames.len(), r.runs, r.faces_per_frame, "stage (ms)", "median", "p90", "p99"
+        "machine: {}\nbackend: {}   model: {} ({})\nframes: {} x {} runs, faces per frame {:?}\nfaces read: {:.0}% of those a full detection finds{}{}\n\n{:<18} {:>9} {:>9} {:>9}\n",
+        r.machine, r.backend, r.model, r.model_input, r.frames.len(), r.runs, r.faces_per_frame,
+        r.coverage * 100.0,
+        if r.untimed_frames > 0 { format!(" ({} frames before all faces were read not timed)", r.untimed_frames) } else { String::new() },
+        if r.coverage < MIN_COVERAGE { "   WARNING: too few faces read; this frame rate is not the real one" } else { "" },
+        "stage (ms)", "median", "p90", "p99"
     );
     for (k, p) in &r.stages_ms {
         s += &format!("{k:<18} {:>9.3} {:>9.3} {:>9.3}\n", p.p50, p.p90, p.p99);
@@ -494,4 +584,57 @@ fn peak_portable() -> f64 {
     let secs = t.elapsed().as_secs_f64();
     std::hint::black_box(acc);
     (iters * (ACC * LANES) as u64 * 2) as f64 / secs / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(backend: &str, coverage: f64) -> BenchReport {
+        let kind = || FrameKind {
+            frames: 0,
+            end_to_end_ms: Percentiles::default(),
+        };
+        BenchReport {
+            machine: String::new(),
+            backend: backend.into(),
+            model: String::new(),
+            model_input: String::new(),
+            frames: Vec::new(),
+            runs: 1,
+            faces_per_frame: Vec::new(),
+            stages_ms: BTreeMap::new(),
+            end_to_end_ms: Percentiles::default(),
+            detection_frames: kind(),
+            followed_frames: kind(),
+            interval: 10,
+            background: true,
+            expected_faces_per_frame: Vec::new(),
+            coverage,
+            untimed_frames: 0,
+            frames_per_s: 100.0,
+            faces_per_s: 100.0,
+            peak_rss_mb: 1.0,
+        }
+    }
+
+    #[test]
+    fn runs_that_read_different_faces_are_not_compared() {
+        assert!(comparable(&[report("tract", 1.0), report("onnxruntime", 0.97)]).is_ok());
+        // issue 19 case 13: tract read 0-4 of 6 faces, onnxruntime 4-6.
+        let e = comparable(&[report("tract", 0.4), report("onnxruntime", 0.9)]).unwrap_err();
+        assert!(
+            e.contains("tract (background detector) read 40%") && e.contains("not comparable"),
+            "{e}"
+        );
+        // One engine alone that read too few is flagged too.
+        assert!(comparable(&[report("tract", 0.5)]).is_err());
+        assert!(comparable(&[report("tract", 0.9), report("onnxruntime", 0.8)]).is_err());
+    }
+
+    #[test]
+    fn the_text_report_warns_when_faces_were_not_read() {
+        assert!(text(&report("tract", 0.5)).contains("WARNING: too few faces read"));
+        assert!(!text(&report("tract", 0.95)).contains("WARNING"));
+    }
 }

@@ -39,7 +39,7 @@ mod tests {
 #[command(
     name = "fer-edge",
     version = VERSION,
-    about = "Facial expression, valence and arousal on the edge (Emotion-GCN)"
+    about = "Facial expressions on the edge, with valence and arousal (derived from the expression by the shipped models, regressed by Emotion-GCN bundles)"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -72,6 +72,54 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         annotate: Option<PathBuf>,
         /// Largest image file read, in MiB (larger ones fail with their size).
+        #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        max_image_mb: u64,
+    },
+    /// Measure accuracy on a labelled set through the real code path: one
+    /// JSON object per model and engine on stdout.
+    ///
+    /// Sets: class folders (`<root>/<label>/*.jpg`: neutral, happy, sad,
+    /// surprise, fear, disgust, anger or their synonyms such as angry,
+    /// surprised, scared), the FER2013 CSV (`emotion,pixels,Usage`, with
+    /// `--usage PublicTest`), or the AffectNet CSV (with valence/arousal:
+    /// CCC and RMSE too). End to end by default (detect, align, model; an
+    /// image with no face found counts as wrong and is reported apart), or
+    /// `--whole-image` (the image is the face crop). Exit code 0 when every
+    /// image was read, 1 when some could not be (they are named and
+    /// excluded), 2 for usage, config, model or empty-set errors.
+    Eval {
+        /// The labelled set: a folder of class folders, or a CSV.
+        dataset: PathBuf,
+        /// Config file(s) in the daemon's format; a later file overrides an earlier one key by key.
+        #[arg(long, short)]
+        config: Vec<PathBuf>,
+        /// Emotion model bundle(s), overriding `[emotion] model`; several are
+        /// scored side by side (repeat the flag).
+        #[arg(long)]
+        model: Vec<PathBuf>,
+        /// Engine(s) for every model, comma separated (`tract,onnxruntime`),
+        /// scored side by side; default the config's.
+        #[arg(long, value_delimiter = ',')]
+        backend: Vec<String>,
+        /// The image is the face crop: no detection or alignment, resized
+        /// to the model's input (how FER2013 results are usually quoted).
+        #[arg(long)]
+        whole_image: bool,
+        /// FER2013 CSV: only rows of this Usage (PublicTest, PrivateTest, Training).
+        #[arg(long)]
+        usage: Option<String>,
+        /// AffectNet CSV: the folder its image paths are relative to
+        /// (default: the CSV's folder).
+        #[arg(long, value_name = "DIR")]
+        images: Option<PathBuf>,
+        /// Score only the first N images (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+        /// Also write report.html (confusion matrices, per-class bars) and
+        /// report.json into this folder.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+        /// Largest image file read, in MiB.
         #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
         max_image_mb: u64,
     },

@@ -419,10 +419,7 @@ impl FaceChain {
                 }
             };
             let t = Instant::now();
-            let mut emotion = self.emotion.infer(&crop)?;
-            if let Some(c) = &self.calibration {
-                emotion = c.apply(&emotion);
-            }
+            let emotion = self.read_crop(&crop)?;
             times.emotion_ms += ms(t);
             faces.push(FaceReading {
                 detection: det,
@@ -434,6 +431,28 @@ impl FaceChain {
             skipped_faces: skipped,
             ..FrameResult::default()
         })
+    }
+
+    /// The emotion of an aligned crop, `[calibration]` applied: what the
+    /// chain reads for every face.
+    fn read_crop(&mut self, crop: &RgbImage) -> Result<crate::frame::Emotion, EmotionError> {
+        let emotion = self.emotion.infer(crop)?;
+        Ok(match &self.calibration {
+            Some(c) => c.apply(&emotion),
+            None => emotion,
+        })
+    }
+
+    /// Reads a whole image as one face, already cropped (how FER2013-style
+    /// results are quoted): resized (bilinear) to the model's input, no
+    /// detection or alignment, `[calibration]` applied.
+    pub fn read_whole(&mut self, img: &RgbImage) -> Result<crate::frame::Emotion, EmotionError> {
+        let (w, h) = (self.framing.width, self.framing.height);
+        if img.dimensions() == (w, h) {
+            return self.read_crop(img);
+        }
+        let crop = image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle);
+        self.read_crop(&crop)
     }
 
     /// Runs only the emotion model on an aligned crop (benchmarks).

@@ -174,6 +174,49 @@ pub fn read_text_bounded(path: &Path, limit: u64, what: &'static str) -> Result<
     })
 }
 
+/// Writes `bytes` as the file `path`, whole or not at all: into a new
+/// temporary file beside it (created exclusively, mode 0644), flushed to
+/// disk, then renamed over `path`. A symlink at `path` is replaced, never
+/// followed (so a link planted in an output folder cannot redirect the
+/// write to another file), and a full disk leaves the old file, or none,
+/// instead of a truncated one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: not a file name", shown(path)),
+        )
+    })?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("cannot write {}: {e}", shown(path)),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +272,41 @@ mod tests {
         let s = shown(p);
         assert!(s.contains("\\xE9") || s.contains("\\xe9"), "{s}");
         assert!(!s.contains('\u{FFFD}'), "{s}");
+    }
+
+    #[test]
+    fn atomic_writes_replace_a_planted_symlink_instead_of_following_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, b"precious").unwrap();
+        let out = dir.path().join("report.html");
+        std::os::unix::fs::symlink(&victim, &out).unwrap();
+        write_atomic(&out, b"report").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(&out).unwrap(), b"report");
+        assert!(!std::fs::symlink_metadata(&out)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+
+    #[test]
+    fn a_failed_atomic_write_says_so_and_leaves_nothing_behind() {
+        // The rename fails (a non-empty folder stands at the path) after
+        // the temporary file was written: it must not stay behind.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("report.json");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("inside"), b"x").unwrap();
+        let e = write_atomic(&target, b"x").unwrap_err();
+        assert!(
+            e.to_string().contains("cannot write") && e.to_string().contains("report.json"),
+            "{e}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("report.json")]);
     }
 }

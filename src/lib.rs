@@ -15,7 +15,7 @@
 //! ```
 //!
 //! `faces` wires the still-image stages for one frame; `analyze` runs them
-//! over images; `pipeline` wires the daemon's threads; `calibrate` runs the
+//! over images; `eval` scores them on labelled sets; `pipeline` wires the daemon's threads; `calibrate` runs the
 //! chain on a site's camera and reports what to change; `config` holds the
 //! TOML, each section defined beside its stage.
 
@@ -29,6 +29,7 @@ pub mod compare;
 pub mod config;
 pub mod detect;
 pub mod emotion;
+pub mod eval;
 pub mod faces;
 pub mod fileio;
 pub mod fixed;
@@ -36,9 +37,12 @@ pub mod frame;
 pub mod imageio;
 pub mod infer;
 pub mod inspect;
+pub mod logging;
 pub mod metrics;
 pub mod models;
+pub mod page;
 pub mod pipeline;
+pub mod progress;
 pub mod publish;
 pub mod report;
 pub mod telemetry;

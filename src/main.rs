@@ -6,7 +6,6 @@
 //! written, 1 written with problems, 69 no source, 73 output folder not
 //! writable, 78 config or model error.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,11 +31,7 @@ const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(log_filter(std::env::var("FER_EDGE_LOG").ok()))
-        .init();
+    fer_edge::logging::init(&fer_edge::logging::LogEnv::from_process());
     match run(cli) {
         Ok(code) => code,
         Err((code, err)) => {
@@ -59,22 +54,6 @@ fn main() -> ExitCode {
 }
 
 type Failure = (u8, Box<dyn std::error::Error>);
-
-/// `FER_EDGE_LOG` (default `warn`). rumqttd's own log stays off unless it
-/// is named: it reports every normal disconnect as an ERROR, and the
-/// embedded broker's gate logs what a user needs (refused clients) itself.
-fn log_filter(env: Option<String>) -> tracing_subscriber::EnvFilter {
-    let mut spec = env
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| "warn".into());
-    if !spec.contains("rumqttd") {
-        spec.push_str(",rumqttd=off");
-    }
-    tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
-        eprintln!("warning: FER_EDGE_LOG={spec:?} is not a log filter ({e}); using \"warn\"");
-        tracing_subscriber::EnvFilter::new("warn,rumqttd=off")
-    })
-}
 
 fn setup<E: std::error::Error + 'static>(e: E) -> Failure {
     (EXIT_SETUP, Box::new(e))
@@ -155,6 +134,28 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Model(cmd) => model_command(cmd),
+        Command::Eval {
+            dataset,
+            config,
+            model,
+            backend,
+            whole_image,
+            usage,
+            images,
+            limit,
+            report,
+            max_image_mb,
+        } => {
+            let opts = fer_edge::eval::EvalOptions {
+                dataset,
+                usage,
+                images,
+                whole_image,
+                limit,
+                max_image_bytes: max_image_mb << 20,
+            };
+            eval(&config, model, backend, &opts, report.as_deref())
+        }
         Command::Bench {
             peak: true, json, ..
         } => {
@@ -226,6 +227,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 } else {
                     print!("{}", fer_edge::bench::text(report));
                 }
+            }
+            // A frame rate that read fewer faces is no frame rate.
+            if let Err(why) = fer_edge::bench::comparable(&reports) {
+                eprintln!("error: {why}");
+                return Ok(ExitCode::from(EXIT_INPUT_FAILED));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -474,6 +480,69 @@ fn mqtt_summary(m: &fer_edge::publish::MqttConfig, s: &fer_edge::publish::Secret
             m.client_id()
         )
     }
+}
+
+/// `eval`: every model on every engine over one set, a JSON line each.
+fn eval(
+    config: &[PathBuf],
+    models: Vec<PathBuf>,
+    engines: Vec<String>,
+    opts: &fer_edge::eval::EvalOptions,
+    report: Option<&std::path::Path>,
+) -> Result<ExitCode, Failure> {
+    use fer_edge::eval;
+    use std::io::Write as _;
+    let set = eval::open(opts).map_err(setup)?;
+    for s in &set.skipped {
+        eprintln!("skipped: {s}");
+    }
+    let models: Vec<Option<PathBuf>> = match models.len() {
+        0 => vec![None],
+        _ => models.into_iter().map(Some).collect(),
+    };
+    let engines: Vec<Option<String>> = match engines.len() {
+        0 => vec![None],
+        _ => engines.into_iter().map(Some).collect(),
+    };
+    let mut runs = Vec::new();
+    let mut stdout = std::io::stdout().lock();
+    for m in &models {
+        for e in &engines {
+            let mut cfg = load_config(config, m.clone())?;
+            if let Some(e) = e {
+                set_engine(&mut cfg, e.clone())?;
+            }
+            let bar = eval::progress_bar(set.samples.len(), &cfg);
+            let run = eval::run(&cfg, &set, opts, &mut || bar.inc(1)).map_err(setup)?;
+            bar.finish_and_clear();
+            for f in &run.unreadable_files {
+                eprintln!("error: {f}");
+            }
+            let line = serde_json::to_string(&run).map_err(setup)?;
+            writeln!(stdout, "{line}")
+                .and_then(|_| stdout.flush())
+                .map_err(|e| {
+                    (
+                        EXIT_SETUP,
+                        format!("cannot write the results to stdout: {e}").into(),
+                    )
+                })?;
+            runs.push(run);
+        }
+    }
+    if let Some(dir) = report {
+        eval::write_report(dir, &runs).map_err(|e| (EX_CANTCREAT, e.into()))?;
+        eprintln!(
+            "eval: report written to {}",
+            dir.join("report.html").display()
+        );
+    }
+    let unreadable: usize = runs.iter().map(|r| r.unreadable).max().unwrap_or(0);
+    if unreadable > 0 {
+        eprintln!("{unreadable} image(s) could not be read and were left out");
+        return Ok(ExitCode::from(EXIT_INPUT_FAILED));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn model_command(cmd: ModelCommand) -> Result<ExitCode, Failure> {

@@ -1,7 +1,7 @@
 //! Wiring only: the daemon's threads, the hand-off between them, shutdown.
 //!
 //! In: a validated [`Config`]. Out: MQTT messages, until the replay ends or
-//! SIGTERM/SIGINT arrives; then every track is ended, `offline` is
+//! SIGTERM/SIGINT/SIGHUP arrives; then every track is ended, `offline` is
 //! published, and the process exits 0.
 //!
 //! ```text
@@ -206,6 +206,10 @@ async fn run_async(
         tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
     let mut last_progress = 0u64;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // SIGHUP (the terminal or SSH session that started the daemon closed)
+    // ends it as SIGTERM does: every track ended, `offline` sent. There is
+    // no configuration reload.
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let started = Instant::now();
     let stats = |telemetry: &Telemetry, publisher: &Publisher| {
         stats_message(
@@ -229,6 +233,7 @@ async fn run_async(
                 break;
             }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = sighup.recv() => { tracing::info!("SIGHUP: shutting down as for SIGTERM"); break; }
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = stats_tick.tick(), if stats_every.is_some() => {
                 publisher.send_event(stats(&telemetry, &publisher));

@@ -388,3 +388,100 @@ fn a_model_path_found_nowhere_is_an_error_listing_the_places_tried() {
         "{err}"
     );
 }
+
+/// A copy of the shipped bundle marked untrained: loading it logs a WARN.
+fn untrained_bundle(dir: &Path) -> PathBuf {
+    let b = dir.join("untrained");
+    std::fs::create_dir(&b).unwrap();
+    std::fs::copy(
+        root().join("models/fer-minixception/model.onnx"),
+        b.join("model.onnx"),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(root().join("models/fer-minixception/bundle.json"))
+        .unwrap()
+        .replace("\"trained\": true", "\"trained\": false");
+    std::fs::write(b.join("bundle.json"), manifest).unwrap();
+    b
+}
+
+fn analyze_env(model: &Path, envs: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fer-edge"));
+    c.current_dir(root())
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("NO_COLOR")
+        .args(["analyze", "--model"])
+        .arg(model)
+        .arg(data("astronaut.png"));
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn under_systemd_log_lines_carry_their_priority_and_no_timestamp_of_their_own() {
+    // issue 19, case 12: journald stamps each entry; `journalctl -p warning`
+    // filters on the `<N>` priority prefix.
+    let dir = tempfile::tempdir().unwrap();
+    let model = untrained_bundle(dir.path());
+    let out = analyze_env(&model, &[("JOURNAL_STREAM", "8:12345")]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("UNTRAINED"))
+        .unwrap_or_else(|| panic!("no warning: {err}"));
+    assert!(line.starts_with("<4>fer_edge"), "{line}");
+    assert!(!line.contains("WARN") && !line.contains('\u{1b}'), "{line}");
+    let year = line.chars().take(4).all(|c| c.is_ascii_digit());
+    assert!(
+        !year && !line.contains("T1") && !line.contains("Z "),
+        "{line}"
+    );
+    // On a plain stream: the usual line, with its level and timestamp.
+    let out = analyze_env(&model, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.contains("UNTRAINED")).unwrap();
+    assert!(line.contains("WARN") && !line.starts_with('<'), "{line}");
+    assert!(!line.contains('\u{1b}'), "no colour on a pipe: {line}");
+}
+
+#[test]
+fn no_color_turns_colours_off_on_a_terminal() {
+    // A real terminal (util-linux `script` allocates one): coloured levels,
+    // unless NO_COLOR is set (https://no-color.org).
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: util-linux `script` not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = untrained_bundle(dir.path());
+    let run = |no_color: bool| {
+        let cmd = format!(
+            "{} {} analyze --model {} {} >/dev/null",
+            if no_color { "NO_COLOR=1" } else { "" },
+            env!("CARGO_BIN_EXE_fer-edge"),
+            model.display(),
+            data("astronaut.png").display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .current_dir(root())
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NO_COLOR")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let coloured = run(false);
+    assert!(
+        coloured.contains("UNTRAINED") && coloured.contains('\u{1b}'),
+        "{coloured:?}"
+    );
+    let plain = run(true);
+    assert!(
+        plain.contains("UNTRAINED") && !plain.contains('\u{1b}'),
+        "{plain:?}"
+    );
+}

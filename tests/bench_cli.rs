@@ -46,6 +46,14 @@ fn bench_reports_every_stage_as_json() {
         .map(|v| v.as_u64().unwrap())
         .collect();
     assert_eq!(faces, vec![1; 30], "{r}");
+    // The work: a full detection finds that face on every frame, and the
+    // run read all of them.
+    assert_eq!(
+        r["expected_faces_per_frame"],
+        serde_json::json!(vec![1; 30])
+    );
+    assert_eq!(r["coverage"].as_f64(), Some(1.0), "{r}");
+    assert_eq!(r["untimed_frames"], 0);
     // interval 10: frames 0, 11 and 22 detect, the other 27 follow.
     assert_eq!(r["interval"], 10);
     assert_eq!(r["detection_frames"]["frames"], 3, "{r}");
@@ -64,4 +72,31 @@ fn bench_model_only_times_the_emotion_model_alone() {
 fn bench_peak_measures_a_positive_fp32_rate() {
     let r = bench(&["--peak"]);
     assert!(r["peak_gflops_1_thread"].as_f64().unwrap() > 0.1, "{r}");
+}
+
+#[test]
+fn with_a_background_detector_timing_starts_once_every_face_is_read() {
+    // Six faces; frames before the first background detection has
+    // delivered are run but not timed, and the report says how many.
+    let r = bench(&[
+        "--runs",
+        "1",
+        "--frames",
+        "tests/data/sequences/pan6",
+        "--background",
+        "true",
+    ]);
+    let expected: Vec<u64> = r["expected_faces_per_frame"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(expected.len(), 30);
+    assert!(expected.iter().all(|&n| n == 6), "{expected:?}");
+    let untimed = r["untimed_frames"].as_u64().unwrap();
+    assert!(untimed >= 1 && untimed < 30, "{r}");
+    let timed = r["end_to_end_ms"]["samples"].as_u64().unwrap();
+    assert_eq!(timed + untimed, 30, "{r}");
+    assert!(r["coverage"].as_f64().unwrap() >= 0.8, "{r}");
 }

@@ -519,3 +519,64 @@ fn bad_input_gets_a_clear_message_and_partial_results_are_kept() {
         );
     }
 }
+
+#[test]
+fn planted_symlinks_in_the_output_folder_are_replaced_not_followed() {
+    // calibrate may run with sudo: a link in --out must not redirect a
+    // write to another file (issue 19, case 3).
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let mut victims = Vec::new();
+    for name in ["report.html", "calibration.toml", "report.json"] {
+        let victim = dir.path().join(format!("victim-{name}"));
+        std::fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, out.join(name)).unwrap();
+        victims.push(victim);
+    }
+    // A replay that plays its 30 frames once, shorter than the 20 s asked.
+    let cfg = write_config(
+        dir.path(),
+        &DaemonConfig {
+            port: free_port(),
+            embedded: true,
+            sequence: "pan1",
+            pace: false,
+            looping: false,
+        },
+    );
+    let o = calibrate(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--duration",
+        "20s",
+        "--speed-runs",
+        "0",
+    ]);
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for v in &victims {
+        assert_eq!(
+            std::fs::read(v).unwrap(),
+            b"precious",
+            "{} was overwritten",
+            v.display()
+        );
+    }
+    for name in ["report.html", "calibration.toml", "report.json"] {
+        let meta = std::fs::symlink_metadata(out.join(name)).unwrap();
+        assert!(meta.is_file(), "{name} is still a link");
+    }
+    // The header says how long the replay really lasted, not the 20 s asked.
+    let toml = std::fs::read_to_string(out.join("calibration.toml")).unwrap();
+    assert!(
+        toml.contains("the source ended early") && !toml.contains("from 20 s"),
+        "{toml}"
+    );
+}

@@ -575,6 +575,17 @@ fn the_embedded_broker_serves_tls_with_its_own_certificate_and_a_login() {
 
 #[test]
 fn sigterm_under_load_sends_every_end_and_offline_exactly_once() {
+    shutdown_under_load_sends_every_end_and_offline_exactly_once("TERM");
+}
+
+/// SIGHUP (a closed terminal or SSH session) ends the daemon as SIGTERM
+/// does (issue 19, case 8: it used to kill it with no `end`, no `offline`).
+#[test]
+fn sighup_under_load_shuts_down_like_sigterm() {
+    shutdown_under_load_sends_every_end_and_offline_exactly_once("HUP");
+}
+
+fn shutdown_under_load_sends_every_end_and_offline_exactly_once(signal: &str) {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -593,13 +604,13 @@ fn sigterm_under_load_sends_every_end_and_offline_exactly_once() {
         "at least five faces tracked"
     );
     let t0 = Instant::now();
-    d.signal("TERM");
+    d.signal(signal);
     let code = d.wait_exit(Duration::from_secs(5)).and_then(|s| s.code());
     let took = t0.elapsed();
-    assert_eq!(code, Some(0));
+    assert_eq!(code, Some(0), "SIG{signal}");
     assert!(
         took < Duration::from_secs(1),
-        "SIGTERM to exit took {took:?}"
+        "SIG{signal} to exit took {took:?}"
     );
     let msgs = sub.stop();
     let offline = on(&msgs, "/status")
@@ -623,7 +634,7 @@ fn sigterm_under_load_sends_every_end_and_offline_exactly_once() {
     };
     assert!(ids("new").len() >= 5, "{:?}", ids("new"));
     assert_eq!(ids("new"), ids("end"), "every track that began has ended");
-    eprintln!("SIGTERM with six tracks: exit 0 in {took:?}");
+    eprintln!("SIG{signal} with six tracks: exit 0 in {took:?}");
 }
 
 #[test]

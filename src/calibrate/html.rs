@@ -13,34 +13,11 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use plotters::prelude::*;
 
+use crate::page::escape;
+use crate::page::{figure, plot_err, Plot, FONT, H, STYLE, W};
+
 use super::survey::{Bin, Figures, Spread, HEAT_COLS, HEAT_ROWS};
 use super::Report;
-
-const W: u32 = 720;
-const H: u32 = 300;
-const FONT: &str = "sans-serif";
-
-/// Escapes text for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-type Plot = Result<String, String>;
-
-fn plot_err<E: std::fmt::Debug>(e: E) -> String {
-    format!("{e:?}")
-}
 
 /// A histogram as bars.
 fn bars(title: &str, x_desc: &str, bins: &[Bin], colour: RGBColor) -> Plot {
@@ -181,22 +158,6 @@ fn lines(
     Ok(svg)
 }
 
-fn figure(out: &mut String, id: &str, plot: Plot) {
-    match plot {
-        Ok(svg) => {
-            let _ = writeln!(out, "<figure id=\"{id}\" class=\"plot\">{svg}</figure>");
-        }
-        Err(e) => {
-            let _ = writeln!(
-                out,
-                "<p class=\"muted\">({} not drawn: {})</p>",
-                escape(id),
-                escape(&e)
-            );
-        }
-    }
-}
-
 fn spread_row(name: &str, unit: &str, s: Option<&Spread>) -> String {
     match s {
         Some(s) => format!(
@@ -268,13 +229,6 @@ fn va_plots(out: &mut String, f: &Figures) {
         figure(out, k, lines(title, k, -1.0..1.0, &series));
     }
 }
-
-const STYLE: &str = "body{font-family:sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}\
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}\
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}\
-th{background:#f4f4f4}.advice li{margin:.3em 0;list-style:none}.tag{display:inline-block;min-width:6em;font-weight:bold}\
-.problem{color:#b00020}.warning{color:#b25c00}.info{color:#1f5fa8}.ok{color:#2e7d32}.muted{color:#777}\
-pre{background:#f6f6f6;padding:1em;overflow-x:auto;white-space:pre-wrap}.wide{overflow-x:auto}figure{margin:1em 0}img{max-width:100%}";
 
 /// The whole page.
 pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
@@ -481,14 +435,6 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escaping_covers_markup_and_quotes() {
-        assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
-    }
 
     #[test]
     fn plots_are_svg_with_their_titles_and_empty_data_says_so() {

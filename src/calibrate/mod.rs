@@ -190,7 +190,7 @@ pub fn run(cfg: &Config, opts: &CalibrateOptions) -> Result<Outcome, CalibrateEr
         unavailable: &unavailable,
         context: &context,
     });
-    let toml_text = advice::settings_toml(&toml_header(cfg, opts), &settings);
+    let toml_text = advice::settings_toml(&toml_header(cfg, opts, figures.span_s), &settings);
     let m = cfg.emotion.model.display().to_string();
     let mut report = Report {
         fer_edge: env!("CARGO_PKG_VERSION").to_string(),
@@ -230,7 +230,15 @@ pub fn run(cfg: &Config, opts: &CalibrateOptions) -> Result<Outcome, CalibrateEr
     })
 }
 
-fn toml_header(cfg: &Config, opts: &CalibrateOptions) -> Vec<String> {
+/// The header of calibration.toml; `measured_s` is how long the source
+/// really delivered (a replay may end before the asked duration).
+fn toml_header(cfg: &Config, opts: &CalibrateOptions, measured_s: f64) -> Vec<String> {
+    let asked = opts.duration.as_secs_f64();
+    let span = if measured_s + 1.0 < asked {
+        format!("{measured_s:.0} s (of {asked:.0} s asked: the source ended early)")
+    } else {
+        format!("{asked:.0} s")
+    };
     let base: Vec<String> = opts
         .config_files
         .iter()
@@ -238,9 +246,8 @@ fn toml_header(cfg: &Config, opts: &CalibrateOptions) -> Vec<String> {
         .collect();
     vec![
         format!(
-            "Written by `fer-edge calibrate` {} from {:.0} s of {}.",
+            "Written by `fer-edge calibrate` {} from {span} of {}.",
             env!("CARGO_PKG_VERSION"),
-            opts.duration.as_secs_f64(),
             match cfg.source.kind {
                 SourceKind::V4l2 => crate::fileio::shown(&cfg.source.device),
                 SourceKind::Replay => cfg
@@ -679,7 +686,7 @@ fn write_files(
                 )
                 .map_err(|e| fail(std::io::Error::other(e)))?;
             let path = frames.join(name);
-            std::fs::write(&path, &bytes).map_err(fail)?;
+            crate::fileio::write_atomic(&path, &bytes).map_err(fail)?;
             report.thumbnails.push(format!("frames/{name}"));
             pngs.push((format!("frames/{name}"), bytes));
             written.push(path);
@@ -698,7 +705,7 @@ fn write_files(
     ];
     for (name, bytes) in files {
         let path = dir.join(name);
-        std::fs::write(&path, bytes).map_err(fail)?;
+        crate::fileio::write_atomic(&path, &bytes).map_err(fail)?;
         written.push(path);
     }
     Ok(written)

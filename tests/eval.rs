@@ -1,0 +1,381 @@
+//! `fer-edge eval` end to end: the real binary, the shipped bundles, real
+//! FER2013 faces (`tests/data/fer2013-sample`: 98 PublicTest images, 14 per
+//! class; provenance in tests/data/README.md), and the same pixels as a
+//! FER2013 CSV and an AffectNet CSV, so that the three readers are checked
+//! against each other. The full PublicTest split is scored when
+//! `../shared/data/fer2013/` is present (skipped with a message otherwise),
+//! and must reproduce the figures the model cards publish.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sample() -> PathBuf {
+    root().join("tests/data/fer2013-sample")
+}
+
+fn eval(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+        .current_dir(root())
+        .arg("eval")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn runs(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each stdout line is JSON"))
+        .collect()
+}
+
+fn ok(out: &Output) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    runs(out)
+}
+
+/// The confusion matrix as numbers (rows: truth; last column: no face).
+fn matrix(r: &Value) -> Vec<Vec<u64>> {
+    r["confusion_matrix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+/// The figures must follow from the matrix: nothing reported that the
+/// counts do not support.
+fn consistent(r: &Value, images: u64) {
+    let m = matrix(r);
+    let total: u64 = m.iter().flatten().sum();
+    let diag: u64 = (0..7).map(|i| m[i][i]).sum();
+    let none: u64 = m.iter().map(|row| row[7]).sum();
+    assert_eq!(total, images, "{r}");
+    assert_eq!(r["images"].as_u64(), Some(images));
+    let acc = r["accuracy"].as_f64().unwrap();
+    assert!((acc - diag as f64 / images as f64).abs() < 1e-9, "{r}");
+    let found = r["face_found_rate"].as_f64().unwrap();
+    assert!((found - (images - none) as f64 / images as f64).abs() < 1e-9);
+    let f1 = r["macro_f1"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&f1));
+    for k in ["per_class", "ece", "accuracy_when_found", "model_sha256"] {
+        assert!(!r[k].is_null(), "{k} missing: {r}");
+    }
+    // 14 images of each of the seven classes.
+    for c in r["per_class"].as_array().unwrap() {
+        assert_eq!(c["support"].as_u64(), Some(images / 7), "{c}");
+    }
+}
+
+#[test]
+fn whole_image_scores_every_sample_and_its_figures_follow_from_the_matrix() {
+    let out = eval(&[
+        sample().to_str().unwrap(),
+        "--whole-image",
+        "--model",
+        "models/fer-minixception",
+    ]);
+    let r = &ok(&out)[0];
+    assert_eq!(r["mode"], "whole-image");
+    assert_eq!(r["model"], "fer-minixception");
+    assert_eq!(r["dataset"]["format"], "folders");
+    assert_eq!(r["face_found_rate"].as_f64(), Some(1.0));
+    consistent(r, 98);
+    // mini-Xception reads 58.5% of all 3589 PublicTest images; on these 98
+    // it must be far above chance (1/7) and below perfection.
+    let acc = r["accuracy"].as_f64().unwrap();
+    assert!(acc > 0.35 && acc < 0.95, "{acc}");
+}
+
+#[test]
+fn end_to_end_detects_and_counts_the_faces_it_misses_as_wrong() {
+    let out = eval(&[
+        sample().to_str().unwrap(),
+        "--model",
+        "models/fer-minixception",
+    ]);
+    let r = &ok(&out)[0];
+    assert_eq!(r["mode"], "end-to-end");
+    consistent(r, 98);
+    let found = r["face_found_rate"].as_f64().unwrap();
+    // MTCNN finds most of these tight 48x48 crops, not all.
+    assert!(found > 0.5 && found <= 1.0, "{found}");
+    let acc = r["accuracy"].as_f64().unwrap();
+    let when = r["accuracy_when_found"].as_f64().unwrap();
+    assert!(
+        (acc - when * found).abs() < 1e-9,
+        "{acc} vs {when} x {found}"
+    );
+}
+
+#[test]
+fn the_fer2013_csv_and_the_class_folders_give_the_same_scores() {
+    // The same pixels written as FER2013's CSV (plus a Training row and a
+    // broken row that must be left out and reported).
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("fer2013.csv");
+    let code = |c: &str| {
+        [
+            "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral",
+        ]
+        .iter()
+        .position(|x| *x == c)
+        .unwrap()
+    };
+    let mut text = String::from("emotion,pixels,Usage\n");
+    let mut classes: Vec<_> = std::fs::read_dir(sample())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    classes.sort();
+    for class in classes {
+        let name = class.file_name().unwrap().to_str().unwrap().to_string();
+        let mut files: Vec<_> = std::fs::read_dir(&class)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for f in files {
+            let g = image::open(&f).unwrap().into_luma8();
+            let px: Vec<String> = g.pixels().map(|p| p[0].to_string()).collect();
+            text += &format!("{},{},PublicTest\n", code(&name), px.join(" "));
+        }
+    }
+    text += &format!("3,{},Training\n", vec!["0"; 2304].join(" "));
+    text += "3,1 2 3,PublicTest\n";
+    std::fs::write(&csv, text).unwrap();
+    let from_csv = &ok(&eval(&[
+        csv.to_str().unwrap(),
+        "--usage",
+        "PublicTest",
+        "--whole-image",
+        "--model",
+        "models/fer-minixception",
+    ]))[0];
+    let from_folders = &ok(&eval(&[
+        sample().to_str().unwrap(),
+        "--whole-image",
+        "--model",
+        "models/fer-minixception",
+    ]))[0];
+    assert_eq!(from_csv["dataset"]["format"], "fer2013-csv");
+    assert_eq!(from_csv["dataset"]["skipped_rows"].as_u64(), Some(1));
+    assert_eq!(matrix(from_csv), matrix(from_folders));
+    assert_eq!(from_csv["accuracy"], from_folders["accuracy"]);
+}
+
+#[test]
+fn an_affectnet_csv_reports_valence_and_arousal_agreement() {
+    // Each sample image as an AffectNet row: the whole image as the face
+    // box, our code for its class, and the class's circumplex anchor as its
+    // valence/arousal label (so a model that reads the class right scores
+    // a positive CCC).
+    let dir = tempfile::tempdir().unwrap();
+    let anchors = [
+        ("neutral", 0, 0.0, 0.0),
+        ("happy", 1, 0.739, 0.306),
+        ("sad", 2, -0.739, -0.306),
+        ("surprise", 3, 0.306, 0.739),
+        ("fear", 4, -0.306, 0.739),
+        ("disgust", 5, -0.739, 0.306),
+        ("angry", 6, -0.566, 0.566),
+    ];
+    let mut text = String::from(
+        "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal\n",
+    );
+    for (folder, code, v, a) in anchors {
+        let mut files: Vec<_> = std::fs::read_dir(sample().join(folder))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for f in files {
+            let rel = format!("{folder}/{}", f.file_name().unwrap().to_str().unwrap());
+            text += &format!("{rel},0,0,48,48,\"1;2;3\",{code},{v},{a}\n");
+        }
+    }
+    // A row whose file is missing: named, counted, not fatal (exit 1).
+    text += "angry/missing.jpg,0,0,48,48,\"\",6,-0.5,0.5\n";
+    let csv = dir.path().join("validation.csv");
+    std::fs::write(&csv, text).unwrap();
+    let out = eval(&[
+        csv.to_str().unwrap(),
+        "--images",
+        sample().to_str().unwrap(),
+        "--whole-image",
+        "--model",
+        "models/fer-minixception",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = &runs(&out)[0];
+    assert_eq!(r["dataset"]["format"], "affectnet-csv");
+    assert_eq!(r["unreadable"].as_u64(), Some(1));
+    assert!(r["unreadable_files"][0]
+        .as_str()
+        .unwrap()
+        .contains("missing.jpg"));
+    consistent(r, 98);
+    for d in ["valence", "arousal"] {
+        let ccc = r[d]["ccc"].as_f64().unwrap();
+        let rmse = r[d]["rmse"].as_f64().unwrap();
+        assert!(
+            ccc > 0.1 && ccc <= 1.0 && rmse > 0.0 && rmse < 1.0,
+            "{d}: {}",
+            r[d]
+        );
+    }
+}
+
+#[test]
+fn several_models_and_engines_are_scored_side_by_side_with_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    let mut engines = "tract".to_string();
+    if cfg!(feature = "onnxruntime") {
+        engines += ",onnxruntime";
+    }
+    let out = eval(&[
+        sample().to_str().unwrap(),
+        "--whole-image",
+        "--model",
+        "models/fer-minixception",
+        "--backend",
+        &engines,
+        "--limit",
+        "35",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let rs = ok(&out);
+    assert_eq!(rs.len(), engines.split(',').count());
+    for r in &rs {
+        assert_eq!(r["images"].as_u64(), Some(35));
+    }
+    // Engines agree on what they read.
+    if rs.len() == 2 {
+        assert_eq!(matrix(&rs[0]), matrix(&rs[1]));
+        assert_ne!(rs[0]["engine"], rs[1]["engine"]);
+    }
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert!(
+        html.contains("Confusion matrix") && html.contains("<svg"),
+        "{}",
+        &html[..300.min(html.len())]
+    );
+    assert!(html.contains("fer-minixception"));
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), rs.len());
+}
+
+#[test]
+fn bad_sets_get_errors_that_name_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    // An unknown class folder: the accepted names are listed.
+    std::fs::create_dir(dir.path().join("contempt")).unwrap();
+    let out = eval(&[dir.path().to_str().unwrap(), "--whole-image"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("\"contempt\"") && err.contains("angry"),
+        "{err}"
+    );
+    // An empty set is an error, not a 0% result.
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::create_dir(empty.path().join("happy")).unwrap();
+    let out = eval(&[empty.path().to_str().unwrap(), "--whole-image"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no labelled image"));
+    assert!(out.stdout.is_empty());
+    // A corrupt image among good ones: named, counted, the rest scored.
+    let mixed = tempfile::tempdir().unwrap();
+    std::fs::create_dir(mixed.path().join("happy")).unwrap();
+    std::fs::copy(
+        sample()
+            .join("happy")
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+        mixed.path().join("happy/good.jpg"),
+    )
+    .unwrap();
+    std::fs::write(
+        mixed.path().join("happy/broken.jpg"),
+        b"\xff\xd8 not a jpeg",
+    )
+    .unwrap();
+    let out = eval(&[mixed.path().to_str().unwrap(), "--whole-image"]);
+    assert_eq!(out.status.code(), Some(1));
+    let r = &runs(&out)[0];
+    assert_eq!(r["images"].as_u64(), Some(1));
+    assert_eq!(r["unreadable"].as_u64(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.jpg"));
+}
+
+/// The full PublicTest split from `../shared/data/fer2013/`, unpacked once.
+fn publictest() -> Option<PathBuf> {
+    let tar = root().join("../shared/data/fer2013/fer2013-publictest.tar.gz");
+    if !tar.exists() {
+        eprintln!(
+            "SKIPPED: {} is absent; the full PublicTest figures are not checked",
+            tar.display()
+        );
+        return None;
+    }
+    let dir = std::env::temp_dir().join("fer-edge-publictest");
+    if !dir.join("publictest/happy").is_dir() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = Command::new("tar")
+            .arg("-xzf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "cannot unpack {}", tar.display());
+    }
+    Some(dir.join("publictest"))
+}
+
+#[test]
+fn the_full_publictest_split_reproduces_the_published_figures() {
+    let Some(set) = publictest() else { return };
+    let out = eval(&[
+        set.to_str().unwrap(),
+        "--whole-image",
+        "--model",
+        "models/fer-minixception",
+    ]);
+    let r = &ok(&out)[0];
+    assert_eq!(r["images"].as_u64(), Some(3589));
+    // ../shared/data/fer2013/README.md and models/fer-minixception/MODEL_CARD.md: 0.585.
+    let acc = r["accuracy"].as_f64().unwrap();
+    assert!((acc - 0.585).abs() < 0.005, "{acc}");
+}

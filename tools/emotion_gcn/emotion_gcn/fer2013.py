@@ -1,0 +1,373 @@
+"""Train fer-edge's default expression model on FER2013, and export it.
+
+FER2013 (48x48 grey faces, seven expressions, no valence/arousal) in the
+ImageFolder layout of `../shared/data/fer2013/` (`training/<class>/*.jpg`,
+`publictest/<class>/*.jpg`, classes angry disgust fear happy neutral sad
+surprise). Train on `training/` only; the model is selected on `publictest/`
+(best epoch), never trained on it.
+
+Backbone (`FerNet`): a compact VGG-style CNN for 48x48 grey input: four
+stages of two 3x3 conv + BN + ReLU and a 2x2 max pool (widths w, 2w, 4w, 8w),
+global average pool, dropout -> an 8w-d feature x. Two heads on the same
+backbone, as the thesis' Table 6.1 compares heads on one backbone:
+
+  --head linear   logits = x Wᵀ + b, W a free 7 x 8w matrix
+  --head gcn      Emotion-GCN's classifier generator (thesis §6.3): W is the
+                  output of a 2-layer GCN over the label embeddings of the
+                  seven expression nodes (the package's default MiniLM
+                  vectors), W = Â LeakyReLU(Â Z Θ1) Θ2. The thesis' adjacency
+                  has edges only between categorical and dimensional nodes
+                  (|Spearman| of expression indicators with valence and
+                  arousal); FER2013 has no valence/arousal labels, so the
+                  restricted graph has no edges and Â = I: what remains is
+                  W generated from the label embeddings by a shared
+                  two-layer map (see MODEL_CARD.md for what that does and
+                  does not add).
+
+Recipe: SGD (Nesterov, momentum 0.9), one-cycle learning rate, weight decay
+5e-4, label smoothing 0.1, batch 128; augmentation on the whole batch as one
+random affine per image (flip, rotation ±10°, scale 0.85-1.15, shift ±8%),
+brightness/contrast jitter and random erasing. Seeded; a checkpoint per
+epoch (`last.pt`, resumable with --resume) and `best.pt` (best PublicTest
+accuracy); one JSON line per epoch with train loss and PublicTest accuracy,
+also appended to OUT/history.jsonl. Uses CUDA when present.
+
+  python -m emotion_gcn.fer2013 train --data DIR --out runs/fer --head linear --width 16 --epochs 30
+  python -m emotion_gcn.fer2013 export --checkpoint runs/fer/best.pt --out models/fer-vgg
+"""
+import argparse
+import glob
+import hashlib
+import importlib.metadata
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import embeddings
+from .labels import NODE_WORDS
+from .model import GraphConvolution, gen_adj
+
+# Folder names of the data set, in the order the model's outputs are stored.
+CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+# fer-edge's canonical names of the same classes (bundle.json "classes"
+# accepts either; these are the thesis' words, used for the label embeddings).
+CANONICAL = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happy",
+             "neutral": "neutral", "sad": "sad", "surprise": "surprise"}
+SIZE = 48
+
+
+def load_split(root):
+    """All images of one split as uint8 [N, 48, 48] and labels [N]."""
+    from PIL import Image
+
+    xs, ys = [], []
+    for ci, c in enumerate(CLASSES):
+        files = sorted(glob.glob(os.path.join(root, c, "*.jpg")) + glob.glob(os.path.join(root, c, "*.png")))
+        if not files:
+            raise SystemExit(f"{root}/{c}: no images; expected the FER2013 ImageFolder layout ({', '.join(CLASSES)})")
+        for f in files:
+            im = Image.open(f).convert("L")
+            if im.size != (SIZE, SIZE):
+                im = im.resize((SIZE, SIZE), Image.BILINEAR)
+            xs.append(np.asarray(im, dtype=np.uint8))
+            ys.append(ci)
+    return torch.from_numpy(np.stack(xs)), torch.tensor(ys, dtype=torch.long)
+
+
+class FerNet(nn.Module):
+    def __init__(self, width=16, head="linear", dropout=0.3):
+        super().__init__()
+        layers, c_in = [], 1
+        for i in range(4):
+            c = width * 2 ** i
+            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                       nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(2)]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.dim = c_in
+        self.dropout = nn.Dropout(dropout)
+        self.head_kind = head
+        if head == "linear":
+            self.head = nn.Linear(self.dim, len(CLASSES))
+        elif head == "gcn":
+            z, self.embeddings_source = embeddings.load("default")
+            rows = [NODE_WORDS.index(CANONICAL[c]) for c in CLASSES]
+            self.register_buffer("embeddings", torch.as_tensor(z[rows], dtype=torch.float32))
+            # No categorical-categorical edges in the thesis' graph: Â = I.
+            self.register_buffer("A", torch.eye(len(CLASSES)))
+            self.gc1 = GraphConvolution(z.shape[1], 256)
+            self.gc2 = GraphConvolution(256, self.dim)
+            self.bias = nn.Parameter(torch.zeros(len(CLASSES)))
+        else:
+            raise SystemExit(f"unknown --head {head!r}: use linear or gcn")
+
+    def classifiers(self):
+        """(W, b) of the 7-way classifier."""
+        if self.head_kind == "linear":
+            return self.head.weight, self.head.bias
+        adj = gen_adj(self.A)
+        h = F.leaky_relu(self.gc1(self.embeddings, adj), 0.2)
+        return self.gc2(h, adj), self.bias
+
+    def embed(self, x):
+        return F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+
+    def forward(self, x):
+        w, b = self.classifiers()
+        return F.linear(self.dropout(self.embed(x)), w, b)
+
+
+class Folded(nn.Module):
+    """Inference form: input in [-1, 1] -> logits, W and b constants."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.features = net.features
+        with torch.no_grad():
+            w, b = net.classifiers()
+        self.head = nn.Linear(net.dim, len(CLASSES))
+        self.head.weight.data.copy_(w.detach())
+        self.head.bias.data.copy_(b.detach())
+
+    def forward(self, x):
+        return self.head(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
+
+
+def normalise(x_uint8):
+    """uint8 [N, 48, 48] -> float [N, 1, 48, 48] in [-1, 1] (bundle mean 0.5, std 0.5)."""
+    return (x_uint8.float().unsqueeze(1) / 255.0 - 0.5) / 0.5
+
+
+def augment(x, gen):
+    """One random affine, flip, photometric jitter and erasing per image (x in [-1, 1])."""
+    n, dev = x.shape[0], x.device
+    u = lambda *s: torch.rand(*s, generator=gen, device="cpu").to(dev)  # noqa: E731
+    angle = (u(n) * 2 - 1) * math.radians(10)
+    scale = 1 + (u(n) * 2 - 1) * 0.15
+    flip = torch.where(u(n) < 0.5, -1.0, 1.0)
+    tx, ty = (u(n) * 2 - 1) * 0.08 * 2, (u(n) * 2 - 1) * 0.08 * 2
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    contrast = 1 + (u(n, 1, 1, 1) * 2 - 1) * 0.3
+    bright = (u(n, 1, 1, 1) * 2 - 1) * 0.3
+    x = (x * contrast + bright).clamp(-1, 1)
+    # Random erasing: one rectangle of 2-20% of the face in half the images.
+    area = u(n) * 0.18 + 0.02
+    aspect = torch.exp((u(n) * 2 - 1) * math.log(3))
+    h = (torch.sqrt(area * aspect) * SIZE).clamp(1, SIZE).long()
+    w = (torch.sqrt(area / aspect) * SIZE).clamp(1, SIZE).long()
+    y0 = (u(n) * (SIZE - h + 1).float()).long()
+    x0 = (u(n) * (SIZE - w + 1).float()).long()
+    ys = torch.arange(SIZE, device=dev).view(1, SIZE, 1)
+    xs = torch.arange(SIZE, device=dev).view(1, 1, SIZE)
+    box = (ys >= y0.view(n, 1, 1)) & (ys < (y0 + h).view(n, 1, 1)) & (xs >= x0.view(n, 1, 1)) & (xs < (x0 + w).view(n, 1, 1))
+    box &= (u(n) < 0.5).view(n, 1, 1)
+    return x.masked_fill(box.unsqueeze(1), 0.0)
+
+
+def evaluate(model, x, y, device, batch=512):
+    model.eval()
+    preds = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            preds.append(model(normalise(x[i:i + batch]).to(device)).argmax(1).cpu())
+    p = torch.cat(preds)
+    per_class = {c: float((p[y == i] == i).float().mean()) for i, c in enumerate(CLASSES)}
+    return float((p == y).float().mean()), per_class
+
+
+def train(args):
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    cfg = {k: getattr(args, k) for k in ("head", "width", "epochs", "batch", "lr", "weight_decay", "seed", "dropout")}
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    t0 = time.time()
+    xtr, ytr = load_split(os.path.join(args.data, "training"))
+    xte, yte = load_split(os.path.join(args.data, "publictest"))
+    print(json.dumps({"loaded": {"training": len(ytr), "publictest": len(yte)}, "seconds": round(time.time() - t0, 1),
+                      "device": str(device), "threads": torch.get_num_threads()}), flush=True)
+    model = FerNet(args.width, args.head, args.dropout).to(device)
+    params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=args.weight_decay)
+    steps = math.ceil(len(ytr) / args.batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps,
+                                                pct_start=0.15)
+    gen = torch.Generator().manual_seed(args.seed)
+    start, best = 0, {"accuracy": -1.0}
+    last = os.path.join(args.out, "last.pt")
+    if args.resume and os.path.exists(last):
+        ck = torch.load(last, map_location=device, weights_only=False)
+        if ck["config"] != cfg:
+            raise SystemExit(f"{last} was trained with {ck['config']}, not {cfg}: use another --out or the same settings")
+        model.load_state_dict(ck["model_state_dict"])
+        opt.load_state_dict(ck["optimizer_state_dict"])
+        sched.load_state_dict(ck["scheduler_state_dict"])
+        gen.set_state(ck["generator_state"])
+        start, best = ck["epoch"] + 1, ck["best"]
+        print(json.dumps({"resumed_from_epoch": ck["epoch"]}), flush=True)
+    for epoch in range(start, args.epochs):
+        model.train()
+        t = time.time()
+        order = torch.randperm(len(ytr), generator=gen)
+        total, seen = 0.0, 0
+        for i in range(steps):
+            ix = order[i * args.batch:(i + 1) * args.batch]
+            x = augment(normalise(xtr[ix]).to(device), gen)
+            loss = F.cross_entropy(model(x), ytr[ix].to(device), label_smoothing=0.1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(ix)
+            seen += len(ix)
+        acc, per_class = evaluate(model, xte, yte, device)
+        row = {"epoch": epoch, "train_loss": round(total / seen, 4), "publictest_accuracy": round(acc, 4),
+               "per_class": {k: round(v, 3) for k, v in per_class.items()}, "lr": round(sched.get_last_lr()[0], 5),
+               "seconds": round(time.time() - t, 1), "params": params, "head": args.head, "width": args.width}
+        print(json.dumps(row), flush=True)
+        with open(os.path.join(args.out, "history.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
+        state = {"epoch": epoch, "model_state_dict": model.state_dict(), "optimizer_state_dict": opt.state_dict(),
+                 "scheduler_state_dict": sched.state_dict(), "generator_state": gen.get_state(), "config": cfg,
+                 "metrics": row}
+        if acc > best["accuracy"]:
+            best = {"accuracy": acc, "epoch": epoch}
+            state["best"] = best
+            torch.save(state, os.path.join(args.out, "best.pt.partial"))
+            os.replace(os.path.join(args.out, "best.pt.partial"), os.path.join(args.out, "best.pt"))
+        state["best"] = best
+        torch.save(state, last + ".partial")
+        os.replace(last + ".partial", last)
+    print(json.dumps({"best": best, "seconds_total": round(time.time() - t0, 1)}), flush=True)
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# Valence/arousal anchors of the derived V/A (the same circumplex placement
+# as the mini-Xception bundle: Russell 1980, radius 0.8).
+VA_ANCHORS = {"neutral": [0.0, 0.0], "happy": [0.739, 0.306], "surprise": [0.306, 0.739],
+              "fear": [-0.306, 0.739], "anger": [-0.566, 0.566], "disgust": [-0.739, 0.306],
+              "sad": [-0.739, -0.306]}
+
+
+def export(args):
+    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    cfg = ck["config"]
+    net = FerNet(cfg["width"], cfg["head"], cfg["dropout"])
+    net.load_state_dict(ck["model_state_dict"])
+    net.eval()
+    folded = Folded(net).eval()
+    os.makedirs(args.out, exist_ok=True)
+    onnx_path = os.path.join(args.out, "model.onnx")
+    x = torch.zeros(1, 1, SIZE, SIZE)
+    torch.onnx.export(folded, x, onnx_path, input_names=["input"], output_names=["expr_logits"], opset_version=17,
+                      dynamo=False)
+    import onnx
+    import onnxruntime as ort
+
+    onnx.checker.check_model(onnx.load(onnx_path))
+    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for i in range(4):
+        xi = torch.rand(1, 1, SIZE, SIZE, generator=gen) * 2 - 1
+        with torch.no_grad():
+            want = net(xi).numpy()
+            folded_out = folded(xi).numpy()
+        got = sess.run(None, {"input": xi.numpy()})[0]
+        worst = max(worst, float(np.abs(got - want).max()), float(np.abs(folded_out - want).max()))
+    if worst > 1e-4:
+        raise SystemExit(f"ONNX disagrees with PyTorch by {worst} (> 1e-4)")
+    digest = sha256(onnx_path)
+    name = os.path.basename(os.path.normpath(args.out))
+    m = ck["metrics"]
+    manifest = {
+        "format": "fer-edge-bundle/1",
+        "name": name,
+        "version": args.version,
+        "architecture": f"fernet-w{cfg['width']}-{cfg['head']}",
+        "trained": True,
+        "source": {
+            "package": "fer-edge (trained by tools/emotion_gcn/emotion_gcn/fer2013.py)",
+            "package_version": args.version,
+            "file": "FER2013 training split (../shared/data/fer2013/fer2013-training.tar.gz)",
+            "converter": "python -m emotion_gcn.fer2013 export",
+        },
+        "license": "MIT OR Apache-2.0 (fer-edge's own weights); trained on FER2013, whose own terms for commercial use are unclear",
+        "model_file": "model.onnx",
+        "sha256": digest,
+        "input": {"name": "input", "width": SIZE, "height": SIZE, "color": "gray", "mean": [0.5], "std": [0.5]},
+        "outputs": {"expressions": "expr_logits", "expressions_kind": "logits"},
+        "classes": CLASSES,
+        "va_source": "derived",
+        "va_anchors": VA_ANCHORS,
+        "va_anchors_source": "Russell (1980), A circumplex model of affect: the same anchors as models/fer-minixception (see its MODEL_CARD.md)",
+        "alignment": {"eye_distance": args.eye_distance, "eye_line": args.eye_line},
+        "reference": {
+            "checkpoint_sha256": sha256(args.checkpoint),
+            "epoch": ck["epoch"],
+            "training": cfg,
+            "publictest_accuracy_pytorch": m["publictest_accuracy"],
+            "torch_version": torch.__version__,
+            "onnx_version": importlib.metadata.version("onnx"),
+            "onnxruntime_version": ort.__version__,
+            "onnx_sha256": digest,
+            "max_abs_diff_logits_onnxruntime_vs_pytorch": worst,
+            "inputs_checked": [f"random-{i}" for i in range(4)],
+        },
+    }
+    with open(os.path.join(args.out, "bundle.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    print(json.dumps({"bundle": args.out, "sha256": digest, "max_abs_diff": worst, "epoch": ck["epoch"],
+                      "publictest_accuracy": m["publictest_accuracy"]}))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m emotion_gcn.fer2013", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train on training/, select on publictest/")
+    t.add_argument("--data", required=True, help="folder holding training/ and publictest/ (ImageFolder layout)")
+    t.add_argument("--out", required=True)
+    t.add_argument("--head", choices=["linear", "gcn"], default="linear")
+    t.add_argument("--width", type=int, default=16)
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch", type=int, default=128)
+    t.add_argument("--lr", type=float, default=0.05)
+    t.add_argument("--weight-decay", type=float, default=5e-4)
+    t.add_argument("--dropout", type=float, default=0.3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    e = sub.add_parser("export", help="checkpoint -> fer-edge bundle (ONNX checked against PyTorch)")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--out", required=True)
+    e.add_argument("--version", default="1.0.0")
+    e.add_argument("--eye-distance", type=float, default=0.38,
+                   help="eye distance as a fraction of the crop width (bundle alignment)")
+    e.add_argument("--eye-line", type=float, default=0.40, help="eye height as a fraction of the crop height")
+    args = ap.parse_args(argv)
+    train(args) if args.cmd == "train" else export(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The FER2013 trainer and exporter (emotion_gcn.fer2013) on real FER2013
+faces: the 98-image sample committed in tests/data/fer2013-sample (14 per
+class), copied as both the training and the publictest split."""
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from conftest import REPO, run
+from emotion_gcn import fer2013
+
+SAMPLE = os.path.join(REPO, "tests", "data", "fer2013-sample")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fer2013")
+    for split in ("training", "publictest"):
+        shutil.copytree(SAMPLE, root / split)
+    return str(root)
+
+
+def train(data, out, *extra):
+    fer2013.main(["train", "--data", data, "--out", str(out), "--width", "4", "--batch", "32", "--threads", "1", *extra])
+    with open(os.path.join(out, "history.jsonl")) as f:
+        return [json.loads(l) for l in f]
+
+
+def test_the_sample_loads_as_seven_classes_of_48x48_grey_faces():
+    x, y = fer2013.load_split(SAMPLE)
+    assert x.shape == (98, 48, 48) and x.dtype == torch.uint8
+    assert torch.bincount(y).tolist() == [14] * 7
+    assert 40 < float(x.float().mean()) < 220  # real faces, not blank images
+
+
+def test_gcn_head_generates_one_classifier_per_expression_from_the_label_embeddings():
+    net = fer2013.FerNet(width=4, head="gcn")
+    w, b = net.classifiers()
+    assert w.shape == (7, net.dim) and b.shape == (7,)
+    # FER2013 has no valence/arousal: the restricted graph has no edges.
+    assert torch.equal(net.A, torch.eye(7))
+    # W is generated: changing an embedding row changes that class's classifier only.
+    with torch.no_grad():
+        net.embeddings[3] += 1.0
+    w2, _ = net.classifiers()
+    changed = (w2 - w).abs().sum(1) > 0
+    assert changed.tolist() == [i == 3 for i in range(7)]
+
+
+def test_augmentation_keeps_shape_and_range_and_changes_the_faces():
+    x, _ = fer2013.load_split(SAMPLE)
+    x = fer2013.normalise(x[:16])
+    a = fer2013.augment(x, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and float(a.min()) >= -1 and float(a.max()) <= 1
+    assert float((a - x).abs().mean()) > 0.05
+
+
+def test_training_is_seeded_resumable_and_exports_a_bundle_fer_edge_scores(data, tmp_path, fer_edge):
+    out = tmp_path / "run"
+    hist = train(data, out, "--epochs", "2", "--seed", "3")
+    assert [h["epoch"] for h in hist] == [0, 1]
+    assert all(0 <= h["publictest_accuracy"] <= 1 for h in hist)
+    # Same seed, same first epoch.
+    again = train(data, tmp_path / "again", "--epochs", "2", "--seed", "3")
+    assert again[0]["train_loss"] == hist[0]["train_loss"]
+    # Resuming a finished run trains nothing more; other settings are refused.
+    assert len(train(data, out, "--epochs", "2", "--seed", "3", "--resume")) == 2
+    with pytest.raises(SystemExit, match="was trained with"):
+        train(data, out, "--epochs", "3", "--seed", "3", "--resume")
+    bundle = tmp_path / "bundle"
+    fer2013.main(["export", "--checkpoint", str(out / "best.pt"), "--out", str(bundle)])
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["input"] == {"name": "input", "width": 48, "height": 48, "color": "gray", "mean": [0.5], "std": [0.5]}
+    assert manifest["reference"]["max_abs_diff_logits_onnxruntime_vs_pytorch"] <= 1e-4
+    assert manifest["va_source"] == "derived"
+    # fer-edge loads it and scores the sample with it, whole image.
+    res = run([fer_edge, "eval", SAMPLE, "--whole-image", "--model", str(bundle)], cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout.splitlines()[0])
+    assert r["images"] == 98 and r["model"] == "bundle"
+    # The same accuracy PyTorch measured on the same images (publictest = the sample).
+    best = max(hist, key=lambda h: h["publictest_accuracy"])
+    assert abs(r["accuracy"] - best["publictest_accuracy"]) < 0.011, (r["accuracy"], best)
