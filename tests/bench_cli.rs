@@ -95,7 +95,7 @@ fn with_a_background_detector_timing_starts_once_every_face_is_read() {
     assert_eq!(expected.len(), 30);
     assert!(expected.iter().all(|&n| n == 6), "{expected:?}");
     let untimed = r["untimed_frames"].as_u64().unwrap();
-    assert!(untimed >= 1 && untimed < 30, "{r}");
+    assert!((1..30).contains(&untimed), "{r}");
     let timed = r["end_to_end_ms"]["samples"].as_u64().unwrap();
     assert_eq!(timed + untimed, 30, "{r}");
     assert!(r["coverage"].as_f64().unwrap() >= 0.8, "{r}");

@@ -65,7 +65,7 @@ pub enum EvalError {
         model: String,
         engine: String,
         #[source]
-        source: SetupError,
+        source: Box<SetupError>,
     },
     #[error("{path}: every one of the {count} image(s) was unreadable (first: {first})")]
     NothingRead {
@@ -147,7 +147,7 @@ pub fn run(
     let mut chain = FaceChain::from_config(&cfg).map_err(|source| EvalError::Setup {
         model: model.clone(),
         engine: cfg.inference.backend.clone(),
-        source,
+        source: Box::new(source),
     })?;
     let t0 = Instant::now();
     let mut outcomes = Vec::with_capacity(set.samples.len());
