@@ -83,7 +83,13 @@ fn with_a_background_detector_timing_starts_once_every_face_is_read() {
     // faces is refused (exit 1) instead of passed off as a frame rate.
     let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["bench", "--runs", "1", "--frames", "tests/data/sequences/pan6"])
+        .args([
+            "bench",
+            "--runs",
+            "1",
+            "--frames",
+            "tests/data/sequences/pan6",
+        ])
         .args(["--background", "true", "--json"])
         .output()
         .unwrap();
@@ -112,6 +118,9 @@ fn with_a_background_detector_timing_starts_once_every_face_is_read() {
         assert!(out.status.success(), "{err}");
     } else {
         assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(err.contains("not comparable") && err.contains("read"), "{err}");
+        assert!(
+            err.contains("not comparable") && err.contains("read"),
+            "{err}"
+        );
     }
 }
