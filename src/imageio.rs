@@ -61,17 +61,49 @@ pub fn decode(path: &Path) -> Result<RgbImage, String> {
 
 /// Reads and decodes one regular image file of at most `limit` bytes.
 pub fn decode_limited(path: &Path, limit: u64) -> Result<RgbImage, String> {
+    decode_file_within(path, limit, PIXEL_LIMIT_DEFAULT)
+}
+
+/// Reads and decodes one regular image file of at most `limit` bytes and
+/// `max_pixels` pixels (checked from its header before decoding).
+pub fn decode_file_within(path: &Path, limit: u64, max_pixels: u64) -> Result<RgbImage, String> {
     let bytes = crate::fileio::read_bounded(path, limit, "one image", " (analyze --max-image-mb)")
         .map_err(|e| match e {
             crate::fileio::ReadError::Io { source, .. } => format!("cannot read file: {source}"),
             other => other.to_string(),
         })?;
-    decode_bytes(&bytes)
+    decode_bytes_within(&bytes, max_pixels)
 }
 
-/// Decodes PNG or JPEG bytes into RGB, refusing truncated JPEGs.
+/// Most pixels an image may declare before it is decoded (8192×8192,
+/// the largest frame `[source]` accepts from a camera): a 629-byte JPEG
+/// can declare 12000×12000 and cost gigabytes once decoded and searched.
+pub const PIXEL_LIMIT_DEFAULT: u64 = 8192 * 8192;
+
+/// Decodes PNG or JPEG bytes into RGB, refusing truncated JPEGs and
+/// images over [`PIXEL_LIMIT_DEFAULT`].
 pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage, String> {
+    decode_bytes_within(bytes, PIXEL_LIMIT_DEFAULT)
+}
+
+/// Decodes PNG or JPEG bytes into RGB. The size the header declares is
+/// checked against `max_pixels` before anything is decoded, and the
+/// decoder may allocate no more than that frame needs.
+pub fn decode_bytes_within(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, String> {
     let format = image::guess_format(bytes).map_err(|e| format!("cannot decode image: {e}"))?;
+    let header = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let (w, h) = header
+        .into_dimensions()
+        .map_err(|e| format!("cannot decode image: {e}"))?;
+    let pixels = w as u64 * h as u64;
+    if pixels > max_pixels {
+        return Err(format!(
+            "image declares {w}x{h} pixels ({:.1} megapixels), over the limit of {:.1} megapixels \
+             (source.max_pixels for a replay): refused before decoding",
+            pixels as f64 / 1e6,
+            max_pixels as f64 / 1e6
+        ));
+    }
     if format == image::ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         // The JPEG decoder fills a cut-off scan with grey instead of failing;
         // a half-grey frame would then be analysed as if it were real.
@@ -80,7 +112,15 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage, String> {
                 .into(),
         );
     }
-    let img = image::load_from_memory_with_format(bytes, format)
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    // The decoded image at up to 16 bits and 4 channels, plus the RGB copy.
+    limits.max_alloc = Some(pixels * 8 + pixels * 3 + (1 << 20));
+    reader.limits(limits);
+    let img = reader
+        .decode()
         .map_err(|e| format!("cannot decode image: {e}"))?;
     Ok(img.into_rgb8())
 }
@@ -117,6 +157,30 @@ mod tests {
             let err = decode_bytes(&whole[..cut]).unwrap_err();
             assert!(err.contains("truncated JPEG"), "cut at {cut}: {err}");
         }
+    }
+
+    /// `jpeg` with the frame size in its SOF header replaced: a
+    /// decompression bomb is a small file whose header declares a huge image.
+    pub(crate) fn declaring(mut jpeg: Vec<u8>, w: u16, h: u16) -> Vec<u8> {
+        let sof = jpeg
+            .windows(2)
+            .position(|m| m[0] == 0xFF && (0xC0..=0xC2).contains(&m[1]))
+            .expect("a SOF marker");
+        jpeg[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+        jpeg
+    }
+
+    #[test]
+    fn an_image_over_the_pixel_limit_is_refused_from_its_header() {
+        let bomb = declaring(real_jpeg(), 12000, 12000);
+        let err = decode_bytes(&bomb).unwrap_err();
+        assert!(err.contains("12000x12000"), "{err}");
+        assert!(err.contains("refused before decoding"), "{err}");
+        // The limit is the caller's: the real 1280x886 photo is refused at 1 MP.
+        let err = decode_bytes_within(&real_jpeg(), 1_000_000).unwrap_err();
+        assert!(err.contains("1280x886"), "{err}");
+        assert!(decode_bytes_within(&real_jpeg(), 1280 * 886).is_ok());
     }
 
     #[test]

@@ -111,6 +111,10 @@ pub struct SourceConfig {
     pub read_timeout_ms: u64,
     /// Longest wait between attempts to reopen a vanished camera.
     pub reopen_max_backoff_s: f64,
+    /// Replay: most pixels an image or video frame may have, checked from
+    /// the file's header before decoding (default 8192×8192); a larger one
+    /// is skipped with an error, as a corrupt frame is.
+    pub max_pixels: u64,
 }
 
 impl Default for SourceConfig {
@@ -127,6 +131,7 @@ impl Default for SourceConfig {
             format: PixelFormat::Yuyv,
             read_timeout_ms: 2000,
             reopen_max_backoff_s: 10.0,
+            max_pixels: crate::imageio::PIXEL_LIMIT_DEFAULT,
         }
     }
 }
@@ -148,6 +153,12 @@ impl SourceConfig {
             return Err(format!(
                 "source.read_timeout_ms = {} must be 10..60000",
                 self.read_timeout_ms
+            ));
+        }
+        if !(64 * 64..=16384 * 16384).contains(&self.max_pixels) {
+            return Err(format!(
+                "source.max_pixels = {} must be 4096..268435456 (64x64 to 16384x16384)",
+                self.max_pixels
             ));
         }
         if !(self.reopen_max_backoff_s >= 0.1 && self.reopen_max_backoff_s <= 3600.0) {

@@ -36,6 +36,7 @@ pub struct Replay {
     fps: f64,
     looping: bool,
     pace: bool,
+    max_pixels: u64,
     seq: u64,
     started: Option<Instant>,
 }
@@ -57,6 +58,13 @@ impl Replay {
             Media::Images { files, next: 0 }
         } else if path.is_file() {
             let (width, height) = probe_video(&path).map_err(open_err)?;
+            if width as u64 * height as u64 > cfg.max_pixels {
+                return Err(open_err(format!(
+                    "the video's frames are {width}x{height}, over source.max_pixels = {}: \
+                     scale it down (ffmpeg -vf scale=1920:-2) or raise the limit",
+                    cfg.max_pixels
+                )));
+            }
             Media::Video {
                 path: path.clone(),
                 width,
@@ -72,6 +80,7 @@ impl Replay {
             fps: cfg.fps,
             looping: cfg.loop_,
             pace: cfg.pace,
+            max_pixels: cfg.max_pixels,
             seq: 0,
             started: None,
         })
@@ -89,12 +98,16 @@ impl Replay {
                 }
                 let file = files[*next].clone();
                 *next += 1;
-                imageio::decode(&file)
-                    .map(Some)
-                    .map_err(|reason| CaptureError::Frame {
-                        what: file.display().to_string(),
-                        reason,
-                    })
+                imageio::decode_file_within(
+                    &file,
+                    crate::fileio::IMAGE_LIMIT_DEFAULT,
+                    self.max_pixels,
+                )
+                .map(Some)
+                .map_err(|reason| CaptureError::Frame {
+                    what: file.display().to_string(),
+                    reason,
+                })
             }
             Media::Video {
                 path,

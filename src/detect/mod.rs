@@ -283,6 +283,17 @@ impl Detector {
     fn pyramid_for(&mut self, w: u32, h: u32) -> Result<&mut Pyramid, DetectError> {
         let fresh = !matches!(&self.pyramid, Some((size, _)) if *size == (w, h));
         if fresh {
+            let wanted = 12.0 / self.cfg.min_face_size;
+            if let Some(&first) = mtcnn::pyramid_scales(w, h, self.cfg.min_face_size, 0.5).first() {
+                if first < wanted {
+                    tracing::warn!(
+                        "frames of {w}x{h}: faces smaller than {:.0} px are not looked for \
+                         (detector.min_face_size = {}), to keep the detector's memory bounded",
+                        12.0 / first,
+                        self.cfg.min_face_size
+                    );
+                }
+            }
             let mut levels = Vec::new();
             for scale in mtcnn::pyramid_scales(w, h, self.cfg.min_face_size, self.cfg.scale_factor)
             {

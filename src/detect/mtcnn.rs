@@ -19,11 +19,19 @@ pub struct Candidate {
     pub reg: [f32; 4],
 }
 
+/// Most pixels of the pyramid's largest level: a 1080p frame at
+/// `min_face_size = 12` is 2.1 MP, a 4K frame at 20 is 3 MP. Larger frames
+/// start the pyramid smaller (their smallest findable face grows), so
+/// P-Net's working memory stays bounded whatever frame size is accepted.
+pub const MAX_LEVEL_PIXELS: f32 = 4_194_304.0;
+
 /// Scales of the image pyramid: the first maps `min_face` pixels to P-Net's
-/// 12-pixel cell, each next one is `factor` times smaller, down to the
-/// level where the shorter side is still at least 12 pixels.
+/// 12-pixel cell (or less, so that the level holds at most
+/// [`MAX_LEVEL_PIXELS`]), each next one is `factor` times smaller, down to
+/// the level where the shorter side is still at least 12 pixels.
 pub fn pyramid_scales(width: u32, height: u32, min_face: f32, factor: f32) -> Vec<f32> {
-    let m = CELL / min_face;
+    let area = width as f32 * height as f32;
+    let m = (CELL / min_face).min((MAX_LEVEL_PIXELS / area.max(1.0)).sqrt());
     let mut min_layer = width.min(height) as f32 * m;
     let mut scales = Vec::new();
     let mut scale = m;
@@ -148,6 +156,20 @@ mod tests {
     #[test]
     fn a_tiny_image_has_no_pyramid_level() {
         assert!(pyramid_scales(10, 10, 20.0, 0.709).is_empty());
+    }
+
+    #[test]
+    fn the_largest_level_is_bounded_whatever_the_frame_size() {
+        // A 1080p frame at the smallest face keeps its full pyramid.
+        assert_eq!(pyramid_scales(1920, 1080, 12.0, 0.709)[0], 1.0);
+        for (w, h) in [(8192, 8192), (12000, 12000), (30000, 200)] {
+            let s = pyramid_scales(w, h, 12.0, 0.709);
+            let (sw, sh) = scaled_size(w, h, s[0]);
+            assert!(
+                (sw * sh) as f32 <= MAX_LEVEL_PIXELS * 1.01,
+                "{w}x{h}: first level {sw}x{sh}"
+            );
+        }
     }
 
     #[test]
