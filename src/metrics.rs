@@ -206,6 +206,12 @@ pub fn render(snap: &Snapshot, t: &Totals) -> String {
     o
 }
 
+/// Most scrapes served at once. Prometheus opens one; a client that opens
+/// hundreds and holds them open once used up the daemon's file descriptors
+/// (frames failed with "Too many open files"). Past the cap a connection is
+/// closed at once, counted in `fer_edge_metrics_connections_refused_total`.
+pub const MAX_CONNECTIONS: usize = 32;
+
 /// Serves `/metrics` until the runtime stops. `refresh` runs before each
 /// scrape (to sample queue depths). A failed bind is returned; a broken
 /// client is only logged.
@@ -219,15 +225,38 @@ pub async fn serve(
         tracing::warn!(%addr, "the /metrics page is open to the network (it holds counters, no images): prefer 127.0.0.1");
     }
     tracing::info!(%addr, "Prometheus metrics on http://{addr}/metrics");
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
     tokio::spawn(async move {
+        let mut last_warning: Option<std::time::Instant> = None;
+        let mut warn = |message: String| {
+            if last_warning.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(60)) {
+                tracing::warn!("{message}");
+                last_warning = Some(std::time::Instant::now());
+            }
+        };
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let mut stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    warn(format!("/metrics cannot accept a connection: {e}"));
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                let n = refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                warn(format!(
+                    "/metrics: {MAX_CONNECTIONS} connections are open already; closed one more ({n} so far)"
+                ));
+                drop(stream);
                 continue;
             };
             let telemetry = telemetry.clone();
             let refresh = refresh.clone();
+            let refused = refused.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 // The request line, however the client splits its writes.
                 let mut buf = Vec::with_capacity(256);
                 let read_line = async {
@@ -250,7 +279,12 @@ pub async fn serve(
                     && (path == "/metrics" || path.starts_with("/metrics?"))
                 {
                     refresh();
-                    ("200 OK", render(&telemetry.snapshot(), &telemetry.totals()))
+                    let mut page = render(&telemetry.snapshot(), &telemetry.totals());
+                    page.push_str(&format!(
+                        "# HELP fer_edge_metrics_connections_refused_total Connections to /metrics closed because {MAX_CONNECTIONS} were open.\n# TYPE fer_edge_metrics_connections_refused_total counter\nfer_edge_metrics_connections_refused_total {}\n",
+                        refused.load(std::sync::atomic::Ordering::Relaxed)
+                    ));
+                    ("200 OK", page)
                 } else {
                     (
                         "404 Not Found",

@@ -19,8 +19,12 @@
 //!   topic prefix closes the connection (only fer-edge publishes there;
 //!   anyone may subscribe). One port serves both protocol versions.
 //!
-//! A broker or gate thread that ends is reported on [`EmbeddedBroker::died`]:
-//! the daemon exits non-zero and systemd restarts it.
+//! A broker or gate thread that ends, or that panics anywhere (rumqttd's
+//! router, its listeners and their connection tasks, the gate), is reported
+//! on [`EmbeddedBroker::died`]: a broker that panicked is in an unknown
+//! state, so the daemon exits 70 and systemd restarts it. Panics are seen by
+//! a process-wide panic hook that knows the broker's thread names
+//! ([`BROKER_THREADS`]), because rumqttd spawns its router thread itself.
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
@@ -84,6 +88,48 @@ pub struct EmbeddedBroker {
     pub daemon_login: (String, String),
     /// Receives a reason if rumqttd or the gate stops.
     pub died: mpsc::UnboundedReceiver<String>,
+    /// When the gate last passed bytes from rumqttd to a client.
+    pub deliveries: Deliveries,
+}
+
+/// When the gate last forwarded bytes from rumqttd to any client: the broker
+/// lives in the daemon's process, so before the daemon exits it waits for
+/// these to fall quiet, or the `end` events and `offline` it has just
+/// published would die in rumqttd's queues.
+#[derive(Clone)]
+pub struct Deliveries {
+    base: Instant,
+    last_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Deliveries {
+    fn new() -> Deliveries {
+        Deliveries {
+            base: Instant::now(),
+            last_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Waits until nothing has been forwarded for `quiet` (counted from
+    /// the call at the earliest, so a delivery about to start is waited
+    /// for), or until `limit` has passed. Returns how long it waited.
+    pub async fn settle(&self, quiet: Duration, limit: Duration) -> Duration {
+        let t0 = Instant::now();
+        loop {
+            let last =
+                Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+            let since_last = self.base.elapsed().saturating_sub(last);
+            if (t0.elapsed() >= quiet && since_last >= quiet) || t0.elapsed() >= limit {
+                return t0.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 const DAEMON_USER: &str = "fer-edge-daemon";
@@ -110,13 +156,14 @@ pub fn start(settings: BrokerSettings) -> Result<EmbeddedBroker, BrokerError> {
     .into_iter()
     .collect();
     let (died_tx, died) = mpsc::unbounded_channel();
+    watch_panics(died_tx.clone());
+    let deliveries = Deliveries::new();
 
     let config = rumqttd_config(v4, v5, logins);
     let tx = died_tx.clone();
     std::thread::Builder::new()
-        .name("mqtt-broker".into())
+        .name(THREAD_BROKER.into())
         .spawn(move || {
-            let _guard = DeathNotice(tx.clone(), "the embedded MQTT broker (rumqttd) panicked");
             let mut broker = Broker::new(config);
             let why = match broker.start() {
                 Ok(()) => "the embedded MQTT broker's listeners stopped".to_string(),
@@ -142,12 +189,13 @@ pub fn start(settings: BrokerSettings) -> Result<EmbeddedBroker, BrokerError> {
         login: (GATE_USER.to_string(), gate_secret),
         throttle: Throttle::default(),
         tls,
+        retained: Mutex::new(RetainedStore::default()),
+        deliveries: deliveries.clone(),
     });
     let tx = died_tx;
     std::thread::Builder::new()
-        .name("mqtt-gate".into())
+        .name(THREAD_GATE.into())
         .spawn(move || {
-            let _guard = DeathNotice(tx.clone(), "the embedded MQTT broker's gate panicked");
             let why = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -167,18 +215,61 @@ pub fn start(settings: BrokerSettings) -> Result<EmbeddedBroker, BrokerError> {
         internal: SocketAddr::from(([127, 0, 0, 1], v4)),
         daemon_login: (DAEMON_USER.to_string(), daemon_secret),
         died,
+        deliveries,
     })
 }
 
-/// Sends its message when dropped during a panic.
-struct DeathNotice(mpsc::UnboundedSender<String>, &'static str);
+const THREAD_BROKER: &str = "mqtt-broker";
+const THREAD_GATE: &str = "mqtt-gate";
+const THREAD_V4: &str = "fer-edge-v4";
+const THREAD_V5: &str = "fer-edge-v5";
+/// Every thread the embedded broker runs on: ours, rumqttd's router
+/// (`router-{Config::id}`, id 0) and its listeners (named after their
+/// `ServerSettings::name`), whose tokio runtimes also run each client's
+/// connection task.
+pub const BROKER_THREADS: [&str; 5] =
+    [THREAD_BROKER, THREAD_GATE, "router-0", THREAD_V4, THREAD_V5];
 
-impl Drop for DeathNotice {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = self.0.send(self.1.to_string());
-        }
+/// Where panics on broker threads are reported: one sender per running broker.
+static PANIC_WATCHERS: Mutex<Vec<mpsc::UnboundedSender<String>>> = Mutex::new(Vec::new());
+
+/// Adds `tx` to the watchers and, once per process, chains a panic hook in
+/// front of the existing one (which still prints the panic).
+fn watch_panics(tx: mpsc::UnboundedSender<String>) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    if let Ok(mut w) = PANIC_WATCHERS.lock() {
+        w.retain(|t| !t.is_closed());
+        w.push(tx);
     }
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            if let Some(name) = thread.name().filter(|n| BROKER_THREADS.contains(n)) {
+                let why = panic_reason(name, info);
+                // Never panic inside the hook: a poisoned lock is still readable.
+                let w = PANIC_WATCHERS.lock().unwrap_or_else(|p| p.into_inner());
+                for t in w.iter() {
+                    let _ = t.send(why.clone());
+                }
+            }
+            previous(info);
+        }));
+    });
+}
+
+fn panic_reason(thread: &str, info: &std::panic::PanicHookInfo<'_>) -> String {
+    let what = info
+        .payload()
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| info.payload().downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic".into());
+    let at = info
+        .location()
+        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    format!("the embedded MQTT broker panicked on its {thread} thread ({what}{at})")
 }
 
 fn rumqttd_config(v4: u16, v5: u16, logins: HashMap<String, String>) -> Config {
@@ -209,8 +300,8 @@ fn rumqttd_config(v4: u16, v5: u16, logins: HashMap<String, String>) -> Config {
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
         },
-        v4: Some([("1".to_string(), server("fer-edge-v4", v4))].into()),
-        v5: Some([("1".to_string(), server("fer-edge-v5", v5))].into()),
+        v4: Some([("1".to_string(), server(THREAD_V4, v4))].into()),
+        v5: Some([("1".to_string(), server(THREAD_V5, v5))].into()),
         ..Default::default()
     }
 }
@@ -296,6 +387,56 @@ struct Gate {
     login: (String, String),
     throttle: Throttle,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    retained: Mutex<RetainedStore>,
+    deliveries: Deliveries,
+}
+
+/// Most retained messages clients may keep in the embedded broker, outside
+/// fer-edge's prefix (fer-edge's own retained topics are a handful).
+pub const MAX_RETAINED_TOPICS: usize = 1000;
+/// Most bytes of retained payloads clients may keep there.
+pub const MAX_RETAINED_BYTES: usize = 16 * 1024 * 1024;
+
+/// What the gate does with a client's retained PUBLISH.
+#[derive(Debug, PartialEq)]
+enum Retain {
+    /// Forward as sent: stored (or cleared, for an empty payload).
+    Keep,
+    /// The store is full: forward to today's subscribers without the retain
+    /// flag, so that nothing is stored.
+    Strip,
+}
+
+/// The gate's account of the retained messages that passed through it,
+/// bounded by topic count and payload bytes (rumqttd's store has no bound:
+/// 2,000 retained 250 KB publishes once took the daemon to 864 MB).
+#[derive(Debug, Default)]
+struct RetainedStore {
+    sizes: HashMap<String, usize>,
+    bytes: usize,
+    /// Retained publishes forwarded without their retain flag.
+    stripped: u64,
+}
+
+impl RetainedStore {
+    fn admit(&mut self, topic: &str, payload: usize) -> Retain {
+        let old = self.sizes.get(topic).copied();
+        if payload == 0 {
+            if let Some(old) = self.sizes.remove(topic) {
+                self.bytes -= old;
+            }
+            return Retain::Keep;
+        }
+        let count_after = self.sizes.len() + usize::from(old.is_none());
+        let bytes_after = self.bytes - old.unwrap_or(0) + payload;
+        if count_after > MAX_RETAINED_TOPICS || bytes_after > MAX_RETAINED_BYTES {
+            self.stripped += 1;
+            return Retain::Strip;
+        }
+        self.sizes.insert(topic.to_string(), payload);
+        self.bytes = bytes_after;
+        Retain::Keep
+    }
 }
 
 /// A TLS server config (TLS 1.2 and 1.3, ring) from PEM bytes.
@@ -453,6 +594,12 @@ impl Gate {
     where
         S: AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
+        // Fault injection, debug builds only (tests/trust.rs): a panic on a
+        // broker thread, as a rumqttd bug once caused, must stop the daemon.
+        #[cfg(debug_assertions)]
+        if std::env::var_os("FER_EDGE_FAULT").is_some_and(|v| v == "broker-panic") {
+            panic!("fault injected by FER_EDGE_FAULT=broker-panic");
+        }
         let (read_half, mut client_w) = tokio::io::split(stream);
         let mut client_r = BufReader::new(read_half);
         let first = match tokio::time::timeout(CONNECT_TIMEOUT, read_packet(&mut client_r)).await {
@@ -510,11 +657,22 @@ impl Gate {
             return;
         }
         let client_id = connect.client_id.clone();
-        let downstream = tokio::io::copy(&mut server_r, &mut client_w);
+        let downstream = async {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = server_r.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok::<(), std::io::Error>(());
+                }
+                self.deliveries.touch();
+                client_w.write_all(&buf[..n]).await?;
+                self.deliveries.touch();
+            }
+        };
         let upstream = async {
             let mut aliases = HashMap::new();
             loop {
-                let (first, body) = read_packet(&mut client_r).await?;
+                let (mut first, body) = read_packet(&mut client_r).await?;
                 if first >> 4 == wire::PUBLISH {
                     let topic = wire::publish_topic(first, &body, level, &mut aliases)
                         .map_err(std::io::Error::other)?;
@@ -526,6 +684,23 @@ impl Gate {
                             &format!("published to {topic:?}, under fer-edge's topic prefix {:?}, where only fer-edge publishes: connection closed", self.settings.protected_prefix),
                         );
                         return Ok::<(), std::io::Error>(());
+                    }
+                    if first & 0x01 == 1 {
+                        let payload = wire::publish_payload_len(first, &body, level)
+                            .map_err(std::io::Error::other)?;
+                        let (verdict, stripped) = {
+                            let mut store = self.retained.lock().unwrap_or_else(|p| p.into_inner());
+                            (store.admit(&topic, payload), store.stripped)
+                        };
+                        if verdict == Retain::Strip {
+                            first &= !0x01;
+                            self.warn(
+                                peer,
+                                &client_id,
+                                "retained",
+                                &format!("published a retained message to {topic:?} while the broker's retained store is full ({MAX_RETAINED_TOPICS} topics or {} MiB from clients): delivered to current subscribers but not retained ({stripped} so far); clear old ones with an empty retained publish", MAX_RETAINED_BYTES >> 20),
+                            );
+                        }
                     }
                 }
                 let mut header = vec![first];
@@ -585,6 +760,8 @@ mod tests {
             login: ("g".into(), "s".into()),
             throttle: Throttle::default(),
             tls: None,
+            retained: Mutex::new(RetainedStore::default()),
+            deliveries: Deliveries::new(),
         }
     }
 
@@ -666,6 +843,40 @@ mod tests {
         assert_eq!(refusal(g.judge(&c)), Refusal::NotAuthorized);
         c.will.as_mut().unwrap().topic = "robots/r1/status".into();
         assert_eq!(g.judge(&c), Verdict::Pass);
+    }
+
+    #[test]
+    fn the_retained_store_is_bounded_by_topics_and_bytes_and_clearing_frees_room() {
+        let mut s = RetainedStore::default();
+        for i in 0..MAX_RETAINED_TOPICS {
+            assert_eq!(s.admit(&format!("t/{i}"), 10), Retain::Keep);
+        }
+        assert_eq!(s.admit("t/new", 10), Retain::Strip, "one topic too many");
+        assert_eq!(
+            s.admit("t/5", 20),
+            Retain::Keep,
+            "replacing needs no new slot"
+        );
+        assert_eq!(s.admit("t/5", 0), Retain::Keep, "an empty payload clears");
+        assert_eq!(
+            s.admit("t/new", 10),
+            Retain::Keep,
+            "room again after a clear"
+        );
+        assert_eq!(s.stripped, 1);
+        let mut s = RetainedStore::default();
+        let big = MAX_RETAINED_BYTES / 4;
+        for i in 0..4 {
+            assert_eq!(s.admit(&format!("b/{i}"), big), Retain::Keep);
+        }
+        assert_eq!(s.admit("b/4", 1), Retain::Strip, "bytes at the bound");
+        assert_eq!(
+            s.admit("b/0", big - 1),
+            Retain::Keep,
+            "a smaller replacement fits"
+        );
+        assert_eq!(s.admit("b/4", 1), Retain::Keep);
+        assert_eq!(s.bytes, MAX_RETAINED_BYTES);
     }
 
     #[test]

@@ -464,6 +464,8 @@ pub struct Connection {
     shutting_down: Arc<AtomicBool>,
     /// The embedded broker's death notices (`None`: an external broker).
     broker_died: Option<mpsc::UnboundedReceiver<String>>,
+    /// The embedded broker's deliveries to its clients, waited for at shutdown.
+    broker_deliveries: Option<broker::Deliveries>,
 }
 
 /// Builds the client and spawns its tasks on the current Tokio runtime.
@@ -474,6 +476,7 @@ pub fn start(
     telemetry: Arc<Telemetry>,
 ) -> Result<(Publisher, Connection), PublishError> {
     let mut broker_died = None;
+    let mut broker_deliveries = None;
     let (host, port, login) = if cfg.embedded {
         let listen: SocketAddr = cfg
             .listen
@@ -502,6 +505,7 @@ pub fn start(
             tls: secrets.broker_tls.clone(),
         })?;
         broker_died = Some(b.died);
+        broker_deliveries = Some(b.deliveries);
         (
             b.internal.ip().to_string(),
             b.internal.port(),
@@ -577,6 +581,7 @@ pub fn start(
         tasks: vec![ev_task, pub_task],
         shutting_down,
         broker_died,
+        broker_deliveries,
     };
     Ok((publisher, conn))
 }
@@ -634,6 +639,15 @@ impl Connection {
         }
         for t in tasks {
             t.abort();
+        }
+        // The embedded broker ends with this process: let it hand what it
+        // holds (the last `end` events, `offline`, QoS 2 handshakes) to its
+        // subscribers first.
+        if let Some(d) = &self.broker_deliveries {
+            let waited = d
+                .settle(Duration::from_millis(150), Duration::from_secs(2))
+                .await;
+            tracing::debug!("embedded broker's deliveries settled in {waited:?}");
         }
     }
 }

@@ -316,19 +316,34 @@ mod tests {
 
     #[test]
     fn end_events_carry_their_summary_and_new_events_do_not() {
-        let new = EventMsg {
-            schema_version: SCHEMA_VERSION,
-            kind: "new",
+        let summary = crate::track::core::TrackSummary {
             track_id: 3,
-            timestamp: 1.0,
-            duration_s: None,
-            frames: None,
-            mean_valence: None,
-            mean_arousal: None,
-            dominant_expression: None,
+            duration_s: 2.34567,
+            frames: 41,
+            mean_valence: 0.123456,
+            mean_arousal: -0.5,
+            dominant: crate::frame::Expression::Happy,
         };
-        let v = serde_json::to_value(&new).unwrap();
-        assert_eq!(v["type"], "new");
-        assert!(v.get("duration_s").is_none());
+        let end = serde_json::to_value(EventMsg::end(&summary, 9.5)).unwrap();
+        assert_eq!(end["type"], "end");
+        assert_eq!(end["track_id"], 3);
+        assert_eq!(end["timestamp"], 9.5);
+        assert_eq!(end["duration_s"], 2.346);
+        assert_eq!(end["frames"], 41);
+        assert_eq!(end["mean_valence"].as_f64().unwrap() as f32, 0.1235);
+        assert_eq!(end["mean_arousal"], -0.5);
+        assert_eq!(end["dominant_expression"], "happy");
+        let new = serde_json::to_value(EventMsg::new(3, 1.0)).unwrap();
+        assert_eq!(new["type"], "new");
+        assert_eq!(new["track_id"], 3);
+        for key in [
+            "duration_s",
+            "frames",
+            "mean_valence",
+            "mean_arousal",
+            "dominant_expression",
+        ] {
+            assert!(new.get(key).is_none(), "{key} in a new event");
+        }
     }
 }

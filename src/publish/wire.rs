@@ -322,6 +322,21 @@ pub fn publish_topic(
     }
 }
 
+/// Bytes of a client's PUBLISH payload (after the topic, packet id and,
+/// for MQTT 5, the properties). A retained PUBLISH with an empty payload
+/// clears that topic's retained message.
+pub fn publish_payload_len(first_byte: u8, body: &[u8], level: u8) -> Result<usize> {
+    let mut r = Reader { b: body, at: 0 };
+    r.binary()?; // topic
+    if (first_byte >> 1) & 0x03 > 0 {
+        r.u16()?; // packet identifier
+    }
+    if level >= 5 {
+        r.properties()?;
+    }
+    Ok(r.rest().len())
+}
+
 /// True when `topic` is `prefix` itself or lies under it.
 pub fn under_prefix(topic: &str, prefix: &str) -> bool {
     topic == prefix

@@ -2,9 +2,11 @@
 arrives, one `topic payload` line per message; used by tests/trust.rs.
 
 usage: paho_sub.py HOST PORT {311,5} TOPIC COUNT TIMEOUT_S [USER PASSWORD]
+PAHO_KEEPALIVE in the environment sets the keep-alive (default 10 s; 0: none).
 Exit 0 when COUNT messages arrived, 2 when the broker refused the
 connection (the reason is printed on stderr), 3 on timeout.
 """
+import os
 import sys
 import time
 
@@ -34,7 +36,7 @@ def on_message(c, userdata, msg):
 
 client.on_connect = on_connect
 client.on_message = on_message
-client.connect(host, int(port), keepalive=10)
+client.connect(host, int(port), keepalive=int(os.environ.get("PAHO_KEEPALIVE", "10")))
 client.loop_start()
 t0 = time.time()
 while time.time() - t0 < timeout and len(got) < count and not refused:

@@ -465,3 +465,15 @@ pub fn assert_full_replay(msgs: &[(String, String)], people: usize) {
     assert_eq!(last_tracked["track_ids"].as_array().unwrap().len(), 0);
     check_schema(msgs);
 }
+
+/// `jpeg` with the frame size in its SOF header replaced: a decompression
+/// bomb is a small file whose header declares a huge image.
+pub fn declaring(mut jpeg: Vec<u8>, w: u16, h: u16) -> Vec<u8> {
+    let sof = jpeg
+        .windows(2)
+        .position(|m| m[0] == 0xFF && (0xC0..=0xC2).contains(&m[1]))
+        .expect("a SOF marker");
+    jpeg[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+    jpeg[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+    jpeg
+}

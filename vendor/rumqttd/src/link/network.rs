@@ -64,6 +64,11 @@ impl<P: Protocol> Network<P> {
     }
 
     pub fn set_keepalive(&mut self, keepalive: u16) {
+        // fer-edge patch: keep-alive 0 means no timeout (see link/remote.rs).
+        if keepalive == 0 {
+            self.keepalive = Duration::MAX;
+            return;
+        }
         let keepalive = Duration::from_secs(keepalive as u64);
         self.keepalive = keepalive + keepalive.mul_f32(0.5);
     }

@@ -197,11 +197,10 @@ where
 
     handle_auth(config.clone(), login.as_ref(), &connect.client_id).await?;
 
-    // When keep_alive feature is disabled client can live forever, which is not good in
-    // distributed broker context so currenlty we don't allow it.
-    if connect.keep_alive == 0 {
-        return Err(Error::ZeroKeepAlive);
-    }
+    // fer-edge patch: a keep-alive of 0 is valid MQTT (3.1.1 section 3.1.2.10:
+    // the keep-alive mechanism is off) and was closed here with no CONNACK.
+    // fer-edge serves a single box, not a distributed broker; the gate in
+    // front of rumqttd bounds how many clients are connected.
 
     let empty_client_id = connect.client_id.is_empty();
     let clean_session = connect.clean_session;

@@ -132,6 +132,14 @@ impl Outgoing {
         }
 
         for mut p in publishes {
+            // fer-edge patch: a forward downgraded to QoS 0 (the publish's
+            // QoS was lower than the subscription's) takes no packet id and
+            // waits for no acknowledgement.
+            if p.publish.qos == crate::protocol::QoS::AtMostOnce {
+                self.meter.publish_count += 1;
+                buffer.push_back(Notification::Forward(p));
+                continue;
+            }
             // Index and pkid of current outgoing packet
             self.last_pkid += 1;
             p.publish.pkid = self.last_pkid;

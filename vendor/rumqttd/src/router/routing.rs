@@ -1561,7 +1561,10 @@ fn forward_device_data(
     let forwards = publishes
         .into_iter()
         .map(|((mut publish, mut properties), offset)| {
-            publish.qos = protocol::qos(qos).unwrap();
+            // fer-edge patch: MQTT delivers at the minimum of the publish's
+            // and the subscription's QoS (3.1.1 section 3.8.4, 5.0 section
+            // 3.8.4); upstream used the subscription's alone.
+            publish.qos = protocol::qos(qos.min(publish.qos as u8)).unwrap();
 
             // if there is some topic alias to use, set it in publish properties
             if topic_alias.is_some() {
