@@ -104,13 +104,28 @@ fn face_report(f: &FaceReading, calibrated: bool) -> FaceReport {
     }
 }
 
+/// Why `analyze` stopped before the end of its inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    /// The results cannot be written (a closed pipe, a full disk): going on
+    /// would lose them, so the run stops.
+    #[error("cannot write the results to standard output ({source}): stopped after {analysed} of {total} image(s); nothing after the last complete line was written")]
+    Output {
+        source: std::io::Error,
+        analysed: usize,
+        total: usize,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// Analyses every input, writing JSON lines to `out` and problems to `err`.
 pub fn run(
     chain: &mut FaceChain,
     opts: &AnalyzeOptions,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> std::io::Result<Summary> {
+) -> Result<Summary, AnalyzeError> {
     let (files, mut failed) = expand_inputs(&opts.paths, err);
     if let Some(dir) = &opts.annotate_dir {
         std::fs::create_dir_all(dir).map_err(|e| {
@@ -121,6 +136,7 @@ pub fn run(
         })?;
     }
     let mut analysed = 0;
+    let total = files.len();
     for path in files {
         let t = Instant::now();
         let limit = match opts.max_image_bytes {
@@ -161,9 +177,14 @@ pub fn run(
                 emotion: round_ms(result.times.emotion_ms),
             },
         };
-        serde_json::to_writer(&mut *out, &report)?;
-        writeln!(out)?;
-        out.flush()?;
+        let line = serde_json::to_string(&report).map_err(std::io::Error::other)?;
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|source| AnalyzeError::Output {
+                source,
+                analysed,
+                total,
+            })?;
         if let Some(dir) = &opts.annotate_dir {
             // The stem's own bytes: two non-UTF-8 names never collide.
             let mut name = path

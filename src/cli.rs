@@ -52,7 +52,8 @@ pub enum Command {
     ///
     /// Exit code 0 when every input was analysed, 1 when any input could not
     /// be read or decoded (the others are still analysed), 2 for usage,
-    /// config or model errors.
+    /// config or model errors, 74 when the results cannot be written to
+    /// stdout (a closed pipe, a full disk: the run stops there).
     Analyze {
         /// Image files (PNG, JPEG) or folders of them (read in name order).
         #[arg(required = true)]
@@ -128,7 +129,8 @@ pub enum Command {
     ///
     /// Exit code 0 on a clean end, 78 for a config or model error (systemd
     /// should not restart), 69 when a device or the broker address is
-    /// unavailable (a restart may help).
+    /// unavailable (a restart may help), 70 when the embedded broker died
+    /// (a restart helps).
     Run {
         /// Config file(s); a later file overrides an earlier one key by key
         /// (e.g. --config /etc/fer-edge/fer-edge.toml --config calibration.toml).

@@ -1,6 +1,6 @@
 //! The `fer-edge` binary: parse the command line, dispatch, print the error
 //! chain once, and set the exit code: `analyze` 0 ok, 1 some inputs failed,
-//! 2 usage, config or model error; `run` 0 clean end, 78 config or model
+//! 2 usage, config or model error, 74 its results could not be written; `run` 0 clean end, 78 config or model
 //! error (EX_CONFIG: do not restart), 69 unavailable device or port, 70
 //! the embedded broker died (a restart helps); `calibrate` 0 report
 //! written, 1 written with problems, 69 no source, 73 output folder not
@@ -27,6 +27,7 @@ const EXIT_SETUP: u8 = 2;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
 const EX_CANTCREAT: u8 = 73;
+const EX_IOERR: u8 = 74;
 const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
@@ -103,7 +104,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let stdout = std::io::stdout();
             let stderr = std::io::stderr();
             let summary = analyze::run(&mut chain, &opts, &mut stdout.lock(), &mut stderr.lock())
-                .map_err(setup)?;
+                .map_err(|e| match e {
+                analyze::AnalyzeError::Output { .. } => (EX_IOERR, Box::new(e) as _),
+                e => setup(e),
+            })?;
             if summary.failed > 0 {
                 eprintln!(
                     "{} of {} input(s) failed",

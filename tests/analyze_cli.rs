@@ -188,17 +188,104 @@ fn a_folder_is_read_in_name_order_and_annotations_are_written_on_request() {
     assert_ne!(ann.as_raw(), orig.as_raw(), "annotation drew nothing");
 }
 
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 #[test]
 fn nothing_is_written_to_disk_without_annotate() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
-        .current_dir(root())
-        .env("TMPDIR", dir.path())
-        .args(["analyze", "tests/data/astronaut.png"])
-        .output()
+    // The process's working folder, HOME and TMPDIR are empty folders of
+    // the test's: whatever analyze writes by a relative path, a cache or
+    // a temporary file lands there. With --annotate (a relative folder) the
+    // same watch sees the annotated image, so the watch itself works.
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("fer-edge.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[detector]\nmodel_dir = \"{r}/models/mtcnn\"\n[emotion]\nmodel = \"{r}/models/fer-minixception\"\n",
+            r = root().display()
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["cwd", "home", "tmp"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+            .current_dir(dir.path().join("cwd"))
+            .env("HOME", dir.path().join("home"))
+            .env("TMPDIR", dir.path().join("tmp"))
+            .arg("analyze")
+            .arg(data("astronaut.png"))
+            .arg("--config")
+            .arg(&conf)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(reports(&out).len(), 1);
+        files_under(dir.path())
+    };
+    assert_eq!(run(&[]), Vec::<PathBuf>::new());
+    let written = run(&["--annotate", "annotated"]);
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert!(
+        written[0].ends_with("cwd/annotated/astronaut.annotated.png"),
+        "{written:?}"
+    );
+}
+
+#[test]
+fn results_that_cannot_be_written_stop_the_run_with_exit_74() {
+    let args = |c: &mut Command| {
+        c.current_dir(root())
+            .args([
+                "analyze",
+                "tests/data/astronaut.png",
+                "tests/data/coffee.png",
+            ])
+            .stderr(std::process::Stdio::piped());
+    };
+    // A full disk.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fer-edge"));
+    args(&mut c);
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
         .unwrap();
-    assert!(out.status.success());
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    let out = c.stdout(full).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(74), "{err}");
+    assert!(
+        err.contains("cannot write the results to standard output"),
+        "{err}"
+    );
+    assert!(err.contains("stopped after 0 of 2"), "{err}");
+    // A pipe whose reader is gone before the first result.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fer-edge"));
+    args(&mut c);
+    let mut child = c.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(74), "{err}");
+    assert!(err.contains("Broken pipe"), "{err}");
 }
 
 #[test]

@@ -318,8 +318,10 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
         Some(faces) => {
             let _ = writeln!(
                 out,
-                "<p>{} face readings on {} of {} frames, up to {} at once; {} track(s), {} id switch(es).</p>",
-                faces.readings, faces.frames_with_faces, f.frames, faces.most_faces_in_a_frame, f.tracks.tracks, f.tracks.id_switches
+                "<p>{} face readings on {} of {} frames, up to {} at once; {} track(s), {} id switch(es), {} face(s) untracked for over 1 s{}.</p>",
+                faces.readings, faces.frames_with_faces, f.frames, faces.most_faces_in_a_frame, f.tracks.tracks, f.tracks.id_switches,
+                f.tracks.lost,
+                f.tracks.longest_lost_s.map(|s| format!(" (longest {s:.1} s)")).unwrap_or_default()
             );
             out += &spread_table(&[
                 ("face size", "px", Some(&faces.size_px)),

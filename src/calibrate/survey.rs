@@ -21,6 +21,10 @@ use crate::track::core::FrameOutput;
 /// A new track that starts within this long of another track's end, near
 /// where it ended, is counted as an id switch (the same person, a new id).
 const SWITCH_WINDOW_S: f64 = 1.0;
+/// A new track that starts later than that but within this long, near
+/// where another ended, is counted as a face that went untracked (a person
+/// who stayed while the tracker lost them, or left and came back).
+const LOST_WINDOW_S: f64 = 30.0;
 /// Heat map cells across and down the frame.
 pub const HEAT_COLS: usize = 16;
 pub const HEAT_ROWS: usize = 12;
@@ -151,6 +155,11 @@ pub struct TrackFigures {
     /// Durations of tracks that ended (the run's end ends the rest).
     pub duration_s: Option<Spread>,
     pub id_switches: usize,
+    /// Faces that went untracked for longer than an id switch (over 1 s, at
+    /// most 30 s) and came back where they had been, as a new track.
+    pub lost: usize,
+    /// The longest such gap, seconds.
+    pub longest_lost_s: Option<f32>,
 }
 
 /// One second of the run.
@@ -223,6 +232,7 @@ pub struct Survey {
     ended: Vec<(TrackSpan, bool)>,
     durations: Vec<f32>,
     id_switches: usize,
+    lost_gaps: Vec<f32>,
     tracks: usize,
     va: BTreeMap<u64, Vec<[f32; 3]>>,
     raw_sum: [f64; 2],
@@ -282,12 +292,22 @@ impl Survey {
             });
             if out.started.contains(&f.track_id) {
                 self.tracks += 1;
-                let switched = self.ended.iter_mut().find(|(e, used)| {
-                    !*used && now - e.last_s <= SWITCH_WINDOW_S && near(&e.last_box, &b)
-                });
-                if let Some((_, used)) = switched {
+                // The most recent track that ended where this one begins.
+                let before = self
+                    .ended
+                    .iter_mut()
+                    .filter(|(e, used)| {
+                        !*used && now - e.last_s <= LOST_WINDOW_S && near(&e.last_box, &b)
+                    })
+                    .max_by(|x, y| x.0.last_s.total_cmp(&y.0.last_s));
+                if let Some((e, used)) = before {
                     *used = true;
-                    self.id_switches += 1;
+                    let gap = now - e.last_s;
+                    if gap <= SWITCH_WINDOW_S {
+                        self.id_switches += 1;
+                    } else {
+                        self.lost_gaps.push(gap as f32);
+                    }
                 }
             }
             span.last_s = now;
@@ -313,8 +333,7 @@ impl Survey {
                 self.ended.push((span, false));
             }
         }
-        self.ended
-            .retain(|(e, _)| now - e.last_s <= SWITCH_WINDOW_S);
+        self.ended.retain(|(e, _)| now - e.last_s <= LOST_WINDOW_S);
         self.frames.push(frame);
         self.frame_faces.push(faces.len());
     }
@@ -356,6 +375,8 @@ impl Survey {
                 tracks: self.tracks,
                 duration_s: Spread::of(self.durations.iter().copied()),
                 id_switches: self.id_switches,
+                lost: self.lost_gaps.len(),
+                longest_lost_s: self.lost_gaps.iter().copied().reduce(f32::max),
             },
             timeline: self.timeline(),
             va_by_track: self.va.clone(),
@@ -545,8 +566,31 @@ mod tests {
         s.observe(frame(1.0), &[], &ended(2, 0.2));
         s.observe(frame(3.0), &[face(4, 105.0, 60.0, 0.0)], &started(&[4]));
         let t = s.figures().tracks;
-        assert_eq!((t.tracks, t.id_switches), (4, 1));
+        // Track 4 began 2 s after track 2 ended where it had been: a face
+        // that went untracked, not an id switch.
+        assert_eq!((t.tracks, t.id_switches, t.lost), (4, 1, 1));
+        assert!((t.longest_lost_s.unwrap() - 2.2).abs() < 1e-5, "{t:?}");
         assert_eq!(t.duration_s.unwrap().count, 2);
+    }
+
+    #[test]
+    fn a_face_untracked_for_seven_seconds_is_reported_lost_not_as_nothing() {
+        let mut s = Survey::new();
+        s.observe(frame(0.0), &[face(1, 100.0, 60.0, 0.0)], &started(&[1]));
+        s.observe(
+            frame(2.0),
+            &[face(1, 100.0, 60.0, 0.0)],
+            &FrameOutput::default(),
+        );
+        s.observe(frame(2.5), &[], &ended(1, 2.0));
+        s.observe(frame(9.0), &[face(2, 102.0, 60.0, 0.0)], &started(&[2]));
+        let t = s.figures().tracks;
+        assert_eq!((t.id_switches, t.lost), (0, 1));
+        assert_eq!(t.longest_lost_s, Some(7.0));
+        // Past 30 s it is someone else (or no telling).
+        s.observe(frame(10.0), &[], &ended(2, 1.0));
+        s.observe(frame(45.0), &[face(3, 102.0, 60.0, 0.0)], &started(&[3]));
+        assert_eq!(s.figures().tracks.lost, 1);
     }
 
     #[test]
