@@ -364,7 +364,7 @@ fn a_second_config_file_overrides_the_first_key_by_key() {
     );
     // The override took; the first file's models are still found beside it.
     assert!(s.contains("client id fer-edge-lobby-2"), "{s}");
-    assert!(s.contains("fer-minixception"), "{s}");
+    assert!(s.contains("fernet-w24"), "{s}");
 }
 
 #[test]
@@ -381,7 +381,7 @@ fn check_loads_everything_and_says_what_would_run() {
     );
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(
-        s.contains("tract") && s.contains("fer-minixception") && s.contains("MTCNN"),
+        s.contains("tract") && s.contains("fernet-w24") && s.contains("MTCNN"),
         "{s}"
     );
 }

@@ -47,7 +47,7 @@ fn every_backend_matches_onnxruntime_on_every_shipped_model() {
     let golden: serde_json::Value =
         serde_json::from_slice(&std::fs::read(data("golden/golden.json")).unwrap()).unwrap();
     let cases = golden["cases"].as_array().unwrap();
-    assert!(cases.len() >= 4);
+    assert!(cases.len() >= 5);
     let mut ran = Vec::new();
     for name in infer::backend_names() {
         let backend = match infer::backend(name, &infer::InferenceConfig::default()) {

@@ -9,6 +9,9 @@ Writes:
   tests/data/sequences/pan1/*.jpg      30 frames, 640x480: the astronaut drifting (one face)
   tests/data/sequences/pan1_dark/*.jpg pan1 under-exposed (x0.22, about -2.2 stops)
   tests/data/sequences/pan1_blur/*.jpg pan1 out of focus (Gaussian blur, radius 3 px)
+  tests/data/sequences/neutral1/*.jpg  20 frames, 640x480: a neutral FER2013 face (from
+      fer2013-sample, scaled to 200 px) drifting; `python tools/make_test_fixtures.py
+      neutral` remakes only these (calibrate --baseline's test)
       the variants `fer-edge calibrate` must warn about (tests/calibrate.rs);
       `python tools/make_test_fixtures.py variants` remakes only these
   tests/data/golden/*.png + golden.json
@@ -16,6 +19,8 @@ Writes:
       onnxruntime (the reference runtime) outputs for them; the Rust test
       `tests/golden.rs` runs the same inputs through every fer-edge backend
       and requires agreement within 1e-4.
+      `python tools/make_test_fixtures.py bundle models/NAME` adds or
+      replaces only the case of one FER2013-trained bundle (48x48 grey).
 
 Needs: numpy, pillow, onnxruntime.   Usage: python tools/make_test_fixtures.py
 """
@@ -56,6 +61,22 @@ def pan_sequence(src, out, n=30, amp=(24, 10)):
         canvas.save(os.path.join(folder, f"{i:04d}.jpg"), quality=90)
 
 
+NEUTRAL_FACE = "fer2013-sample/neutral/PublicTest_10751192.jpg"
+
+
+def neutral_sequence(n=20):
+    """A neutral face (one of the FER2013 sample's, scaled 48 -> 200 px) in a
+    640x480 frame, drifting: what `calibrate --baseline` is meant for."""
+    im = Image.open(os.path.join(DATA, NEUTRAL_FACE)).convert("RGB").resize((200, 200), Image.BICUBIC)
+    folder = os.path.join(DATA, "sequences", "neutral1")
+    os.makedirs(folder, exist_ok=True)
+    for i in range(n):
+        phase = 2 * np.pi * i / n
+        canvas = Image.new("RGB", (640, 480), (110, 110, 110))
+        canvas.paste(im, (int(round(220 + 12 * np.sin(phase))), int(round(140 + 5 * (1 - np.cos(phase))))))
+        canvas.save(os.path.join(folder, f"{i:04d}.jpg"), quality=90)
+
+
 def quality_variants():
     """pan1 darkened and blurred: what a badly lit or focused camera gives."""
     from PIL import ImageFilter
@@ -78,6 +99,37 @@ def mtcnn_input(rgb):
     return np.ascontiguousarray(x.transpose(1, 0, 2)[None])
 
 
+DEFAULT_BUNDLE = "models/fernet-w24"
+
+
+def fernet_case(astro, bundle):
+    """A bundle trained by emotion_gcn.fer2013 (48x48 grey, mean/std 0.5) on
+    a 48x48 grey crop of the astronaut's face."""
+    face = astro.crop((170, 60, 280, 170)).convert("L").resize((48, 48), Image.BILINEAR)
+    face.save(os.path.join(DATA, "golden", "face48_gray.png"))
+    x = ((np.asarray(face, np.float32) / 255.0 - 0.5) / 0.5)[None, None]
+    model = f"{bundle}/model.onnx"
+    out = session(model).run(None, {"input": x})
+    return {"model": model, "input": "golden/face48_gray.png", "layout": "nchw_gray", "shape": [1, 1, 48, 48],
+            "outputs": [o.reshape(-1).tolist() for o in out]}
+
+
+def add_bundle(bundle):
+    """Adds (or replaces) one FER2013-trained bundle's case in golden.json,
+    leaving every other fixture as it is."""
+    astro = Image.open(os.path.join(DATA, "astronaut.png")).convert("RGB")
+    path = os.path.join(DATA, "golden", "golden.json")
+    with open(path) as f:
+        golden = json.load(f)
+    case = fernet_case(astro, bundle)
+    golden["cases"] = [c for c in golden["cases"] if c["model"] != case["model"]] + [case]
+    golden["runtime"] = f"onnxruntime {ort.__version__}"
+    with open(path, "w") as f:
+        json.dump(golden, f)
+        f.write("\n")
+    print("golden case for", case["model"])
+
+
 def main():
     os.makedirs(os.path.join(DATA, "frames640"), exist_ok=True)
     os.makedirs(os.path.join(DATA, "golden"), exist_ok=True)
@@ -98,6 +150,8 @@ def main():
     golden["cases"].append({"model": "models/fer-minixception/model.onnx", "input": "golden/face64_gray.png",
                             "layout": "nchw_gray", "shape": [1, 1, 64, 64],
                             "outputs": [o.reshape(-1).tolist() for o in out]})
+
+    golden["cases"].append(fernet_case(astro, DEFAULT_BUNDLE))
 
     # MTCNN: P-Net on a 60x44 scaled patch, R-Net 24x24 and O-Net 48x48 face crops.
     cases = [("pnet", group.crop((440, 240, 600, 357)).resize((60, 44), Image.BILINEAR)),
@@ -122,6 +176,11 @@ if __name__ == "__main__":
     import sys
     if sys.argv[1:] == ["variants"]:
         quality_variants()
+    elif sys.argv[1:] == ["neutral"]:
+        neutral_sequence()
+    elif sys.argv[1:2] == ["bundle"] and len(sys.argv) == 3:
+        add_bundle(sys.argv[2])
     else:
         main()
         quality_variants()
+        neutral_sequence()

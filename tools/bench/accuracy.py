@@ -10,7 +10,8 @@ whole image).
 
 Needs a fer-edge binary (target/release/fer-edge, or --bin) and
 ../shared/data/fer2013/fer2013-publictest.tar.gz (unpacked into a temporary
-folder). Writes the Markdown table to --out and the raw JSON beside it.
+folder). Writes the Markdown table at the head of --out (keeping its
+sections from the first "## " heading on) and the raw JSON beside it.
 """
 import argparse
 import datetime
@@ -76,7 +77,8 @@ def main():
     lines = [
         "# Accuracy on FER2013 PublicTest",
         "",
-        f"Measured {datetime.date.today()} by `python tools/bench/accuracy.py{' --fer-python …' if (a.fer_python or a.peer_json) else ''}` "
+        f"Measured {datetime.date.today()} by `python tools/bench/accuracy.py{' --fer-python …' if a.fer_python else (' --peer-json …' if a.peer_json else '')}` "
+        f"{'(the `fer` rows from an earlier run of tools/bench/fer_accuracy_peer.py on the same images) ' if a.peer_json else ''}"
         f"with `fer-edge eval` on the {a.backend} engine, on all 3,589 images of FER2013's PublicTest split "
         "(`../shared/data/fer2013/`; models are selected on this split, never trained on it; the PrivateTest split is kept aside). "
         "**Whole image**: the 48×48 face is the crop, resized to the model's input (how FER2013 results are usually quoted). "
@@ -98,8 +100,17 @@ def main():
             f"{p['accuracy_when_found']:.3f} | – | " + " | ".join(f"{rec.get(c, 0):.2f}" for c in classes) + " |")
     lines += ["", "Per-class columns are recall. Reproduce one row: `fer-edge eval DIR/publictest --model models/NAME [--whole-image] --report out/`."]
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    # The table replaces the page's head, up to the first "## " heading;
+    # what follows it (the training record) is kept.
+    rest = ""
+    if os.path.exists(a.out):
+        with open(a.out) as f:
+            old = f.read()
+        at = old.find("\n## ")
+        if at >= 0:
+            rest = old[at:]
     with open(a.out, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("\n".join(lines) + "\n" + rest)
     with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
         json.dump({"fer_edge": rows, "peers": peers}, f, indent=1)
     print("\n".join(lines))

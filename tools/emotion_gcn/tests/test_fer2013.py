@@ -49,6 +49,20 @@ def test_gcn_head_generates_one_classifier_per_expression_from_the_label_embeddi
     assert changed.tolist() == [i == 3 for i in range(7)]
 
 
+def test_class_weights_raise_the_rare_classes_and_keep_the_mean_sample_weight_at_one():
+    # FER2013 training counts, in CLASSES order (angry, disgust, fear, happy, neutral, sad, surprise).
+    counts = [3995, 436, 4097, 7215, 4965, 4830, 3171]
+    y = torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(counts)])
+    for kind in ("sqrt", "inverse"):
+        w = fer2013.class_weights(y, kind)
+        assert abs(float((w[y]).mean()) - 1.0) < 1e-5, kind
+        assert int(w.argmax()) == fer2013.CLASSES.index("disgust")
+        assert int(w.argmin()) == fer2013.CLASSES.index("happy")
+    sq, inv = fer2013.class_weights(y, "sqrt"), fer2013.class_weights(y, "inverse")
+    assert float(sq.max() / sq.min()) == pytest.approx(float(inv.max() / inv.min()) ** 0.5, rel=1e-5)
+    assert torch.equal(fer2013.class_weights(y, "none"), torch.ones(7))
+
+
 def test_augmentation_keeps_shape_and_range_and_changes_the_faces():
     x, _ = fer2013.load_split(SAMPLE)
     x = fer2013.normalise(x[:16])
