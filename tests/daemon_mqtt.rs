@@ -163,10 +163,11 @@ fn a_calibration_section_shifts_every_reading_and_says_so() {
         "\n[calibration]\nvalence_offset = 0.5\nclass_bias = [0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0]\n",
     );
     std::fs::write(&cfg, text).unwrap();
-    // The same frames, uncalibrated, through `analyze`.
+    // The same frames, uncalibrated, through `analyze` with the daemon's model.
     let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
         .current_dir(root())
         .arg("analyze")
+        .args(["--model", "models/fer-minixception"])
         .arg(root().join("tests/data/sequences/pan1"))
         .output()
         .unwrap();
