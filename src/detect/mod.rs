@@ -283,9 +283,9 @@ impl Detector {
     fn pyramid_for(&mut self, w: u32, h: u32) -> Result<&mut Pyramid, DetectError> {
         let fresh = !matches!(&self.pyramid, Some((size, _)) if *size == (w, h));
         if fresh {
-            let wanted = 12.0 / self.cfg.min_face_size;
-            if let Some(&first) = mtcnn::pyramid_scales(w, h, self.cfg.min_face_size, 0.5).first() {
-                if first < wanted {
+            let scales = mtcnn::pyramid_scales(w, h, self.cfg.min_face_size, self.cfg.scale_factor);
+            if let Some(&first) = scales.first() {
+                if first < 12.0 / self.cfg.min_face_size {
                     tracing::warn!(
                         "frames of {w}x{h}: faces smaller than {:.0} px are not looked for \
                          (detector.min_face_size = {}), to keep the detector's memory bounded",
@@ -295,8 +295,7 @@ impl Detector {
                 }
             }
             let mut levels = Vec::new();
-            for scale in mtcnn::pyramid_scales(w, h, self.cfg.min_face_size, self.cfg.scale_factor)
-            {
+            for scale in scales {
                 let (sw, sh) = mtcnn::scaled_size(w, h, scale);
                 let session = self.pnet.prepare(&[1, sw, sh, 3])?;
                 let shapes: Vec<Vec<usize>> =

@@ -237,7 +237,9 @@ static PANIC_WATCHERS: Mutex<Vec<mpsc::UnboundedSender<String>>> = Mutex::new(Ve
 /// front of the existing one (which still prints the panic).
 fn watch_panics(tx: mpsc::UnboundedSender<String>) {
     static HOOK: std::sync::Once = std::sync::Once::new();
-    if let Ok(mut w) = PANIC_WATCHERS.lock() {
+    {
+        // A poisoned lock still holds the list: never skip a watcher.
+        let mut w = PANIC_WATCHERS.lock().unwrap_or_else(|p| p.into_inner());
         w.retain(|t| !t.is_closed());
         w.push(tx);
     }
