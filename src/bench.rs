@@ -24,11 +24,12 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::faces::{FaceChain, SetupError};
+use crate::follow::Follower;
 use crate::frame::RgbImage;
 use crate::imageio;
 use crate::publish::payload::{ExpressionMsg, FrameStamp};
-use crate::telemetry::Percentiles;
-use crate::track::core::{FaceOutput, TrackCore};
+use crate::telemetry::{Percentiles, Stage};
+use crate::track::core::FaceOutput;
 
 /// Options of one bench run.
 #[derive(Debug, Clone)]
@@ -58,16 +59,20 @@ pub struct BenchReport {
     pub frames: Vec<String>,
     pub runs: usize,
     pub faces_per_frame: Vec<usize>,
+    /// Per frame, under the daemon's stage names (`decode` and `serialise`
+    /// are the bench's own: the daemon's sources decode in `capture`).
     pub stages_ms: BTreeMap<String, Percentiles>,
+    /// Per face: `align` and `emotion` divided by the frame's faces.
+    pub per_face_ms: BTreeMap<String, Percentiles>,
     /// Every frame, detection and followed frames together.
     pub end_to_end_ms: Percentiles,
     /// Frames that ran the full detector.
     pub detection_frames: FrameKind,
     /// Frames that only followed the tracked faces.
     pub followed_frames: FrameKind,
-    /// `[detector] interval`: frames followed between full detections.
+    /// `[follow] interval`: frames followed between full detections.
     pub interval: u32,
-    /// `[detector] background`: full detections on their own thread.
+    /// `[follow] background`: full detections on their own thread.
     pub background: bool,
     /// Faces a full detection finds on each frame (the work).
     pub expected_faces_per_frame: Vec<usize>,
@@ -122,10 +127,12 @@ pub fn machine() -> String {
 /// One engine's chain and what was measured on it.
 struct EngineBench {
     cfg: Config,
-    chain: FaceChain,
+    /// The daemon's per-frame path: chain and track core.
+    follower: Follower,
     /// The aligned crop `--model-only` times the emotion model on.
     crop: Option<RgbImage>,
-    stages: BTreeMap<&'static str, Vec<f64>>,
+    stages: BTreeMap<Stage, Vec<f64>>,
+    per_face: BTreeMap<Stage, Vec<f64>>,
     e2e: Vec<f64>,
     e2e_detected: Vec<f64>,
     e2e_followed: Vec<f64>,
@@ -149,7 +156,7 @@ struct EngineBench {
 struct FrameTimes {
     index: usize,
     faces: usize,
-    stages: Vec<(&'static str, f64)>,
+    stages: Vec<(Stage, f64)>,
     e2e: f64,
     detected: bool,
 }
@@ -179,7 +186,8 @@ fn read_frames(dir: &std::path::Path) -> Result<Frames, BenchError> {
 impl EngineBench {
     /// Loads the chain and warms it up on the frames.
     fn new(cfg: &Config, frames: &Frames, model_only: bool) -> Result<EngineBench, BenchError> {
-        let mut chain = FaceChain::from_config(cfg)?;
+        let mut follower = Follower::from_config(cfg)?;
+        let chain = follower.chain_mut();
         let mut crop = None;
         let mut expected_faces = Vec::new();
         if model_only {
@@ -195,7 +203,7 @@ impl EngineBench {
                 .aligned_crop(&img, reading)
                 .ok_or_else(|| BenchError::Input("the face could not be aligned".into()))?;
             for _ in 0..3 {
-                chain_infer(&mut chain, &c)?;
+                chain_infer(chain, &c)?;
             }
             crop = Some(c);
         } else {
@@ -207,22 +215,18 @@ impl EngineBench {
             // Warm-up, the way the rounds run: prepares the detector's
             // pyramid (on the detector thread when it has one) and the
             // followers' run states.
-            let mut core = TrackCore::new(
-                cfg.tracker.clone(),
-                cfg.smoothing.clone(),
-                cfg.detector.interval,
-            );
             for (i, (_, bytes)) in frames.iter().take(2).enumerate() {
                 let img = imageio::decode_bytes(bytes).map_err(BenchError::Input)?;
-                chain.track_frame(&mut core, i as f64 / cfg.source.fps, &img)?;
+                follower.step(i as f64 / cfg.source.fps, &img)?;
             }
-            chain.settle();
+            follower.restart();
         }
         Ok(EngineBench {
             cfg: cfg.clone(),
-            chain,
+            follower,
             crop,
             stages: BTreeMap::new(),
+            per_face: BTreeMap::new(),
             e2e: Vec::new(),
             e2e_detected: Vec::new(),
             e2e_followed: Vec::new(),
@@ -240,9 +244,10 @@ impl EngineBench {
     fn model_round(&mut self) -> Result<(), BenchError> {
         let crop = self.crop.as_ref().expect("model-only bench has a crop");
         let t = Instant::now();
-        chain_infer(&mut self.chain, crop)?;
+        chain_infer(self.follower.chain_mut(), crop)?;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
-        self.stages.entry("emotion_per_face").or_default().push(ms);
+        self.stages.entry(Stage::Emotion).or_default().push(ms);
+        self.per_face.entry(Stage::Emotion).or_default().push(ms);
         self.e2e.push(ms);
         self.busy_s += ms / 1000.0;
         self.faces_per_frame = vec![1];
@@ -266,16 +271,17 @@ impl EngineBench {
     /// rate without faces is not one). A round that never reads them all
     /// is timed whole, and its coverage says so.
     fn pipeline_round(&mut self, frames: &Frames) -> Result<(), BenchError> {
-        self.chain.settle();
-        let paced = self.chain.detects_in_background();
+        self.follower.restart();
+        let paced = self.follower.chain().detects_in_background();
         let t_round = Instant::now();
-        let mut core = TrackCore::new(
-            self.cfg.tracker.clone(),
-            self.cfg.smoothing.clone(),
-            self.cfg.detector.interval,
-        );
         let fps = self.cfg.source.fps;
-        let model = self.chain.emotion_model().manifest().name.clone();
+        let model = self
+            .follower
+            .chain()
+            .emotion_model()
+            .manifest()
+            .name
+            .clone();
         let mut round = Vec::with_capacity(frames.len());
         let mut first_full = None;
         for (i, (_, bytes)) in frames.iter().enumerate() {
@@ -287,29 +293,17 @@ impl EngineBench {
             let t0 = Instant::now();
             let img = imageio::decode_bytes(bytes).map_err(BenchError::Input)?;
             let t_decode = t0.elapsed().as_secs_f64() * 1000.0;
-            let step = self.chain.track_frame(&mut core, t, &img)?;
-            let (times, n, out) = (step.times, step.faces, &step.output);
+            let step = self.follower.step(t, &img)?;
+            let (n, out) = (step.faces, &step.output);
             // Frames that waited for a full detection (none with a background detector).
-            let detected = times.detect_ms > 0.0;
+            let detected = step.detected_inline();
             let t2 = Instant::now();
             let bytes_out: usize = out.faces.iter().map(|f| serialise(f, &model).len()).sum();
             std::hint::black_box(bytes_out);
             let t_ser = t2.elapsed().as_secs_f64() * 1000.0;
-            let mut stages = vec![("decode", t_decode)];
-            if detected {
-                stages.push(("detect", times.detect_ms));
-            } else {
-                stages.push(("follow", times.follow_ms));
-            }
-            if n > 0 {
-                stages.push(("align_per_face", times.align_ms / n as f64));
-                stages.push(("emotion_per_face", times.emotion_ms / n as f64));
-            }
-            stages.push(("track_smooth", times.track_ms));
-            if let Some(ms) = step.background_detect_ms {
-                stages.push(("detect_background", ms));
-            }
-            stages.push(("serialise", t_ser));
+            let mut stages = vec![(Stage::Decode, t_decode)];
+            stages.extend(step.stage_times());
+            stages.push((Stage::Serialise, t_ser));
             if first_full.is_none() && n >= self.expected_faces[i] {
                 first_full = Some(round.len());
             }
@@ -321,7 +315,7 @@ impl EngineBench {
                 detected,
             });
         }
-        core.finish();
+        self.follower.finish();
         let timed = first_full.unwrap_or(0);
         self.untimed_frames += timed;
         for f in round.into_iter().skip(timed) {
@@ -331,6 +325,9 @@ impl EngineBench {
             self.covered_faces += f.faces.min(expected);
             self.expected_timed += expected;
             for (k, v) in f.stages {
+                if f.faces > 0 && matches!(k, Stage::Align | Stage::Emotion) {
+                    self.per_face.entry(k).or_default().push(v / f.faces as f64);
+                }
                 self.stages.entry(k).or_default().push(v);
             }
             self.e2e.push(f.e2e);
@@ -345,11 +342,12 @@ impl EngineBench {
     }
 
     fn report(self, frames: &Frames, runs: usize) -> BenchReport {
-        let m = self.chain.emotion_model().manifest();
+        let chain = self.follower.chain();
+        let m = chain.emotion_model().manifest();
         let secs = self.busy_s.max(1e-9);
         BenchReport {
             machine: machine(),
-            backend: self.chain.engine_label(),
+            backend: chain.engine_label(),
             model: format!(
                 "{}@{}{}",
                 m.name,
@@ -362,8 +360,13 @@ impl EngineBench {
             faces_per_frame: self.faces_per_frame,
             stages_ms: self
                 .stages
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), Percentiles::of(&v)))
+                .iter()
+                .map(|(k, v)| (k.name().to_string(), Percentiles::of(v)))
+                .collect(),
+            per_face_ms: self
+                .per_face
+                .iter()
+                .map(|(k, v)| (k.name().to_string(), Percentiles::of(v)))
                 .collect(),
             end_to_end_ms: Percentiles::of(&self.e2e),
             detection_frames: FrameKind {
@@ -374,8 +377,8 @@ impl EngineBench {
                 frames: self.e2e_followed.len(),
                 end_to_end_ms: Percentiles::of(&self.e2e_followed),
             },
-            interval: self.cfg.detector.interval,
-            background: self.cfg.detector.background,
+            interval: self.cfg.follow.interval,
+            background: self.cfg.follow.background,
             expected_faces_per_frame: self.expected_faces,
             coverage: if self.expected_timed == 0 {
                 1.0
@@ -502,7 +505,17 @@ pub fn text(r: &BenchReport) -> String {
         if r.coverage < MIN_COVERAGE { "   WARNING: too few faces read; this frame rate is not the real one" } else { "" },
         "stage (ms)", "median", "p90", "p99"
     );
-    for (k, p) in &r.stages_ms {
+    // Pipeline order, then the per-face figures.
+    let rows = Stage::ALL
+        .iter()
+        .filter_map(|st| Some((st.name().to_string(), r.stages_ms.get(st.name())?)))
+        .chain(Stage::ALL.iter().filter_map(|st| {
+            Some((
+                format!("{} per face", st.name()),
+                r.per_face_ms.get(st.name())?,
+            ))
+        }));
+    for (k, p) in rows {
         s += &format!("{k:<18} {:>9.3} {:>9.3} {:>9.3}\n", p.p50, p.p90, p.p99);
     }
     for (label, p) in [
@@ -605,6 +618,7 @@ mod tests {
             runs: 1,
             faces_per_frame: Vec::new(),
             stages_ms: BTreeMap::new(),
+            per_face_ms: BTreeMap::new(),
             end_to_end_ms: Percentiles::default(),
             detection_frames: kind(),
             followed_frames: kind(),

@@ -17,6 +17,7 @@ use crate::capture::SourceConfig;
 use crate::detect::DetectorConfig;
 use crate::emotion::calibration::CalibrationConfig;
 use crate::emotion::EmotionConfig;
+use crate::follow::FollowConfig;
 use crate::infer::InferenceConfig;
 use crate::metrics::MetricsConfig;
 use crate::publish::MqttConfig;
@@ -30,6 +31,7 @@ pub struct Config {
     pub source: SourceConfig,
     pub inference: InferenceConfig,
     pub detector: DetectorConfig,
+    pub follow: FollowConfig,
     pub align: AlignConfig,
     pub emotion: EmotionConfig,
     pub tracker: TrackerConfig,
@@ -74,10 +76,13 @@ pub enum ConfigError {
 impl Config {
     /// Parses and validates TOML text; `origin` is only used in messages.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
+        for warning in cfg.move_deprecated_keys() {
+            tracing::warn!("config {}: {warning}", origin.display());
+        }
         cfg.validate().map_err(|message| ConfigError::Invalid {
             path: origin.to_path_buf(),
             message,
@@ -153,11 +158,37 @@ impl Config {
         Ok(())
     }
 
+    /// Moves keys that changed section to where they live now, returning
+    /// one deprecation warning per key moved (the old key still works).
+    pub fn move_deprecated_keys(&mut self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let mut warn = |old: &str, new: &str| {
+            warnings.push(format!(
+                "[detector] {old} is deprecated: it is read, but write it as `{new}` under [follow]"
+            ));
+        };
+        let d = &mut self.detector;
+        if let Some(v) = d.deprecated_interval.take() {
+            self.follow.interval = v;
+            warn("interval", "interval");
+        }
+        if let Some(v) = d.deprecated_follow_threshold.take() {
+            self.follow.threshold = v;
+            warn("follow_threshold", "threshold");
+        }
+        if let Some(v) = d.deprecated_background.take() {
+            self.follow.background = v;
+            warn("background", "background");
+        }
+        warnings
+    }
+
     /// Checks every section's values.
     pub fn validate(&self) -> Result<(), String> {
         self.source.validate()?;
         self.inference.validate()?;
         self.detector.validate()?;
+        self.follow.validate()?;
         self.align.validate()?;
         self.emotion.validate()?;
         self.tracker.validate()?;
@@ -234,6 +265,7 @@ mod tests {
             "inference",
             "inference.tensorrt",
             "detector",
+            "follow",
             "align",
             "emotion",
             "tracker",
@@ -252,6 +284,33 @@ mod tests {
             .to_string();
             assert!(err.contains("bogus_key"), "{section}: {err}");
         }
+    }
+
+    #[test]
+    fn the_follow_keys_that_lived_under_detector_still_work_and_say_where_they_live_now() {
+        let mut cfg: Config = toml::from_str(
+            "[detector]\ninterval = 4\nfollow_threshold = 0.5\nbackground = false\n",
+        )
+        .unwrap();
+        let warnings = cfg.move_deprecated_keys();
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[1].contains("[follow]") && warnings[1].contains("threshold"));
+        assert_eq!(
+            cfg.follow,
+            FollowConfig {
+                interval: 4,
+                threshold: 0.5,
+                background: false
+            }
+        );
+        assert_eq!(cfg.detector, DetectorConfig::default());
+        // Through the loader too, and a bad value still names its key.
+        let parsed = Config::parse("[detector]\ninterval = 7\n", Path::new("x.toml")).unwrap();
+        assert_eq!(parsed.follow.interval, 7);
+        let e = Config::parse("[detector]\ninterval = 5000\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("follow.interval"), "{e}");
     }
 
     #[test]
@@ -318,7 +377,7 @@ mod tests {
         let over = dir.path().join("calibration.toml");
         std::fs::write(
             &base,
-            "[detector]\nmin_face_size = 20.0\ninterval = 5\n[mqtt]\ndevice_id = \"k\"\n",
+            "[detector]\nmin_face_size = 20.0\n[follow]\ninterval = 5\n[mqtt]\ndevice_id = \"k\"\n",
         )
         .unwrap();
         std::fs::write(
@@ -328,7 +387,7 @@ mod tests {
         .unwrap();
         let (cfg, origins) = Config::load_layered(&[base.clone(), over.clone()]).unwrap();
         assert_eq!(cfg.detector.min_face_size, 48.0);
-        assert_eq!(cfg.detector.interval, 5);
+        assert_eq!(cfg.follow.interval, 5);
         assert_eq!(cfg.mqtt.device_id, "k");
         assert_eq!(origins.detector, Some(base.clone()));
         // A bad key names the file it is in; a bad merged value names both.

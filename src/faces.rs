@@ -68,7 +68,7 @@ pub struct FrameResult {
     pub skipped_faces: usize,
     /// True when the full detector ran; false on a followed frame.
     pub detected: bool,
-    /// Followed faces whose O-Net score fell below `follow_threshold`.
+    /// Followed faces whose O-Net score fell below `[follow] threshold`.
     pub lost: usize,
     /// Readings at the end of `faces` that came from seeds.
     pub seeded: usize,
@@ -192,8 +192,10 @@ pub struct FaceChain {
     /// Engines of the detector and the emotion model, in that order.
     backends: [Box<dyn Backend>; 2],
     detector: Detector,
-    /// `[detector] background`: full detections on their own thread.
+    /// `[follow] background`: full detections on their own thread.
     background: Option<Background>,
+    /// `[follow] threshold`: a followed face scoring less is lost.
+    follow_threshold: f32,
     emotion: EmotionModel,
     framing: Framing,
     /// `[calibration]`, when it changes readings.
@@ -220,7 +222,7 @@ impl FaceChain {
             threads: 1,
             ..cfg.detector.clone()
         };
-        let (detector, background) = if cfg.detector.background {
+        let (detector, background) = if cfg.follow.background {
             let d = Detector::from_config(&one, backends[0].as_ref())?;
             let follower = Detector::from_config(&one, backends[0].as_ref())?;
             (
@@ -239,6 +241,7 @@ impl FaceChain {
             backends,
             detector,
             background,
+            follow_threshold: cfg.follow.threshold,
             emotion,
             framing,
             calibration: cfg
@@ -381,7 +384,9 @@ impl FaceChain {
             result.detected = true;
             return Ok(result);
         }
-        let found = self.detector.follow(img, &plan.follow)?;
+        let found = self
+            .detector
+            .follow(img, &plan.follow, self.follow_threshold)?;
         times.follow_ms = ms(t);
         let mut found = found.into_iter();
         let tracked: Vec<Option<Detection>> = found.by_ref().take(plan.tracked).collect();

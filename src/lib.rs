@@ -33,6 +33,7 @@ pub mod eval;
 pub mod faces;
 pub mod fileio;
 pub mod fixed;
+pub mod follow;
 pub mod frame;
 pub mod imageio;
 pub mod infer;

@@ -188,7 +188,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         } => {
             let mut cfg = load_config(&config, model)?;
             if let Some(n) = interval {
-                cfg.detector.interval = n;
+                cfg.follow.interval = n;
                 cfg.validate()
                     .map_err(|m| setup(std::io::Error::other(format!("--interval: {m}"))))?;
             }
@@ -212,7 +212,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     .flat_map(|c| {
                         background.iter().map(|&b| {
                             let mut c = c.clone();
-                            c.detector.background = b;
+                            c.follow.background = b;
                             c
                         })
                     })

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::telemetry::{Snapshot, Telemetry, Totals};
+use crate::telemetry::{Snapshot, Stage, Telemetry, Totals};
 
 /// `[metrics]`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -76,7 +76,7 @@ pub fn render(snap: &Snapshot, t: &Totals) -> String {
         "fer_edge_frames_captured_total",
         counter,
         "Frames read from the source.",
-        stage("capture").map_or(0, |s| s.frames_in),
+        stage(Stage::Capture.name()).map_or(0, |s| s.frames_in),
     );
     single(
         &mut o,
@@ -90,7 +90,7 @@ pub fn render(snap: &Snapshot, t: &Totals) -> String {
         "fer_edge_frames_skipped_total",
         counter,
         "Frames replaced by a newer one before inference took them.",
-        stage("skipped").map_or(0, |s| s.dropped),
+        stage(Stage::Skipped.name()).map_or(0, |s| s.dropped),
     );
     single(
         &mut o,
@@ -312,10 +312,10 @@ mod tests {
     #[test]
     fn the_page_holds_the_usual_names_with_units_and_labels() {
         let t = Telemetry::default();
-        t.frame_in("capture");
-        t.frame_out("capture", 1.0);
-        t.frame_out("detect", 40.0);
-        t.frame_out("publish", 5.0);
+        t.frame_in(Stage::Capture);
+        t.frame_out(Stage::Capture, 1.0);
+        t.frame_out(Stage::Detect, 40.0);
+        t.frame_out(Stage::Publish, 5.0);
         t.add(Counter::FramesProcessed, 7);
         t.add(Counter::MqttTlsFailures, 2);
         t.set(Gauge::TracksActive, 3);

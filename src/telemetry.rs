@@ -2,12 +2,15 @@
 //! counts and latencies, daemon-wide counters ([`Counter`]) and gauges
 //! ([`Gauge`]), and the latest MQTT connection failure.
 //!
-//! In: events from each stage (a frame in, a frame out, a drop, an error,
-//! how long it took), from the publisher (published, dropped, connected)
-//! and from the tracker (tracks active). Out: a [`Snapshot`], which the
-//! `stats` message and the Prometheus `/metrics` page both render, and
-//! `fer-edge bench` prints. Latencies keep the most recent `WINDOW` samples
-//! per stage.
+//! In: events from each [`Stage`] (a frame in, a frame out, a drop, an
+//! error, how long it took), from the publisher (published, dropped,
+//! connected) and from the tracker (tracks active). Out: a [`Snapshot`],
+//! which the `stats` message and the Prometheus `/metrics` page both
+//! render. Latencies keep the most recent `WINDOW` samples per stage.
+//!
+//! [`Stage`] is the one vocabulary of where time goes: the daemon records
+//! under it, and `fer-edge bench` and `calibrate` report under the same
+//! names.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,9 +21,83 @@ use serde::Serialize;
 
 const WINDOW: usize = 2048;
 
+/// Where a frame spends its time: the names the `stats` message, the
+/// `/metrics` page, `fer-edge bench` and `calibrate` all use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// The source delivering a frame (a camera's driver, a replay's decode).
+    Capture,
+    /// Frames a newer frame replaced before inference took them (drops only).
+    Skipped,
+    /// Decoding an encoded frame (bench only: the daemon's sources decode
+    /// inside `capture`).
+    Decode,
+    /// A full face detection on the frame thread.
+    Detect,
+    /// A full face detection on the background detector's thread.
+    DetectBackground,
+    /// Following the tracked faces (O-Net on each).
+    Follow,
+    /// Aligning the frame's faces.
+    Align,
+    /// The emotion model on the frame's faces.
+    Emotion,
+    /// The track core: association, smoothing, track summaries.
+    Track,
+    /// Serialising the frame's messages (bench only).
+    Serialise,
+    /// A whole frame on the inference thread, from taking it to its
+    /// messages queued.
+    Inference,
+    /// A message from capture to handed to the MQTT client.
+    Publish,
+}
+
+impl Stage {
+    /// Every stage, in pipeline order.
+    pub const ALL: [Stage; 12] = [
+        Stage::Capture,
+        Stage::Skipped,
+        Stage::Decode,
+        Stage::Detect,
+        Stage::DetectBackground,
+        Stage::Follow,
+        Stage::Align,
+        Stage::Emotion,
+        Stage::Track,
+        Stage::Serialise,
+        Stage::Inference,
+        Stage::Publish,
+    ];
+
+    /// The stage's name in messages, reports and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Capture => "capture",
+            Stage::Skipped => "skipped",
+            Stage::Decode => "decode",
+            Stage::Detect => "detect",
+            Stage::DetectBackground => "detect_background",
+            Stage::Follow => "follow",
+            Stage::Align => "align",
+            Stage::Emotion => "emotion",
+            Stage::Track => "track",
+            Stage::Serialise => "serialise",
+            Stage::Inference => "inference",
+            Stage::Publish => "publish",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Counters and recent latencies of one stage.
 #[derive(Debug, Default, Clone)]
-struct Stage {
+struct StageCounts {
     frames_in: u64,
     frames_out: u64,
     dropped: u64,
@@ -121,7 +198,7 @@ impl Gauge {
 #[derive(Debug)]
 pub struct Telemetry {
     started: Instant,
-    stages: Mutex<BTreeMap<&'static str, Stage>>,
+    stages: Mutex<BTreeMap<Stage, StageCounts>>,
     counters: [AtomicU64; Counter::COUNT],
     gauges: [AtomicU64; Gauge::COUNT],
     mqtt_last_error: Mutex<Option<String>>,
@@ -210,19 +287,19 @@ impl Telemetry {
         }
     }
 
-    fn with<R>(&self, stage: &'static str, f: impl FnOnce(&mut Stage) -> R) -> R {
+    fn with<R>(&self, stage: Stage, f: impl FnOnce(&mut StageCounts) -> R) -> R {
         // A poisoned lock only means another thread panicked mid-update of a
         // counter: the numbers are still usable.
         let mut map = self.stages.lock().unwrap_or_else(|e| e.into_inner());
         f(map.entry(stage).or_default())
     }
 
-    pub fn frame_in(&self, stage: &'static str) {
+    pub fn frame_in(&self, stage: Stage) {
         self.with(stage, |s| s.frames_in += 1);
     }
 
     /// A frame (or message) left `stage`, having spent `ms` in it.
-    pub fn frame_out(&self, stage: &'static str, ms: f64) {
+    pub fn frame_out(&self, stage: Stage, ms: f64) {
         self.with(stage, |s| {
             s.frames_out += 1;
             if s.latencies_ms.len() < WINDOW {
@@ -234,11 +311,11 @@ impl Telemetry {
         });
     }
 
-    pub fn dropped(&self, stage: &'static str, n: u64) {
+    pub fn dropped(&self, stage: Stage, n: u64) {
         self.with(stage, |s| s.dropped += n);
     }
 
-    pub fn error(&self, stage: &'static str) {
+    pub fn error(&self, stage: Stage) {
         self.with(stage, |s| s.errors += 1);
     }
 
@@ -250,7 +327,7 @@ impl Telemetry {
                 .iter()
                 .map(|(k, s)| {
                     (
-                        k.to_string(),
+                        k.name().to_string(),
                         StageSnapshot {
                             frames_in: s.frames_in,
                             frames_out: s.frames_out,
@@ -281,12 +358,21 @@ mod tests {
     }
 
     #[test]
+    fn stage_names_are_unique_and_snake_case() {
+        let names: std::collections::BTreeSet<_> = Stage::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(names.len(), Stage::ALL.len());
+        assert!(names
+            .iter()
+            .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+    }
+
+    #[test]
     fn counters_accumulate_per_stage() {
         let t = Telemetry::default();
-        t.frame_in("detect");
-        t.frame_out("detect", 3.0);
-        t.dropped("capture", 2);
-        t.error("detect");
+        t.frame_in(Stage::Detect);
+        t.frame_out(Stage::Detect, 3.0);
+        t.dropped(Stage::Capture, 2);
+        t.error(Stage::Detect);
         let s = t.snapshot();
         assert_eq!(s.stages["detect"].frames_out, 1);
         assert_eq!(s.stages["detect"].errors, 1);
@@ -315,8 +401,8 @@ mod tests {
     fn the_latency_window_keeps_the_most_recent_samples() {
         let t = Telemetry::default();
         for i in 0..(WINDOW + 10) {
-            t.frame_out("x", if i < 10 { 1000.0 } else { 1.0 });
+            t.frame_out(Stage::Emotion, if i < 10 { 1000.0 } else { 1.0 });
         }
-        assert_eq!(t.snapshot().stages["x"].latency_ms.max, 1.0);
+        assert_eq!(t.snapshot().stages["emotion"].latency_ms.max, 1.0);
     }
 }

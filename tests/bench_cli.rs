@@ -24,18 +24,33 @@ fn bench(args: &[&str]) -> serde_json::Value {
 fn bench_reports_every_stage_as_json() {
     // Detections on the frame thread: which frames detect is then fixed.
     let r = bench(&["--runs", "1", "--background", "false"]);
+    // The daemon's stage names (`stats`, `/metrics`), plus the bench's own
+    // decode and serialise.
     for stage in [
         "decode",
         "detect",
         "follow",
-        "align_per_face",
-        "emotion_per_face",
-        "track_smooth",
+        "align",
+        "emotion",
+        "track",
         "serialise",
     ] {
+        assert_eq!(
+            r["stages_ms"][stage]["samples"].as_u64(),
+            Some(if stage == "detect" {
+                3
+            } else if stage == "follow" {
+                27
+            } else {
+                30
+            }),
+            "{stage}: {r}"
+        );
+    }
+    for stage in ["align", "emotion"] {
         assert!(
-            r["stages_ms"][stage]["p50"].as_f64().unwrap() >= 0.0,
-            "{stage} missing: {r}"
+            r["per_face_ms"][stage]["p50"].as_f64().unwrap() > 0.0,
+            "{stage} per face missing: {r}"
         );
     }
     // The bundled sequence: one face on each of its 30 frames.
@@ -65,7 +80,7 @@ fn bench_reports_every_stage_as_json() {
 #[test]
 fn bench_model_only_times_the_emotion_model_alone() {
     let r = bench(&["--model-only", "--runs", "3"]);
-    assert_eq!(r["stages_ms"]["emotion_per_face"]["samples"], 3);
+    assert_eq!(r["per_face_ms"]["emotion"]["samples"], 3);
 }
 
 #[test]

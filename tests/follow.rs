@@ -30,7 +30,7 @@ fn config() -> Config {
     let mut cfg = Config::default();
     cfg.detector.model_dir = root().join("models/mtcnn");
     cfg.emotion.model = root().join("models/fer-minixception");
-    cfg.detector.background = false;
+    cfg.follow.background = false;
     cfg
 }
 
@@ -375,7 +375,7 @@ fn two_faces_crossing_never_make_a_duplicate_track() {
 #[test]
 fn a_background_detector_finds_every_face_and_never_duplicates_one() {
     let mut cfg = config();
-    cfg.detector.background = true;
+    cfg.follow.background = true;
     let mut chain = FaceChain::from_config(&cfg).unwrap();
     let frames = sequence("pan6");
     // Frames come twice as fast as one full detection takes (a release

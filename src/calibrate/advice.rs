@@ -90,15 +90,8 @@ pub struct Setting {
     pub why: String,
 }
 
-/// A camera outage during the run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Outage {
-    /// Seconds since the start.
-    pub from_s: f64,
-    /// When frames came again; None if they never did.
-    pub to_s: Option<f64>,
-    pub reason: String,
-}
+/// A camera outage during the run (the capture feed's).
+pub use crate::capture::feed::Outage;
 
 /// What the source delivered.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -562,7 +555,7 @@ fn speed(i: &Inputs, a: &mut Vec<Advice>, s: &mut Vec<Setting>) {
             format!("frames/s this board sustains with the faces seen here: {list} (target {target:.0})")
         } else {
             format!(
-                "no engine reaches {target:.0} frames/s with the faces seen here ({list}): raise [detector] interval, raise min_face_size, or lower the camera resolution"
+                "no engine reaches {target:.0} frames/s with the faces seen here ({list}): raise [follow] interval, raise min_face_size, or lower the camera resolution"
             )
         },
     });

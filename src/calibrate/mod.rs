@@ -11,12 +11,14 @@
 //! self-contained page with plots, [`html`]); and the advice on stdout.
 //!
 //! ```text
-//! capture thread ──sync_channel──> chain.track_frame ──> Survey::observe
+//! capture::feed::Feed ──(newest wins)──> Follower::step ──> Survey::observe
 //!                                                        ──> figures ──┐
 //! frames kept from the run ──> bench::run_on (each engine) ─────────────┴─> advise ──> files
 //! ```
 //!
-//! Wiring only: the measuring is in `quality`/`survey`, the judging in
+//! The frames come through the daemon's own capture feed and
+//! [`Follower`] (chain and track core), so what calibrate measures is what
+//! the daemon does. Wiring only: the measuring is in `quality`/`survey`, the judging in
 //! `advice`, the drawing in `html`. No face image is kept or written unless
 //! `--save-frames` asks for a few annotated thumbnails; the frames timed
 //! for speed stay in memory.
@@ -26,21 +28,21 @@ pub mod html;
 pub mod quality;
 pub mod survey;
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::capture::{self, CameraInfo, CaptureError, Frame, FrameSource, SourceKind};
+use crate::capture::feed::{Feed, Take};
+use crate::capture::{self, CameraInfo, CaptureError, FrameSource, SourceKind};
 use crate::config::Config;
 use crate::faces::{FaceChain, SetupError};
+use crate::follow::Follower;
 use crate::frame::RgbImage;
-use crate::track::core::{FrameOutput, TrackCore};
-use advice::{Advice, CameraFigures, Context, EngineSpeed, Level, Outage, Setting, Variant};
+use crate::telemetry::Telemetry;
+use crate::track::core::FrameOutput;
+use advice::{Advice, CameraFigures, Context, EngineSpeed, Level, Setting, Variant};
 use survey::{FaceFacts, Figures, FrameFacts, Survey};
 
 /// Frames of the run kept (in memory) to time the engines on.
@@ -164,11 +166,13 @@ pub fn run(cfg: &Config, opts: &CalibrateOptions) -> Result<Outcome, CalibrateEr
     let mut cfg_raw = cfg.clone();
     cfg_raw.calibration = Default::default();
     let source = capture::open(&cfg.source)?;
-    cfg_raw.detector.fit_to_source(source.is_live());
     let started_unix = crate::publish::payload::unix_now();
-    let mut chain = FaceChain::from_config(&cfg_raw)?;
-    let run = survey_source(&mut chain, &cfg_raw, source, opts)?;
-    drop(chain);
+    let mut follower = Follower::for_source(&cfg_raw, source.is_live())?;
+    // The engines are timed as the run went (an unpaced replay detects on
+    // the frame thread).
+    let cfg_raw = follower.config().clone();
+    let run = survey_source(&mut follower, source, opts)?;
+    drop(follower);
     let figures = run.survey.figures();
     let target_fps = opts.target_fps.unwrap_or(cfg.source.fps);
     let context = Context {
@@ -279,150 +283,29 @@ struct SurveyRun {
     thumbnails: Vec<(String, RgbImage)>,
 }
 
-/// What the capture thread counted.
-#[derive(Default)]
-struct CaptureCount {
-    delivered: u64,
-    first_s: Option<f64>,
-    last_s: f64,
-    skipped: u64,
-    frame_errors: u64,
-    outages: Vec<Outage>,
-    ended_at_s: Option<f64>,
-    dropped_by_source: u64,
-}
-
-fn capture_loop(
-    mut source: Box<dyn FrameSource>,
-    tx: mpsc::SyncSender<Frame>,
-    stop: &AtomicBool,
-    t0: Instant,
-) -> CaptureCount {
-    let live = source.is_live();
-    let mut c = CaptureCount::default();
-    while !stop.load(Ordering::SeqCst) {
-        let now = || t0.elapsed().as_secs_f64();
-        match source.next_frame() {
-            Ok(Some(frame)) => {
-                let t = now();
-                if let Some(o) = c.outages.last_mut().filter(|o| o.to_s.is_none()) {
-                    o.to_s = Some(t);
-                    tracing::warn!("the source is back after {:.1} s", t - o.from_s);
-                }
-                c.delivered += 1;
-                c.first_s.get_or_insert(t);
-                c.last_s = t;
-                let sent = if live {
-                    match tx.try_send(frame) {
-                        Ok(()) => true,
-                        Err(TrySendError::Full(_)) => {
-                            c.skipped += 1;
-                            true
-                        }
-                        Err(TrySendError::Disconnected(_)) => false,
-                    }
-                } else {
-                    tx.send(frame).is_ok()
-                };
-                if !sent {
-                    break;
-                }
-            }
-            Ok(None) => {
-                c.ended_at_s = Some(now());
-                break;
-            }
-            Err(e @ CaptureError::Frame { .. }) => {
-                c.frame_errors += 1;
-                tracing::warn!("{e}; frame skipped");
-            }
-            Err(e) => {
-                let fatal = matches!(e, CaptureError::Open { .. });
-                if c.outages.last().is_none_or(|o| o.to_s.is_some()) {
-                    tracing::warn!("{e}");
-                    c.outages.push(Outage {
-                        from_s: now(),
-                        to_s: None,
-                        reason: e.to_string(),
-                    });
-                }
-                if fatal {
-                    break;
-                }
-            }
-        }
-    }
-    c.dropped_by_source = source.dropped();
-    c
-}
-
-/// Shows progress: a bar on a terminal, a line every 10 s otherwise.
-struct Progress {
-    tty: bool,
-    total_s: f64,
-    last_line: f64,
-}
-
-impl Progress {
-    fn show(&mut self, s: f64, frames: usize, faces: usize) {
-        let s = s.min(self.total_s);
-        if self.tty {
-            let w = 30;
-            let fill = ((s / self.total_s.max(1e-9)) * w as f64) as usize;
-            eprint!(
-                "\rcalibrate [{}{}] {s:.0}/{:.0} s, {frames} frames, {faces} face readings ",
-                "#".repeat(fill.min(w)),
-                "-".repeat(w - fill.min(w)),
-                self.total_s
-            );
-        } else if s - self.last_line >= 10.0 {
-            eprintln!(
-                "calibrate: {s:.0} of {:.0} s, {frames} frames, {faces} face readings",
-                self.total_s
-            );
-            self.last_line = s;
-        }
-    }
-
-    fn done(&self) {
-        if self.tty {
-            eprintln!();
-        }
-    }
-}
-
 fn survey_source(
-    chain: &mut FaceChain,
-    cfg: &Config,
+    follower: &mut Follower,
     source: Box<dyn FrameSource>,
     opts: &CalibrateOptions,
 ) -> Result<SurveyRun, CalibrateError> {
-    let describe = source.describe();
-    let live = source.is_live();
+    let requested_fps = follower.config().source.fps;
+    let feed =
+        Feed::start(source, Arc::new(Telemetry::default())).map_err(CalibrateError::Thread)?;
     let t0 = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::sync_channel::<Frame>(1);
-    let capture = {
-        let stop = stop.clone();
-        std::thread::Builder::new()
-            .name("capture".into())
-            .spawn(move || capture_loop(source, tx, &stop, t0))
-            .map_err(CalibrateError::Thread)?
-    };
-    let mut core = TrackCore::new(
-        cfg.tracker.clone(),
-        cfg.smoothing.clone(),
-        cfg.detector.interval,
-    );
     // At most ~600 points per track for the valence/arousal plot.
     let mut survey = Survey::with_va_step((opts.duration.as_secs_f64() / 600.0).max(0.1));
     let mut clip = SpeedClip::default();
     let mut thumbnails = Vec::new();
     let mut inference_errors = 0u64;
-    let mut progress = Progress {
-        tty: std::io::stderr().is_terminal(),
-        total_s: opts.duration.as_secs_f64(),
-        last_line: 0.0,
+    let total_s = opts.duration.as_secs_f64();
+    let bar = crate::progress::bar(total_s.ceil() as u64, "calibrate".into(), "s");
+    let show = |wall_s: f64, survey: &Survey| {
+        bar.set_position(wall_s.min(total_s) as u64);
+        bar.set_message(format!(
+            "calibrate: {} frames, {} face readings",
+            survey.frames(),
+            survey.face_readings()
+        ));
     };
     let deadline = t0 + opts.duration;
     loop {
@@ -430,20 +313,16 @@ fn survey_source(
         if left.is_zero() {
             break;
         }
-        let frame = match rx.recv_timeout(left.min(Duration::from_millis(200))) {
-            Ok(f) => f,
-            Err(RecvTimeoutError::Timeout) => {
-                progress.show(
-                    t0.elapsed().as_secs_f64(),
-                    survey.frames(),
-                    survey.face_readings(),
-                );
+        let frame = match feed.take_timeout(left.min(Duration::from_millis(200))) {
+            Take::Frame(f) => f,
+            Take::Empty => {
+                show(t0.elapsed().as_secs_f64(), &survey);
                 continue;
             }
-            Err(RecvTimeoutError::Disconnected) => break,
+            Take::Closed => break,
         };
         let started = Instant::now();
-        let step = match chain.track_frame(&mut core, frame.timestamp, &frame.image) {
+        let step = match follower.step(frame.timestamp, &frame.image) {
             Ok(s) => s,
             Err(e) => {
                 inference_errors += 1;
@@ -453,7 +332,7 @@ fn survey_source(
         };
         let process_ms = started.elapsed().as_secs_f64() * 1000.0;
         let img = &frame.image;
-        let faces = face_facts(chain, img, &step.output);
+        let faces = face_facts(follower.chain(), img, &step.output);
         let wall_s = t0.elapsed().as_secs_f64();
         survey.observe(
             FrameFacts {
@@ -466,31 +345,23 @@ fn survey_source(
             &step.output,
         );
         clip.offer(img, !faces.is_empty());
-        let due = thumbnails.len() as f64 * progress.total_s / THUMBNAILS as f64;
+        let due = thumbnails.len() as f64 * total_s / THUMBNAILS as f64;
         if opts.save_frames && !faces.is_empty() && thumbnails.len() < THUMBNAILS && wall_s >= due {
             thumbnails.push(thumbnail(img, frame.seq, &step.output));
         }
-        progress.show(wall_s, survey.frames(), survey.face_readings());
+        show(wall_s, &survey);
     }
-    stop.store(true, Ordering::SeqCst);
-    drop(rx);
-    let count = capture.join().unwrap_or_else(|_| {
-        tracing::error!("the capture thread panicked");
-        CaptureCount::default()
-    });
-    survey.end(&core.finish());
-    progress.done();
-    let span = count.first_s.map_or(0.0, |f| count.last_s - f);
+    let describe = feed.describe().to_string();
+    let live = feed.is_live();
+    let count = feed.stop();
+    survey.end(&follower.finish());
+    bar.finish_and_clear();
     let camera = CameraFigures {
         source: describe,
         live,
-        requested_fps: cfg.source.fps,
+        requested_fps,
         delivered: count.delivered,
-        delivered_fps: if span > 0.0 {
-            ((count.delivered - 1) as f64 / span * 100.0).round() / 100.0
-        } else {
-            0.0
-        },
+        delivered_fps: (count.delivered_fps() * 100.0).round() / 100.0,
         skipped: count.skipped,
         dropped_by_source: count.dropped_by_source,
         frame_errors: count.frame_errors + inference_errors,
@@ -714,6 +585,7 @@ fn write_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::Frame;
 
     /// A camera that vanishes: frames, then `Unavailable` for a while (as
     /// the V4L2 source reports an unplugged device while it reopens it),
@@ -756,26 +628,18 @@ mod tests {
         let mut script = vec![true; 5];
         script.extend([false; 4]);
         script.extend([true; 5]);
-        let (tx, rx) = mpsc::sync_channel(64);
-        let stop = Arc::new(AtomicBool::new(false));
-        let t = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                capture_loop(
-                    Box::new(Vanishing { script, at: 0 }),
-                    tx,
-                    &stop,
-                    Instant::now(),
-                )
-            })
-        };
+        let feed = Feed::start(
+            Box::new(Vanishing { script, at: 0 }),
+            Arc::new(Telemetry::default()),
+        )
+        .unwrap();
         // 10 frames, then it is gone for good: stop the run after a while.
-        for _ in 0..10 {
-            rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let t = Instant::now();
+        while feed.counts().delivered < 10 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_millis(50));
-        stop.store(true, Ordering::SeqCst);
-        let c = t.join().unwrap();
+        let c = feed.stop();
         assert_eq!(c.delivered, 10);
         assert_eq!(c.outages.len(), 2, "{:?}", c.outages);
         let (first, last) = (&c.outages[0], &c.outages[1]);

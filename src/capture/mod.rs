@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::frame::RgbImage;
 
 pub mod convert;
+pub mod feed;
 pub mod replay;
 #[cfg(feature = "v4l2")]
 pub mod v4l2;

@@ -46,19 +46,15 @@ pub struct DetectorConfig {
     pub threads: usize,
     /// Engine for the three networks; default `[inference] backend`.
     pub backend: Option<String>,
-    /// Frames followed between two full detections (DeepStream's
-    /// `interval`): 0 runs the full detector on every frame. A followed
-    /// frame runs only O-Net, once per face already tracked; a new face is
-    /// found at the next full detection, so this bounds how many frames a
-    /// newcomer waits.
-    pub interval: u32,
-    /// O-Net score below which a followed face counts as lost; the next
-    /// frame then runs a full detection.
-    pub follow_threshold: f32,
-    /// Run full detections on their own thread, so that no frame waits for
-    /// one: frames follow the tracked faces, and new faces join a few
-    /// frames after the detection started (when it finishes).
-    pub background: bool,
+    /// Deprecated: `[follow] interval` (still read, with a warning).
+    #[serde(rename = "interval")]
+    pub deprecated_interval: Option<u32>,
+    /// Deprecated: `[follow] threshold` (still read, with a warning).
+    #[serde(rename = "follow_threshold")]
+    pub deprecated_follow_threshold: Option<f32>,
+    /// Deprecated: `[follow] background` (still read, with a warning).
+    #[serde(rename = "background")]
+    pub deprecated_background: Option<bool>,
 }
 
 impl Default for DetectorConfig {
@@ -71,28 +67,15 @@ impl Default for DetectorConfig {
             max_faces: 32,
             threads: 2,
             backend: None,
-            interval: 10,
-            follow_threshold: 0.7,
-            background: true,
+            deprecated_interval: None,
+            deprecated_follow_threshold: None,
+            deprecated_background: None,
         }
     }
 }
 
 impl DetectorConfig {
     /// Checks values without touching the file system.
-    /// `background` applies to live sources only: an unpaced replay
-    /// processes every frame as fast as it can, and a detection on another
-    /// thread would finish frames later than the frame it read, at a place
-    /// that depends on the machine's speed. Returns true when it turned
-    /// `background` off.
-    pub fn fit_to_source(&mut self, live: bool) -> bool {
-        let off = self.background && !live;
-        if off {
-            self.background = false;
-        }
-        off
-    }
-
     pub fn validate(&self) -> Result<(), String> {
         if !(12.0..=4096.0).contains(&self.min_face_size) {
             return Err(format!(
@@ -119,18 +102,6 @@ impl DetectorConfig {
         }
         if self.max_faces == 0 {
             return Err("detector.max_faces = 0 would never report a face: use 1 or more".into());
-        }
-        if self.interval > 1000 {
-            return Err(format!(
-                "detector.interval = {} frames is too long for new faces to be found: use 0 (detect every frame) to 1000",
-                self.interval
-            ));
-        }
-        if !(0.0..1.0).contains(&self.follow_threshold) {
-            return Err(format!(
-                "detector.follow_threshold = {} must be in [0, 1)",
-                self.follow_threshold
-            ));
         }
         if let Some(b) = &self.backend {
             crate::infer::validate_backend_name("detector.backend", b)?;
@@ -441,13 +412,14 @@ impl Detector {
     /// Follows faces between full detections: O-Net alone, once per box, on
     /// a square window around it (the face's predicted box). Per box: the
     /// refined detection, or None when O-Net's face score is below
-    /// `follow_threshold` (the face left, turned away or was occluded).
+    /// `threshold` (`[follow] threshold`: the face left, turned away or
+    /// was occluded).
     pub fn follow(
         &mut self,
         img: &RgbImage,
         boxes: &[BBox],
+        threshold: f32,
     ) -> Result<Vec<Option<Detection>>, DetectError> {
-        let threshold = self.cfg.follow_threshold;
         let size = img.dimensions();
         par_chunks(&mut self.onet, boxes, |session, b, input| {
             let window = mtcnn::follow_window(b.corners());

@@ -142,7 +142,7 @@ pub fn run(
 ) -> Result<EvalRun, EvalError> {
     let mut cfg = cfg.clone();
     // Stills: every image is detected on this thread.
-    cfg.detector.background = false;
+    cfg.follow.background = false;
     let model = shown(&cfg.emotion.model);
     let mut chain = FaceChain::from_config(&cfg).map_err(|source| EvalError::Setup {
         model: model.clone(),

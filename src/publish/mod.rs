@@ -40,10 +40,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::capture::backoff_delay;
-use crate::telemetry::{Counter, Gauge, Telemetry};
-
-/// The stage whose latency is capture→publish, per per-frame message.
-pub const PUBLISH_STAGE: &str = "publish";
+use crate::telemetry::{Counter, Gauge, Stage, Telemetry};
 
 pub mod broker;
 pub mod names;
@@ -397,6 +394,30 @@ pub struct Message {
     pub retain: bool,
     /// For per-frame messages: when their frame was captured.
     pub captured_at: Option<Instant>,
+}
+
+impl Message {
+    /// A JSON message of no frame (events, track lists, stats).
+    pub fn json<T: serde::Serialize>(topic: String, payload: &T, retain: bool) -> Message {
+        Message {
+            topic,
+            payload: serde_json::to_vec(payload).expect("payloads serialise"),
+            retain,
+            captured_at: None,
+        }
+    }
+
+    /// A JSON message about the frame captured at `captured_at`.
+    pub fn frame_json<T: serde::Serialize>(
+        topic: String,
+        payload: &T,
+        captured_at: Instant,
+    ) -> Message {
+        Message {
+            captured_at: Some(captured_at),
+            ..Message::json(topic, payload, false)
+        }
+    }
 }
 
 /// A message and its place in the order the pipeline sent them. Messages
@@ -865,7 +886,7 @@ fn publish_frame(s: &PublishLoop, msg: Message, q: QoS) {
             if let Some(t) = msg.captured_at {
                 // Capture→publish: the `publish` stage's latency.
                 s.telemetry
-                    .frame_out(PUBLISH_STAGE, t.elapsed().as_secs_f64() * 1000.0);
+                    .frame_out(Stage::Publish, t.elapsed().as_secs_f64() * 1000.0);
             }
         }
         Err(_) => s.telemetry.add(Counter::MqttDroppedQueueFull, 1),

@@ -13,7 +13,7 @@
 use serde::Serialize;
 
 use crate::report::{round, Probabilities};
-use crate::telemetry::{Percentiles, StageSnapshot};
+use crate::telemetry::{Percentiles, Snapshot, Stage, StageSnapshot, Totals};
 use crate::track::core::TrackSummary;
 
 pub const SCHEMA_VERSION: &str = "1.0";
@@ -148,6 +148,17 @@ pub struct TrackedMsg {
     pub track_ids: Vec<u64>,
 }
 
+impl TrackedMsg {
+    /// The ids of the tracks confirmed now (empty: nobody).
+    pub fn new(track_ids: &[u64]) -> TrackedMsg {
+        TrackedMsg {
+            schema_version: SCHEMA_VERSION,
+            timestamp: unix_now(),
+            track_ids: track_ids.to_vec(),
+        }
+    }
+}
+
 /// `events`.
 #[derive(Debug, Serialize)]
 pub struct EventMsg {
@@ -278,6 +289,54 @@ pub struct StatsMsg {
     pub mqtt: MqttStats,
 }
 
+/// What a `stats` message says about the daemon besides its counters.
+#[derive(Debug, Clone)]
+pub struct StatsContext {
+    pub source: String,
+    pub backend: String,
+    /// `name@version` of the emotion bundle, and whether it was trained.
+    pub model: String,
+    pub model_trained: bool,
+}
+
+impl StatsMsg {
+    /// The `stats` message of a daemon up `uptime_s` seconds, from its
+    /// telemetry. Capture→publish latency is the `publish` stage's,
+    /// reported apart from the per-stage table.
+    pub fn new(ctx: &StatsContext, mut snap: Snapshot, totals: &Totals, uptime_s: f64) -> StatsMsg {
+        let up = uptime_s.max(1e-3);
+        let capture_to_publish_ms = snap
+            .stages
+            .remove(Stage::Publish.name())
+            .map(|s| s.latency_ms)
+            .unwrap_or_default();
+        let get = |k: Stage| snap.stages.get(k.name()).cloned();
+        let captured = get(Stage::Capture).map(|s| s.frames_in).unwrap_or(0);
+        let processed = totals.frames_processed;
+        let errors = |k: Stage| get(k).map(|s| s.errors).unwrap_or(0);
+        StatsMsg {
+            schema_version: SCHEMA_VERSION,
+            timestamp: unix_now(),
+            uptime_s: (up * 1000.0).round() / 1000.0,
+            source: ctx.source.clone(),
+            backend: ctx.backend.clone(),
+            model: ctx.model.clone(),
+            model_trained: ctx.model_trained,
+            fps_in: ((captured as f64 / up) * 100.0).round() / 100.0,
+            fps_out: ((processed as f64 / up) * 100.0).round() / 100.0,
+            frames_captured: captured,
+            frames_processed: processed,
+            frames_skipped: get(Stage::Skipped).map(|s| s.dropped).unwrap_or(0),
+            frames_dropped_by_source: totals.frames_dropped_by_source,
+            frame_errors: errors(Stage::Capture) + errors(Stage::Inference),
+            faces_tracked: totals.tracks_active as usize,
+            stages: snap.stages,
+            capture_to_publish_ms,
+            mqtt: MqttStats::from(totals),
+        }
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
@@ -289,6 +348,34 @@ pub fn unix_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_take_their_rates_and_errors_from_the_stage_counters() {
+        let t = crate::telemetry::Telemetry::default();
+        for _ in 0..20 {
+            t.frame_in(Stage::Capture);
+        }
+        t.error(Stage::Capture);
+        t.error(Stage::Inference);
+        t.dropped(Stage::Skipped, 4);
+        t.frame_out(Stage::Publish, 7.0);
+        t.add(crate::telemetry::Counter::FramesProcessed, 10);
+        let ctx = StatsContext {
+            source: "s".into(),
+            backend: "tract".into(),
+            model: "m@1".into(),
+            model_trained: true,
+        };
+        let m = StatsMsg::new(&ctx, t.snapshot(), &t.totals(), 2.0);
+        assert_eq!((m.fps_in, m.fps_out), (10.0, 5.0));
+        assert_eq!(
+            (m.frames_captured, m.frames_skipped, m.frame_errors),
+            (20, 4, 2)
+        );
+        assert_eq!(m.capture_to_publish_ms.p50, 7.0);
+        assert!(!m.stages.contains_key("publish"));
+        assert_eq!(TrackedMsg::new(&[3, 1]).track_ids, vec![3, 1]);
+    }
 
     #[test]
     fn the_health_line_names_the_last_connection_failure() {

@@ -68,7 +68,7 @@ def fer_edge_median(binary, bundle, runs, backend="tract", threads=1):
     finally:
         os.unlink(cfg.name)
     rep = json.loads(out.stdout)
-    return rep["stages_ms"]["emotion_per_face"]["p50"], rep
+    return rep["per_face_ms"]["emotion"]["p50"], rep
 
 
 def main():
