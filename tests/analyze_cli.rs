@@ -289,7 +289,7 @@ fn results_that_cannot_be_written_stop_the_run_with_exit_74() {
 }
 
 #[test]
-fn a_bad_config_key_or_missing_model_exits_2_naming_the_cause() {
+fn a_bad_config_key_or_missing_model_exits_78_naming_the_cause() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "[detector]\nmin_face_sise = 30\n").unwrap();
@@ -298,7 +298,7 @@ fn a_bad_config_key_or_missing_model_exits_2_naming_the_cause() {
         "--config".as_ref(),
         cfg.as_os_str(),
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("min_face_sise") && err.contains("bad.toml"),
@@ -310,7 +310,7 @@ fn a_bad_config_key_or_missing_model_exits_2_naming_the_cause() {
         "--model".as_ref(),
         dir.path().join("nope").as_os_str(),
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("nope") && err.contains("[emotion] model") && err.contains("not found"),
@@ -337,7 +337,7 @@ fn a_tampered_model_is_refused_with_its_checksum() {
         "--model".as_ref(),
         b.as_os_str(),
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("sha256") && err.contains("model.onnx"),
@@ -466,7 +466,7 @@ fn a_model_path_found_nowhere_is_an_error_listing_the_places_tried() {
         .arg(data("astronaut.png"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("[detector] model_dir")

@@ -250,3 +250,19 @@ fn a_bad_config_exits_78_and_names_the_key() {
     // A model path that does not exist is a config error too: restarting will not help.
     run_expecting_config_error("emotion.model=/nonexistent/bundle", "/nonexistent/bundle");
 }
+
+#[test]
+fn run_source_overrides_the_configs_source() {
+    // The shipped config replays pan1; `--source` names a recording that is
+    // not there: `run` must try that one (exit 69 naming it), not the config's.
+    let missing = std::env::temp_dir().join("fer-edge-no-such-recording");
+    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+        .current_dir(root())
+        .args(["run", "--config", "config/fer-edge.toml", "--source"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(err.contains("fer-edge-no-such-recording"), "{err}");
+}

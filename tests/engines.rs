@@ -181,7 +181,7 @@ fn a_missing_library_is_a_start_up_error_naming_the_places_tried_and_the_fix() {
             ("LD_LIBRARY_PATH", ""),
         ],
     );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("no onnxruntime library found")
@@ -217,7 +217,7 @@ fn a_file_that_is_not_onnxruntime_is_refused_with_the_reason() {
         &["check", "--backend", "onnxruntime"],
         &[("ORT_DYLIB_PATH", other.to_str().unwrap())],
     );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("libonnxruntime_providers_shared.so")
@@ -258,7 +258,7 @@ fn a_gpu_provider_the_library_lacks_falls_back_visibly_and_require_gpu_refuses()
         "[inference]\nbackend = \"onnxruntime\"\nproviders = [\"cuda\", \"cpu\"]\nrequire_gpu = true\n[source]\nkind = \"replay\"\npath = \"tests/data/sequences/pan1\"\n",
     );
     let out = fer_edge(&["check", "--config", cfg.to_str().unwrap()], &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     let out = fer_edge(&["run", "--config", cfg.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -279,7 +279,7 @@ fn an_unknown_engine_name_is_refused_with_the_known_ones() {
         ],
         &[],
     );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("\"tensorrt\"") && err.contains("tract, onnxruntime, cuda"),
@@ -296,7 +296,7 @@ fn the_cuda_engine_without_a_gpu_or_without_the_feature_says_what_is_missing() {
     if Path::new("/dev/nvidiactl").exists() && cfg!(feature = "cuda") {
         return; // a GPU machine: tools/gpu-check.sh covers it
     }
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     if cfg!(feature = "cuda") {
         assert!(err.contains("driver"), "{err}");

@@ -620,7 +620,7 @@ fn a_network_listen_needs_a_login_and_the_users_file_takes_mosquitto_passwd_hash
     assert_eq!(o.status.code(), Some(78), "{}", text(&o));
     assert!(text(&o).contains("mqtt.broker.users_file"), "{}", text(&o));
     let o = run(bin().args(["check", "--config"]).arg(&cfg));
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(78), "{}", text(&o));
 
     let users = dir.path().join("users");
     let made = run(Command::new("mosquitto_passwd")
@@ -1092,14 +1092,14 @@ fn sigkill_leaves_the_last_will_offline() {
     assert_eq!(s.as_deref(), Some("offline"));
 }
 
-/// `run` exits 78 and `check` exits 2, both naming `key`, for the test
+/// `run` and `check` both exit 78 (the one config-error code), both naming `key`, for the test
 /// config with `extra` as a second config file layered on top of it.
 fn refused_by_run_and_check(extra: &str, key: &str) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &DaemonConfig::replay(free_port(), true, "pan1"));
     let over = dir.path().join("extra.toml");
     std::fs::write(&over, extra).unwrap();
-    for (cmd, code) in [("run", 78), ("check", 2)] {
+    for (cmd, code) in [("run", 78), ("check", 78)] {
         let o = run(bin()
             .args([cmd, "--config"])
             .arg(&cfg)
@@ -1261,13 +1261,13 @@ fn bundles_that_analyze_rejects_are_rejected_by_inspect_and_check_too() {
         let analyze = run(bin().arg("analyze").arg(&photo).arg("--model").arg(b));
         assert_eq!(
             analyze.status.code(),
-            Some(2),
+            Some(78),
             "{name}: analyze {}",
             text(&analyze)
         );
         assert_eq!(
             inspect.status.code(),
-            Some(2),
+            Some(78),
             "{name}: inspect vouched: {}",
             text(&inspect)
         );
@@ -1350,10 +1350,10 @@ fn devices_fifos_and_oversized_files_are_refused_quickly_with_their_cause() {
         ("model inspect", fifo.to_str().unwrap()),
     ] {
         let o = run(bin().args(what.split(' ')).arg(path));
-        assert_eq!(o.status.code(), Some(2), "{what} {path}: {}", text(&o));
+        assert_eq!(o.status.code(), Some(78), "{what} {path}: {}", text(&o));
     }
     let o = run(bin().args(["check", "--config", "/dev/zero"]));
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(78));
     assert!(text(&o).contains("character device"), "{}", text(&o));
 }
 

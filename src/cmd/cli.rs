@@ -1,7 +1,8 @@
 //! Command-line interface: what a user can ask fer-edge to do.
 //!
 //! In: `argv`. Out: a parsed [`Cli`]. Usage errors exit with code 2 (clap's
-//! convention), before any model is loaded.
+//! convention), before any model is loaded. Each command's help lists its
+//! exit codes; they are defined once, in `exit`.
 
 use std::path::PathBuf;
 
@@ -35,6 +36,17 @@ mod tests {
     }
 }
 
+/// The config files of every command that reads one.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// Config file(s) in the daemon's format (every key has a default); a
+    /// later file overrides an earlier one key by key (e.g. --config
+    /// /etc/fer-edge/fer-edge.toml --config calibration.toml). `calibrate`
+    /// without one uses /etc/fer-edge/fer-edge.toml when it exists.
+    #[arg(long = "config", short = 'c', value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fer-edge",
@@ -51,17 +63,15 @@ pub enum Command {
     /// Analyse still images: one JSON line per image on stdout.
     ///
     /// Exit code 0 when every input was analysed, 1 when any input could not
-    /// be read or decoded (the others are still analysed), 2 for usage,
-    /// config or model errors, 74 when the results cannot be written to
-    /// stdout (a closed pipe, a full disk: the run stops there).
+    /// be read or decoded (the others are still analysed), 2 for usage
+    /// errors, 78 for config or model errors, 74 when the results cannot be
+    /// written to stdout (a closed pipe, a full disk: the run stops there).
     Analyze {
         /// Image files (PNG, JPEG) or folders of them (read in name order).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Config file(s) in the daemon's format (every key has a default); a later file overrides an earlier one key by key
-        /// (e.g. --config /etc/fer-edge/fer-edge.toml --config calibration.toml).
-        #[arg(long, short)]
-        config: Vec<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Emotion model bundle, overriding `[emotion] model`.
         #[arg(long)]
         model: Option<PathBuf>,
@@ -87,13 +97,14 @@ pub enum Command {
     /// image with no face found counts as wrong and is reported apart), or
     /// `--whole-image` (the image is the face crop). Exit code 0 when every
     /// image was read, 1 when some could not be (they are named and
-    /// excluded), 2 for usage, config, model or empty-set errors.
+    /// excluded), 2 for usage errors or a set that cannot be used (unknown
+    /// class folders, no images), 78 for config or model errors, 73 when
+    /// `--report` cannot be written, 74 when stdout cannot be.
     Eval {
         /// The labelled set: a folder of class folders, or a CSV.
         dataset: PathBuf,
-        /// Config file(s) in the daemon's format; a later file overrides an earlier one key by key.
-        #[arg(long, short)]
-        config: Vec<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Emotion model bundle(s), overriding `[emotion] model`; several are
         /// scored side by side (repeat the flag).
         #[arg(long)]
@@ -130,19 +141,24 @@ pub enum Command {
     /// Exit code 0 on a clean end, 78 for a config or model error (systemd
     /// should not restart), 69 when a device or the broker address is
     /// unavailable (a restart may help), 70 when the embedded broker died
-    /// (a restart helps).
+    /// (a restart helps), 2 for usage errors.
     Run {
-        /// Config file(s); a later file overrides an earlier one key by key
-        /// (e.g. --config /etc/fer-edge/fer-edge.toml --config calibration.toml).
-        #[arg(long, short)]
-        config: Vec<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// A source overriding `[source]`: a camera device (`/dev/video0`,
+        /// `/dev/v4l/by-id/...`) or a replay (a folder of images or a video
+        /// file).
+        #[arg(long)]
+        source: Option<PathBuf>,
     },
     /// Time the real stages on replayed frames (median, p90, p99, frames/s, peak RSS).
+    ///
+    /// Exit code 0 when timed, 1 when the engines read different work (their
+    /// rates are not comparable), 2 for usage errors or frames that cannot
+    /// be read, 78 for config or model errors.
     Bench {
-        /// Config file(s); a later file overrides an earlier one key by key
-        /// (e.g. --config /etc/fer-edge/fer-edge.toml --config calibration.toml).
-        #[arg(long, short)]
-        config: Vec<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Emotion model bundle, overriding `[emotion] model`.
         #[arg(long)]
         model: Option<PathBuf>,
@@ -151,11 +167,11 @@ pub enum Command {
         /// interleaved rounds.
         #[arg(long)]
         backend: Option<String>,
-        /// Override `[detector] interval` (frames followed between full
+        /// Override `[follow] interval` (frames followed between full
         /// detections; 0 detects every frame).
         #[arg(long)]
         interval: Option<u32>,
-        /// Override `[detector] background`; `false,true` times both side
+        /// Override `[follow] background`; `false,true` times both side
         /// by side in interleaved rounds.
         #[arg(long, value_delimiter = ',')]
         background: Vec<bool>,
@@ -187,10 +203,8 @@ pub enum Command {
     /// the source cannot be opened or `--list` finds no camera, 73 when the
     /// output folder cannot be written, 78 for config or model errors.
     Calibrate {
-        /// Config file(s); a later file overrides an earlier one key by key.
-        /// Default: /etc/fer-edge/fer-edge.toml when it exists (the package's).
-        #[arg(long, short)]
-        config: Vec<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Camera device (`/dev/video0`, `/dev/v4l/by-id/...`) or a replay
         /// (a folder of images or a video file), overriding `[source]`.
         #[arg(long)]
@@ -224,15 +238,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Look inside model bundles.
+    /// Look inside model bundles. Exit code 0, 2 for usage errors or an
+    /// unreadable image, 78 for a bundle or engine that cannot be used.
     #[command(subcommand)]
     Model(ModelCommand),
     /// Load the config and every model, print what would run where, and exit.
+    ///
+    /// Exit code 0 when everything loads, 2 for usage errors, 78 for config
+    /// or model errors (the same checks `run` makes before it starts).
     Check {
-        /// Config file(s); a later file overrides an earlier one key by key
-        /// (e.g. --config /etc/fer-edge/fer-edge.toml --config calibration.toml).
-        #[arg(long, short)]
-        config: Vec<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Engine for every model, overriding the config's.
         #[arg(long)]
         backend: Option<String>,
@@ -268,10 +284,8 @@ pub enum ModelCommand {
         /// (default: the config's emotion model).
         #[arg(long)]
         bundle: Vec<PathBuf>,
-        /// Config file(s); a later file overrides an earlier one key by key
-        /// (e.g. --config /etc/fer-edge/fer-edge.toml --config calibration.toml).
-        #[arg(long, short)]
-        config: Vec<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Timed runs per engine and model, after warm-up.
         #[arg(long, default_value_t = 100)]
         runs: usize,

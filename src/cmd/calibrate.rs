@@ -1,0 +1,160 @@
+//! `fer-edge calibrate`: the options, the run, the advice printed, the
+//! files written and checked to layer onto the config; and `--list`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::exit::{self, Failure};
+use super::{load_config, set_source};
+use crate::cmd::cli::ConfigArgs;
+use fer_edge::calibrate::CalibrateOptions;
+use fer_edge::config::Config;
+
+/// The package's config file.
+const INSTALLED_CONFIG: &str = "/etc/fer-edge/fer-edge.toml";
+
+const NO_CAMERA: &str = "no V4L2 camera found (no /dev/video* device): plug the camera in, check `dmesg` for the driver, and, when running as a service, that the fer-edge user is in group `video`";
+
+/// What `fer-edge calibrate` was asked on the command line.
+pub struct Args {
+    pub config: ConfigArgs,
+    pub source: Option<PathBuf>,
+    pub opts: CalibrateOptions,
+    pub json: bool,
+}
+
+/// `fer-edge calibrate` (without `--list`).
+pub fn command(args: Args) -> Result<ExitCode, Failure> {
+    // On an installed device a bare `fer-edge calibrate` measures the
+    // device's own config.
+    let installed = PathBuf::from(INSTALLED_CONFIG);
+    let config = if args.config.files.is_empty() && installed.is_file() {
+        eprintln!("calibrate: using {INSTALLED_CONFIG} (give --config to use another)");
+        vec![installed]
+    } else {
+        args.config.files
+    };
+    let mut cfg = load_config(&config, None)?;
+    if let Some(s) = args.source {
+        set_source(&mut cfg, s);
+    }
+    let opts = CalibrateOptions {
+        config_files: config,
+        ..args.opts
+    };
+    calibrate(&cfg, &opts, args.json)
+}
+
+/// `fer-edge calibrate --list`.
+pub fn list_cameras(json: bool) -> Result<ExitCode, Failure> {
+    let cams = fer_edge::capture::list_cameras();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&cams).map_err(exit::config)?
+        );
+    }
+    if cams.is_empty() {
+        return Err((exit::EX_UNAVAILABLE, NO_CAMERA.into()));
+    }
+    if !json {
+        for c in &cams {
+            println!(
+                "{}  {}  ({}, {})",
+                c.path.display(),
+                c.card,
+                c.driver,
+                c.bus
+            );
+            for id in &c.by_id {
+                println!("    stable name: {}", id.display());
+            }
+            if let Some(e) = &c.error {
+                println!("    {e}");
+            }
+            if !c.captures_video && c.error.is_none() {
+                println!("    not a video capture node (metadata)");
+            }
+            for f in &c.formats {
+                let note = if f.supported {
+                    ""
+                } else {
+                    "  (fer-edge cannot convert this one)"
+                };
+                println!("    {} {}{note}", f.fourcc, f.description);
+                for s in &f.sizes {
+                    println!("        {s}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fer-edge calibrate`: runs, prints the advice, checks the file it wrote
+/// layers onto the config it was given.
+fn calibrate(cfg: &Config, opts: &CalibrateOptions, json: bool) -> Result<ExitCode, Failure> {
+    use fer_edge::calibrate::{self, CalibrateError};
+    let outcome = calibrate::run(cfg, opts).map_err(|e| {
+        let code = match &e {
+            CalibrateError::Output { .. } => exit::EX_CANTCREAT,
+            CalibrateError::Source(_) => {
+                if cfg.source.kind == fer_edge::capture::SourceKind::V4l2 {
+                    let present: Vec<String> = fer_edge::capture::list_cameras()
+                        .iter()
+                        .filter(|c| c.captures_video)
+                        .map(|c| c.path.display().to_string())
+                        .collect();
+                    eprintln!(
+                        "hint: cameras present: {} (`fer-edge calibrate --list` shows what each offers)",
+                        if present.is_empty() {
+                            "none".into()
+                        } else {
+                            present.join(", ")
+                        }
+                    );
+                    if e.to_string().contains("busy") {
+                        eprintln!("hint: another process holds the camera, most likely the fer-edge service: `sudo systemctl stop fer-edge`, calibrate, then `sudo systemctl start fer-edge`");
+                    }
+                }
+                exit::EX_UNAVAILABLE
+            }
+            CalibrateError::Thread(_) => exit::EX_SOFTWARE,
+            _ => exit::EX_CONFIG,
+        };
+        (code, Box::new(e) as Box<dyn std::error::Error>)
+    })?;
+    let report = &outcome.report;
+    if json || outcome.write_error.is_some() {
+        // Nothing measured is lost when the folder fails at the end.
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).map_err(exit::config)?
+        );
+    } else {
+        print!("{}", report.advice_text());
+        println!();
+        print!("{}", report.calibration_toml);
+    }
+    if let Some(e) = outcome.write_error {
+        return Err((exit::EX_CANTCREAT, Box::new(e)));
+    }
+    for p in &outcome.written {
+        eprintln!("wrote {}", fer_edge::fileio::shown(p));
+    }
+    // The file must layer onto the config it was measured with.
+    let mut layers = opts.config_files.clone();
+    layers.push(opts.out.join("calibration.toml"));
+    load_config(&layers, None).map_err(|(_, e)| {
+        (
+            exit::EX_SOFTWARE,
+            format!("the calibration.toml just written is not accepted on top of the config: {e}")
+                .into(),
+        )
+    })?;
+    Ok(if report.has_problems() {
+        ExitCode::from(exit::INPUT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

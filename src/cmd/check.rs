@@ -1,0 +1,88 @@
+//! `fer-edge check`: the config, the secrets and every model loaded, and
+//! what would run where.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::exit::{self, Failure};
+use super::{load_config, set_engine};
+use fer_edge::faces::FaceChain;
+
+/// `fer-edge check`: loads the config and every model, and prints what
+/// runs where (engine, and the device each model's nodes really run on).
+pub fn command(config: &[PathBuf], backend: Option<String>) -> Result<ExitCode, Failure> {
+    let mut cfg = load_config(config, None)?;
+    if let Some(b) = backend {
+        set_engine(&mut cfg, b)?;
+    }
+    // The same file checks `run` makes before it connects.
+    let secrets = fer_edge::publish::Secrets::load(&cfg.mqtt).map_err(exit::config)?;
+    let mut chain = FaceChain::from_config(&cfg).map_err(exit::config)?;
+    for (stage, backend) in ["detector", "emotion"].iter().zip(chain.backends()) {
+        println!(
+            "engine:   {stage}: {} — {}",
+            backend.name(),
+            backend.check().map_err(exit::config)?
+        );
+    }
+    println!("detector: MTCNN from {}", cfg.detector.model_dir.display());
+    let m = chain.emotion_model().manifest();
+    let f = chain.framing();
+    println!(
+        "emotion:  {} {} ({}, {}{}), input {}x{} {:?}, V/A {:?}",
+        m.name,
+        m.version,
+        m.architecture,
+        if m.trained { "trained" } else { "UNTRAINED" },
+        m.source
+            .package
+            .as_deref()
+            .map(|p| format!(", from {p}"))
+            .unwrap_or_default(),
+        m.input.width,
+        m.input.height,
+        m.input.color,
+        m.va_source
+    );
+    println!(
+        "align:    eye distance {:.2} of width, eye line at {:.2} of height",
+        f.eye_distance, f.eye_line
+    );
+    let frame = (cfg.source.width, cfg.source.height);
+    for p in chain.placements(frame).map_err(exit::config)? {
+        println!("model:    {:<16} {:<12} {}", p.model, p.engine, p.placement);
+    }
+    println!("mqtt:     {}", mqtt_summary(&cfg.mqtt, &secrets));
+    println!("ok");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line on where `run` would publish and who may connect.
+fn mqtt_summary(m: &fer_edge::publish::MqttConfig, s: &fer_edge::publish::Secrets) -> String {
+    let who = match (&s.users, m.broker.allow_anonymous) {
+        (Some(u), false) => format!("{} user(s) may log in", u.len()),
+        (Some(u), true) => format!("{} user(s), and anonymous clients", u.len()),
+        (None, _) => "anyone who can reach it may connect".to_string(),
+    };
+    if m.embedded {
+        format!(
+            "embedded broker on {}{} (MQTT 3.1.1 and 5; {who}; only fer-edge publishes under {}/), client id {}",
+            m.listen,
+            if s.broker_tls.is_some() { " over TLS" } else { "" },
+            m.topic_prefix,
+            m.client_id()
+        )
+    } else {
+        format!(
+            "broker {}:{}{}{}, client id {}",
+            m.host,
+            m.port,
+            if m.tls.enabled { " over TLS" } else { "" },
+            m.username
+                .as_deref()
+                .map(|u| format!(" as {u}"))
+                .unwrap_or_default(),
+            m.client_id()
+        )
+    }
+}

@@ -1,0 +1,65 @@
+//! `fer-edge eval`: every model on every engine over one labelled set.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::exit::{self, Failure};
+use super::{load_config, set_engine};
+
+/// `eval`: every model on every engine over one set, a JSON line each.
+pub fn command(
+    config: &[PathBuf],
+    models: Vec<PathBuf>,
+    engines: Vec<String>,
+    opts: &fer_edge::eval::EvalOptions,
+    report: Option<&std::path::Path>,
+) -> Result<ExitCode, Failure> {
+    use fer_edge::eval;
+    use std::io::Write as _;
+    let set = eval::open(opts).map_err(exit::usage)?;
+    for s in &set.skipped {
+        eprintln!("skipped: {s}");
+    }
+    let models: Vec<Option<PathBuf>> = match models.len() {
+        0 => vec![None],
+        _ => models.into_iter().map(Some).collect(),
+    };
+    let engines: Vec<Option<String>> = match engines.len() {
+        0 => vec![None],
+        _ => engines.into_iter().map(Some).collect(),
+    };
+    let mut runs = Vec::new();
+    let mut stdout = std::io::stdout().lock();
+    for m in &models {
+        for e in &engines {
+            let mut cfg = load_config(config, m.clone())?;
+            if let Some(e) = e {
+                set_engine(&mut cfg, e.clone())?;
+            }
+            let bar = eval::progress_bar(set.samples.len(), &cfg);
+            let run = eval::run(&cfg, &set, opts, &mut || bar.inc(1)).map_err(exit::config)?;
+            bar.finish_and_clear();
+            for f in &run.unreadable_files {
+                eprintln!("error: {f}");
+            }
+            let line = serde_json::to_string(&run).map_err(exit::io)?;
+            writeln!(stdout, "{line}")
+                .and_then(|_| stdout.flush())
+                .map_err(|e| exit::io(format!("cannot write the results to stdout: {e}")))?;
+            runs.push(run);
+        }
+    }
+    if let Some(dir) = report {
+        eval::write_report(dir, &runs).map_err(|e| (exit::EX_CANTCREAT, e.into()))?;
+        eprintln!(
+            "eval: report written to {}",
+            dir.join("report.html").display()
+        );
+    }
+    let unreadable: usize = runs.iter().map(|r| r.unreadable).max().unwrap_or(0);
+    if unreadable > 0 {
+        eprintln!("{unreadable} image(s) could not be read and were left out");
+        return Ok(ExitCode::from(exit::INPUT_FAILED));
+    }
+    Ok(ExitCode::SUCCESS)
+}

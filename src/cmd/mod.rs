@@ -1,0 +1,157 @@
+//! The `fer-edge` commands: one module per command, each returning its exit
+//! code; the config loading they share; the exit codes in [`exit`].
+//!
+//! In: a parsed [`cli::Cli`]. Out: an [`ExitCode`], or a [`Failure`]
+//! (code and error) that `main` prints.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use fer_edge::config::Config;
+
+pub mod analyze;
+pub mod bench;
+pub mod calibrate;
+pub mod check;
+pub mod cli;
+pub mod eval;
+pub mod exit;
+pub mod model;
+pub mod run;
+
+use cli::{Cli, Command};
+use exit::Failure;
+
+/// Loads the config files (later ones override earlier ones; none: the
+/// defaults), applies `--model`, and points the model paths at the files
+/// they name. Any problem is a config error (78).
+pub fn load_config(paths: &[PathBuf], model: Option<PathBuf>) -> Result<Config, Failure> {
+    let (mut cfg, origins) = Config::load_layered(paths).map_err(exit::config)?;
+    if let Some(m) = model {
+        // A path typed on the command line is relative to where it is typed.
+        cfg.emotion.model = std::path::absolute(&m).unwrap_or(m);
+    }
+    cfg.locate_models(&origins).map_err(exit::config)?;
+    Ok(cfg)
+}
+
+/// `--backend NAME`: one engine for every stage, as the flag says.
+pub fn set_engine(cfg: &mut Config, name: String) -> Result<(), Failure> {
+    cfg.inference.backend = name;
+    cfg.detector.backend = None;
+    cfg.emotion.backend = None;
+    cfg.validate().map_err(exit::config_msg)
+}
+
+/// `--source`: a device under /dev is a camera, anything else a replay.
+pub fn set_source(cfg: &mut Config, s: PathBuf) {
+    use fer_edge::capture::SourceKind;
+    if s.starts_with("/dev") {
+        cfg.source.kind = SourceKind::V4l2;
+        cfg.source.device = s;
+    } else {
+        cfg.source.kind = SourceKind::Replay;
+        cfg.source.path = Some(std::path::absolute(&s).unwrap_or(s));
+    }
+}
+
+/// Runs the command the command line names.
+pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
+        Command::Analyze {
+            paths,
+            config,
+            model,
+            backend,
+            annotate,
+            max_image_mb,
+        } => {
+            let opts = fer_edge::analyze::AnalyzeOptions {
+                paths,
+                annotate_dir: annotate,
+                max_image_bytes: max_image_mb << 20,
+            };
+            analyze::command(&config, model, backend, &opts)
+        }
+        Command::Run { config, source } => run::command(&config, source),
+        Command::Model(cmd) => model::command(cmd),
+        Command::Eval {
+            dataset,
+            config,
+            model,
+            backend,
+            whole_image,
+            usage,
+            images,
+            limit,
+            report,
+            max_image_mb,
+        } => {
+            let opts = fer_edge::eval::EvalOptions {
+                dataset,
+                usage,
+                images,
+                whole_image,
+                limit,
+                max_image_bytes: max_image_mb << 20,
+            };
+            eval::command(&config.files, model, backend, &opts, report.as_deref())
+        }
+        Command::Bench {
+            peak: true, json, ..
+        } => bench::peak(json),
+        Command::Bench {
+            config,
+            model,
+            backend,
+            frames,
+            runs,
+            model_only,
+            json,
+            interval,
+            background,
+            ..
+        } => bench::command(bench::Args {
+            config,
+            model,
+            backend,
+            interval,
+            background,
+            opts: fer_edge::bench::BenchOptions {
+                frames,
+                runs: runs.max(1),
+                model_only,
+            },
+            json,
+        }),
+        Command::Check { config, backend } => check::command(&config.files, backend),
+        Command::Calibrate {
+            list: true, json, ..
+        } => calibrate::list_cameras(json),
+        Command::Calibrate {
+            config,
+            source,
+            duration,
+            out,
+            baseline,
+            save_frames,
+            target_fps,
+            speed_runs,
+            json,
+            ..
+        } => calibrate::command(calibrate::Args {
+            config,
+            source,
+            opts: fer_edge::calibrate::CalibrateOptions {
+                duration,
+                out,
+                baseline,
+                save_frames,
+                target_fps,
+                speed_runs: speed_runs as usize,
+                config_files: Vec::new(),
+            },
+            json,
+        }),
+    }
+}
