@@ -7,6 +7,7 @@
 //! ```text
 //! capture::feed::Feed ──(newest wins)──> inference thread ──Publisher──> MQTT tasks (tokio)
 //!   FrameSource on its thread            Follower::step_recorded → payload constructors
+//!                                                            embedded broker (optional) <─┘
 //! ```
 //!
 //! The capture feed (its mailbox, drop policy and outages) and the
@@ -91,7 +92,15 @@ async fn run_async(
     source: Box<dyn capture::FrameSource>,
 ) -> Result<(), RunError> {
     let telemetry = Arc::new(Telemetry::default());
-    let (publisher, mut connection) = publish::start(&cfg.mqtt, secrets, telemetry.clone())?;
+    // The embedded broker is a component of its own: started first, watched
+    // for its death, and given time to deliver at the end.
+    let mut broker = if cfg.mqtt.embedded {
+        Some(publish::start_embedded_broker(&cfg.mqtt, secrets)?)
+    } else {
+        None
+    };
+    let (publisher, connection) =
+        publish::start(&cfg.mqtt, secrets, broker.as_ref(), telemetry.clone())?;
     if let Some(addr) = cfg.metrics.listen {
         let p = publisher.clone();
         crate::metrics::serve(
@@ -151,7 +160,7 @@ async fn run_async(
     loop {
         tokio::select! {
             _ = &mut done_rx => { finished_by_itself = true; break; }
-            why = connection.broker_died() => {
+            why = embedded_broker_died(&mut broker) => {
                 tracing::error!("{why}: shutting down");
                 broker_died = Some(why);
                 break;
@@ -188,6 +197,9 @@ async fn run_async(
         Duration::from_millis(250)
     };
     connection.shutdown(&publisher, deadline).await;
+    if let Some(b) = &broker {
+        b.settle().await;
+    }
     drop(inference);
     drop(feed);
     match broker_died {
@@ -314,6 +326,15 @@ fn stats_message(
         started.elapsed().as_secs_f64(),
     );
     Message::json(publisher.topics().stats(), &msg, false)
+}
+
+/// Resolves with the reason if the embedded broker stops; never without one
+/// (an external broker's outages are retried, not fatal).
+async fn embedded_broker_died(broker: &mut Option<publish::broker::EmbeddedBroker>) -> String {
+    match broker {
+        Some(b) => b.died().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn notify_systemd(states: &[sd_notify::NotifyState]) {

@@ -37,8 +37,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use super::names;
-pub use super::users::Users;
-use super::wire::{self, Connect, Refusal};
+pub use users::Users;
+use wire::{Connect, Refusal};
+
+pub mod users;
+pub mod wire;
 
 /// Largest packet a client may send through the gate (rumqttd's limit too).
 pub const MAX_PACKET_BYTES: usize = 256 * 1024;
@@ -90,6 +93,27 @@ pub struct EmbeddedBroker {
     pub died: mpsc::UnboundedReceiver<String>,
     /// When the gate last passed bytes from rumqttd to a client.
     pub deliveries: Deliveries,
+}
+
+impl EmbeddedBroker {
+    /// Resolves with the reason when rumqttd or the gate stops.
+    pub async fn died(&mut self) -> String {
+        match self.died.recv().await {
+            Some(why) => why,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// At shutdown, after the daemon's client said its last word: lets the
+    /// broker hand what it holds (the last `end` events, `offline`, QoS 2
+    /// handshakes) to its subscribers before the process ends with it.
+    pub async fn settle(&self) {
+        let waited = self
+            .deliveries
+            .settle(Duration::from_millis(150), Duration::from_secs(2))
+            .await;
+        tracing::debug!("embedded broker's deliveries settled in {waited:?}");
+    }
 }
 
 /// When the gate last forwarded bytes from rumqttd to any client: the broker

@@ -1,0 +1,496 @@
+//! The MQTT client: the pipeline's never-blocking [`Publisher`] handle, the
+//! event-loop task (polls the connection, backs off after errors, tells
+//! apart why a connection failed) and the publisher task (drains the
+//! per-frame queue and the outbox into the client; re-queues what a
+//! session reset dropped); and [`Connection`], which shuts it down cleanly.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{
+    AsyncClient, Broker, Event, LastWill, MqttOptions, Packet, PublishNoticeError, PublishOptions,
+    QoS, TlsConfiguration, Transport,
+};
+use tokio::sync::mpsc;
+
+use super::broker;
+use super::config::MqttConfig;
+use super::payload::Topics;
+use super::secrets::Secrets;
+use super::{Message, PublishError};
+use crate::capture::backoff_delay;
+use crate::telemetry::{Counter, Gauge, Stage, Telemetry};
+
+fn qos(q: u8) -> QoS {
+    match q {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+/// A message and its place in the order the pipeline sent them. Messages
+/// re-queued by the publisher itself carry 0.
+type Sequenced = (u64, Message);
+
+/// The pipeline's handle: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Publisher {
+    frames: mpsc::Sender<Sequenced>,
+    outbox: mpsc::Sender<Sequenced>,
+    /// Order of every message the pipeline sends, across both queues.
+    seq: Arc<AtomicU64>,
+    /// The daemon's one counter store: this handle and the tasks count there.
+    telemetry: Arc<Telemetry>,
+    topics: Topics,
+}
+
+impl Publisher {
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// Queues a per-frame message; dropped (and counted) when offline or full.
+    pub fn send_frame(&self, msg: Message) {
+        if !self.is_connected() {
+            self.telemetry.add(Counter::MqttDroppedOffline, 1);
+            return;
+        }
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        if self.frames.try_send((seq, msg)).is_err() {
+            self.telemetry.add(Counter::MqttDroppedQueueFull, 1);
+        }
+    }
+
+    /// Queues an event/status/track-list message in the outbox.
+    pub fn send_event(&self, msg: Message) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.outbox.try_send((seq, msg)) {
+            self.telemetry.add(Counter::MqttDroppedQueueFull, 1);
+            tracing::warn!("MQTT outbox full or closed, message dropped: {e}");
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.telemetry.gauge(Gauge::MqttConnected) == 1
+    }
+
+    /// Records how many messages wait in each queue (for `stats` and `/metrics`).
+    pub fn record_queue_depths(&self) {
+        let depth = |q: &mpsc::Sender<Sequenced>| (q.max_capacity() - q.capacity()) as u64;
+        self.telemetry
+            .set(Gauge::MqttQueueFrames, depth(&self.frames));
+        self.telemetry
+            .set(Gauge::MqttQueueEvents, depth(&self.outbox));
+    }
+}
+
+/// Control of the running client, kept by the pipeline's async side.
+pub struct Connection {
+    client: AsyncClient,
+    cfg: MqttConfig,
+    topics: Topics,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    shutting_down: Arc<AtomicBool>,
+}
+
+/// Builds the client and spawns its tasks on the current Tokio runtime.
+/// With `embedded` (the broker the pipeline started, see
+/// [`super::start_embedded_broker`]) it connects to that broker's internal
+/// listener with the daemon's own login; otherwise to `[mqtt] host:port`.
+pub fn start(
+    cfg: &MqttConfig,
+    secrets: &Secrets,
+    embedded: Option<&broker::EmbeddedBroker>,
+    telemetry: Arc<Telemetry>,
+) -> Result<(Publisher, Connection), PublishError> {
+    let (host, port, login) = if let Some(b) = embedded {
+        (
+            b.internal.ip().to_string(),
+            b.internal.port(),
+            Some(b.daemon_login.clone()),
+        )
+    } else {
+        let (h, p) = (cfg.host.clone(), cfg.port);
+        let login = cfg
+            .username
+            .as_ref()
+            .map(|u| (u.clone(), secrets.password.clone().unwrap_or_default()));
+        (h, p, login)
+    };
+    let topics = cfg.topics();
+    let mut opts = MqttOptions::new(cfg.client_id(), Broker::tcp(host, port));
+    opts.set_keep_alive(cfg.keep_alive_s.max(1));
+    opts.set_last_will(LastWill::new(
+        topics.status(),
+        "offline",
+        qos(cfg.qos_events),
+        true,
+    ));
+    if let Some((user, password)) = login {
+        opts.set_credentials(user, password.into_bytes());
+    }
+    if cfg.tls.enabled && !cfg.embedded {
+        opts.set_transport(Transport::Tls(TlsConfiguration::Simple {
+            ca: secrets.ca.clone().unwrap_or_default(),
+            alpn: None,
+            client_auth: secrets.client_auth.clone(),
+        }));
+    }
+    let (client, eventloop) = AsyncClient::builder(opts)
+        .capacity(64)
+        .try_build()
+        .map_err(|e| PublishError::Options(e.to_string()))?;
+
+    let (frames_tx, frames_rx) = mpsc::channel(cfg.queue_capacity);
+    let (outbox_tx, outbox_rx) = mpsc::channel(cfg.outbox_capacity);
+    let (reconnected_tx, reconnected_rx) = mpsc::unbounded_channel();
+    let shutting_down = Arc::new(AtomicBool::new(false));
+
+    let ev_task = tokio::spawn(event_loop(
+        eventloop,
+        cfg.clone(),
+        telemetry.clone(),
+        reconnected_tx,
+        shutting_down.clone(),
+    ));
+    let pub_task = tokio::spawn(publish_loop(PublishLoop {
+        client: client.clone(),
+        cfg: cfg.clone(),
+        topics: topics.clone(),
+        frames: frames_rx,
+        held: None,
+        outbox: outbox_rx,
+        outbox_tx: outbox_tx.clone(),
+        reconnected: reconnected_rx,
+        telemetry: telemetry.clone(),
+        last_tracked: None,
+    }));
+    let publisher = Publisher {
+        frames: frames_tx,
+        outbox: outbox_tx,
+        seq: Arc::new(AtomicU64::new(1)),
+        telemetry,
+        topics: topics.clone(),
+    };
+    let conn = Connection {
+        client,
+        cfg: cfg.clone(),
+        topics,
+        tasks: vec![ev_task, pub_task],
+        shutting_down,
+    };
+    Ok((publisher, conn))
+}
+
+impl Connection {
+    /// Clean shutdown: waits (up to `deadline`) for queued events to go out,
+    /// publishes retained `offline`, and disconnects.
+    pub async fn shutdown(self, publisher: &Publisher, deadline: Duration) {
+        let t0 = Instant::now();
+        // Let the outbox (end events, the last track list) drain first, so
+        // `offline` is the last word; leave a fifth of the time for it.
+        while publisher.outbox.capacity() < publisher.outbox.max_capacity()
+            && t0.elapsed() < deadline * 4 / 5
+            && publisher.is_connected()
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let opts = PublishOptions::new(qos(self.cfg.qos_events)).retained();
+        if publisher.is_connected() {
+            if let Ok(notice) = self
+                .client
+                .publish_tracked(self.topics.status(), "offline", opts)
+                .await
+            {
+                let left = deadline.saturating_sub(t0.elapsed());
+                let _ = tokio::time::timeout(left, notice.wait_async()).await;
+            }
+        }
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let _ = tokio::time::timeout(Duration::from_millis(200), self.client.disconnect()).await;
+        // The event loop ends once its DISCONNECT is on the wire; aborting
+        // it earlier closed the socket first, and the broker then sent the
+        // last will: `offline` twice.
+        let mut tasks = self.tasks.into_iter();
+        if let Some(ev) = tasks.next() {
+            let abort = ev.abort_handle();
+            if tokio::time::timeout(Duration::from_millis(600), ev)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        for t in tasks {
+            t.abort();
+        }
+    }
+}
+
+/// What kind of failure a connection attempt met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCause {
+    /// The broker answered and said no (login, client id, authorisation).
+    Refused,
+    /// Certificates or the TLS handshake.
+    Tls,
+    /// Unreachable, reset, timed out: usually passes by itself.
+    Network,
+}
+
+/// Names the cause of a failed connection attempt and its fix.
+pub fn diagnose(e: &rumqttc::ConnectionError, cfg: &MqttConfig) -> (FailureCause, String) {
+    use rumqttc::ConnectReturnCode as C;
+    use rumqttc::ConnectionError as E;
+    let refused = |text: String| (FailureCause::Refused, text);
+    match e {
+        E::ConnectionRefused(code) => match code {
+            C::BadUserNamePassword => refused(format!(
+                "the broker refused the login of user {:?} (bad user name or password): check mqtt.username and mqtt.password_file",
+                cfg.username.as_deref().unwrap_or("")
+            )),
+            C::NotAuthorized => refused(format!(
+                "the broker says this client is not authorised (mosquitto answers so to a wrong password too): check mqtt.username ({:?}) and mqtt.password_file, or allow the client in the broker's ACL",
+                cfg.username.as_deref().unwrap_or("")
+            )),
+            C::BadClientId => refused(format!(
+                "the broker refused the client id {:?}: set mqtt.client_id to one it accepts",
+                cfg.client_id()
+            )),
+            C::RefusedProtocolVersion => refused(
+                "the broker does not accept MQTT 3.1.1: enable 3.1.1 on the broker".into(),
+            ),
+            C::ServiceUnavailable | C::Success => refused(format!(
+                "the broker refused the connection ({code:?})"
+            )),
+        },
+        E::Tls(t) => (
+            FailureCause::Tls,
+            format!(
+                "TLS with the broker failed ({t}): check that mqtt.tls.ca_file holds the CA that signed the broker's certificate and that mqtt.host ({}) is a name on that certificate",
+                cfg.host
+            ),
+        ),
+        other => {
+            let text = other.to_string();
+            let lower = text.to_lowercase();
+            if cfg.tls.enabled
+                && (lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake"))
+            {
+                (
+                    FailureCause::Tls,
+                    format!("TLS with the broker failed ({text}): check mqtt.tls.ca_file and that mqtt.host ({}) is a name on the broker's certificate", cfg.host),
+                )
+            } else {
+                (
+                    FailureCause::Network,
+                    format!("MQTT connection lost or refused ({text})"),
+                )
+            }
+        }
+    }
+}
+
+/// Failures worth telling again: the 1st, 2nd, 4th, 8th... of a streak.
+fn worth_logging(streak: u32) -> bool {
+    streak.is_power_of_two()
+}
+
+async fn event_loop(
+    mut eventloop: rumqttc::EventLoop,
+    cfg: MqttConfig,
+    telemetry: Arc<Telemetry>,
+    reconnected: mpsc::UnboundedSender<()>,
+    shutting_down: Arc<AtomicBool>,
+) {
+    let mut attempt = 0u32;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                if attempt > 0 {
+                    tracing::info!(
+                        "connected to the MQTT broker after {attempt} failed attempt(s)"
+                    );
+                } else {
+                    tracing::info!("connected to the MQTT broker");
+                }
+                attempt = 0;
+                telemetry.set(Gauge::MqttConnected, 1);
+                telemetry.add(Counter::MqttConnections, 1);
+                telemetry.set_mqtt_last_error(None);
+                let _ = reconnected.send(());
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))
+                if shutting_down.load(Ordering::SeqCst) =>
+            {
+                // Keep polling until the broker closes the connection, so
+                // the DISCONNECT is flushed before the socket is dropped.
+                let drain = async { while eventloop.poll().await.is_ok() {} };
+                let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if shutting_down.load(Ordering::SeqCst) {
+                    return;
+                }
+                let was = telemetry.gauge(Gauge::MqttConnected) == 1;
+                telemetry.set(Gauge::MqttConnected, 0);
+                let wait = backoff_delay(attempt, cfg.reconnect_max_backoff_s);
+                attempt += 1;
+                let (cause, text) = diagnose(&e, &cfg);
+                telemetry.add(
+                    match cause {
+                        FailureCause::Refused => Counter::MqttRefused,
+                        FailureCause::Tls => Counter::MqttTlsFailures,
+                        FailureCause::Network => Counter::MqttNetworkFailures,
+                    },
+                    1,
+                );
+                telemetry.set_mqtt_last_error(Some(text.clone()));
+                match cause {
+                    // A broker that says no will say no again: a fix is
+                    // needed, so this is an error, repeated ever more rarely.
+                    FailureCause::Refused | FailureCause::Tls if worth_logging(attempt) => {
+                        tracing::error!("{text}; attempt {attempt}, retrying in {wait:?}; the pipeline keeps running");
+                    }
+                    FailureCause::Network if was || attempt == 1 => {
+                        tracing::warn!("{text}; retrying with backoff, the pipeline keeps running");
+                    }
+                    FailureCause::Network if worth_logging(attempt) && attempt >= 16 => {
+                        tracing::warn!("{text}; still unreachable after {attempt} attempts, retrying every {wait:?}");
+                    }
+                    _ => tracing::debug!(
+                        "MQTT connect attempt {attempt} failed: {text}; next in {wait:?}"
+                    ),
+                }
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+struct PublishLoop {
+    client: AsyncClient,
+    cfg: MqttConfig,
+    topics: Topics,
+    frames: mpsc::Receiver<Sequenced>,
+    /// A per-frame message taken from `frames` that must wait for an
+    /// event sent before it.
+    held: Option<Sequenced>,
+    outbox: mpsc::Receiver<Sequenced>,
+    outbox_tx: mpsc::Sender<Sequenced>,
+    reconnected: mpsc::UnboundedReceiver<()>,
+    telemetry: Arc<Telemetry>,
+    /// The latest `faces/tracked` payload, republished after a reconnect.
+    last_tracked: Option<Vec<u8>>,
+}
+
+async fn publish_loop(mut s: PublishLoop) {
+    let event_qos = qos(s.cfg.qos_events);
+    let frame_qos = qos(s.cfg.qos_expression);
+    loop {
+        tokio::select! {
+            biased;
+            Some(()) = s.reconnected.recv() => {
+                // No reconnect event exists (rumqtt#250): every ConnAck republishes the retained state.
+                let online = Message { topic: s.topics.status(), payload: b"online".to_vec(), retain: true, captured_at: None };
+                publish_event(&s, online, event_qos).await;
+                let tracked = s.last_tracked.clone();
+                if let Some(p) = tracked {
+                    publish_event(&s, Message { topic: s.topics.tracked(), payload: p, retain: true, captured_at: None }, event_qos).await;
+                }
+            }
+            Some((seq, msg)) = s.outbox.recv(), if s.telemetry.gauge(Gauge::MqttConnected) == 1 => {
+                // Per-frame messages sent before this event go out first:
+                // a subscriber must never see a track's expression after
+                // its `end` event, nor before its `new` event.
+                while let Some((fseq, frame)) = s.held.take().or_else(|| s.frames.try_recv().ok()) {
+                    if fseq > seq {
+                        s.held = Some((fseq, frame));
+                        break;
+                    }
+                    publish_frame(&s, frame, frame_qos);
+                }
+                if msg.topic == s.topics.tracked() {
+                    s.last_tracked = Some(msg.payload.clone());
+                }
+                publish_event(&s, msg, event_qos).await;
+            }
+            // No event waits: the held message may go.
+            () = std::future::ready(()), if s.held.is_some() => {
+                if let Some((_, msg)) = s.held.take() {
+                    publish_frame(&s, msg, frame_qos);
+                }
+            }
+            Some((_, msg)) = s.frames.recv() => publish_frame(&s, msg, frame_qos),
+            // Every channel closed: the client is shutting down.
+            else => return,
+        }
+    }
+}
+
+/// Publishes one per-frame message without waiting (QoS 0 by default);
+/// a full client queue drops it (counted).
+fn publish_frame(s: &PublishLoop, msg: Message, q: QoS) {
+    let opts = PublishOptions::new(q).retained_if(msg.retain);
+    match s.client.try_publish(msg.topic, msg.payload, opts) {
+        Ok(()) => {
+            s.telemetry.add(Counter::MqttPublished, 1);
+            if let Some(t) = msg.captured_at {
+                // Capture→publish: the `publish` stage's latency.
+                s.telemetry
+                    .frame_out(Stage::Publish, t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        Err(_) => s.telemetry.add(Counter::MqttDroppedQueueFull, 1),
+    }
+}
+
+/// Publishes one outbox message at QoS ≥ 1 and re-queues it if a session
+/// reset drops it before its acknowledgement.
+async fn publish_event(s: &PublishLoop, msg: Message, q: QoS) {
+    let opts = PublishOptions::new(q).retained_if(msg.retain);
+    match s
+        .client
+        .publish_tracked(msg.topic.clone(), msg.payload.clone(), opts)
+        .await
+    {
+        Ok(notice) => {
+            s.telemetry.add(Counter::MqttPublished, 1);
+            if q == QoS::AtMostOnce {
+                return;
+            }
+            let requeue = s.outbox_tx.clone();
+            let telemetry = s.telemetry.clone();
+            tokio::spawn(async move {
+                if let Err(PublishNoticeError::SessionReset) = notice.wait_async().await {
+                    telemetry.add(Counter::MqttRequeuedAfterReset, 1);
+                    if requeue.try_send((0, msg)).is_err() {
+                        telemetry.add(Counter::MqttDroppedQueueFull, 1);
+                    }
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!("MQTT publish to {} failed: {e}", msg.topic);
+            let _ = s.outbox_tx.try_send((0, msg));
+        }
+    }
+}
+
+trait RetainedIf {
+    fn retained_if(self, retain: bool) -> Self;
+}
+
+impl RetainedIf for PublishOptions {
+    fn retained_if(self, retain: bool) -> Self {
+        if retain {
+            self.retained()
+        } else {
+            self
+        }
+    }
+}
