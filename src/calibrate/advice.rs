@@ -141,8 +141,19 @@ pub struct EngineSpeed {
     /// Sustained frames per second (detection and followed frames amortised).
     pub frames_per_s: f64,
     pub end_to_end_ms_p50: f64,
-    /// Median per stage, ms (`detect`, `follow`, `align_per_face`, …).
+    /// Median per stage, ms, under the daemon's stage names (`detect`,
+    /// `follow`, `align`, `emotion`, …).
     pub stages_ms_p50: std::collections::BTreeMap<String, f64>,
+    /// The work done: of the faces a full detection finds on the timed
+    /// frames, the share this run read (1 = all). Rates of runs that read
+    /// different work are not compared.
+    pub coverage: f64,
+}
+
+/// Whether two timings did the same work (see `bench::comparable`).
+fn same_work(a: &EngineSpeed, b: &EngineSpeed) -> bool {
+    let min = crate::bench::MIN_COVERAGE;
+    a.coverage >= min && b.coverage >= min && (a.coverage - b.coverage).abs() <= 0.05
 }
 
 /// The current settings and what was asked.
@@ -339,7 +350,20 @@ fn faces(i: &Inputs, a: &mut Vec<Advice>, s: &mut Vec<Setting>) {
             });
         // Rates within a quarter of each other are this machine's noise.
         let slower = pair.filter(|(with, without)| with.frames_per_s < without.frames_per_s * 0.75);
-        if let (true, Some((with, without))) = (m > i.context.min_face_size * 1.05, slower) {
+        // Nor may it read fewer faces than the config does.
+        let fewer = pair.filter(|(with, without)| with.coverage + 0.05 < without.coverage);
+        if let (true, Some((with, without))) = (m > i.context.min_face_size * 1.05, fewer) {
+            a.push(Advice {
+                level: Level::Info,
+                topic: "faces",
+                text: format!(
+                    "min_face_size = {m:.0} was timed on {}, but it read {:.0}% of the faces a full detection finds against {:.0}% as configured: not recommended from this run",
+                    with.engine,
+                    with.coverage * 100.0,
+                    without.coverage * 100.0
+                ),
+            });
+        } else if let (true, Some((with, without))) = (m > i.context.min_face_size * 1.05, slower) {
             // A recommendation must agree with the speed table beside it.
             a.push(Advice {
                 level: Level::Info,
@@ -541,7 +565,14 @@ fn speed(i: &Inputs, a: &mut Vec<Advice>, s: &mut Vec<Setting>) {
     let target = ctx.target_fps;
     let list = configured
         .iter()
-        .map(|e| format!("{} {:.1}", e.engine, e.frames_per_s))
+        .map(|e| {
+            format!(
+                "{} {:.1} (faces read {:.0}%)",
+                e.engine,
+                e.frames_per_s,
+                e.coverage * 100.0
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     a.push(Advice {
@@ -559,9 +590,24 @@ fn speed(i: &Inputs, a: &mut Vec<Advice>, s: &mut Vec<Setting>) {
             )
         },
     });
+    // A faster engine that read fewer faces did less work: no comparison.
+    if let Some(c) = current.filter(|c| c.engine != best.engine && !same_work(c, best)) {
+        a.push(Advice {
+            level: Level::Info,
+            topic: "speed",
+            text: format!(
+                "{} and {} are not compared: they read {:.0}% and {:.0}% of the faces a full detection finds, so their frame rates measure different work (time longer with --duration, or more --speed-runs)",
+                c.engine,
+                best.engine,
+                c.coverage * 100.0,
+                best.coverage * 100.0
+            ),
+        });
+        return;
+    }
     let better = match current {
         Some(c) => best.engine != c.engine && best.frames_per_s > 1.1 * c.frames_per_s,
-        None => best.engine != ctx.engine,
+        None => best.engine != ctx.engine && best.coverage >= crate::bench::MIN_COVERAGE,
     };
     if better {
         let why = format!(
@@ -815,6 +861,7 @@ mod tests {
             frames_per_s: fps,
             end_to_end_ms_p50: 1000.0 / fps,
             stages_ms_p50: Default::default(),
+            coverage: 1.0,
         }
     }
 
@@ -935,6 +982,23 @@ mod tests {
         let (a, s) = run(&figures(true), &camera(), &close, &ctx());
         assert!(!s.iter().any(|x| x.key == "backend"));
         assert!(warned(&a, "speed"), "10.5 < 15 frames/s target: {a:?}");
+        // Twice as fast, but it read half the faces: not the same work.
+        let fewer = EngineSpeed {
+            coverage: 0.5,
+            ..speed("onnxruntime", 20.0)
+        };
+        let (a, s) = run(
+            &figures(true),
+            &camera(),
+            &[speed("tract", 10.0), fewer],
+            &ctx(),
+        );
+        assert!(!s.iter().any(|x| x.key == "backend"), "{s:?}");
+        assert!(
+            a.iter()
+                .any(|x| x.text.contains("not compared") && x.text.contains("50%")),
+            "{a:?}"
+        );
     }
 
     #[test]
@@ -994,6 +1058,24 @@ mod tests {
             &ctx(),
         );
         assert!(s.iter().any(|x| x.key == "min_face_size"), "{s:?}");
+        // Faster, but it read fewer faces: not the same work, not recommended.
+        let fewer = EngineSpeed {
+            frames_per_s: 70.0,
+            coverage: 0.6,
+            variant: Variant::MinFaceSize(85),
+            ..speed("tract", 70.0)
+        };
+        let (a, s) = run(
+            &figures(true),
+            &camera(),
+            &[speed("tract", 62.0), fewer],
+            &ctx(),
+        );
+        assert!(!s.iter().any(|x| x.key == "min_face_size"), "{s:?}");
+        assert!(
+            a.iter().any(|x| x.text.contains("60% of the faces")),
+            "{a:?}"
+        );
     }
 
     #[test]

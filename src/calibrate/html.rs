@@ -377,7 +377,7 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
             .iter()
             .flat_map(|s| s.stages_ms_p50.keys())
             .collect();
-        out += "<div class=\"wide\"><table><tr><th>engine</th><th>setting</th><th>frames/s</th><th>end to end (ms)</th>";
+        out += "<div class=\"wide\"><table><tr><th>engine</th><th>setting</th><th>frames/s</th><th>faces read</th><th>end to end (ms)</th>";
         for s in &stages {
             let _ = write!(out, "<th>{} (ms)</th>", escape(s));
         }
@@ -385,10 +385,11 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
         for s in &r.speed {
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td>",
+                "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.0}%</td><td>{:.1}</td>",
                 escape(&s.engine),
                 s.variant,
                 s.frames_per_s,
+                s.coverage * 100.0,
                 s.end_to_end_ms_p50
             );
             for k in &stages {
@@ -403,7 +404,7 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
             }
             out += "</tr>\n";
         }
-        out += "</table></div>\n<p class=\"muted\">Medians over rounds on frames from this run; engines take turns round by round.</p>\n";
+        out += "</table></div>\n<p class=\"muted\">Medians over rounds on frames from this run; engines take turns round by round. <em>faces read</em>: of the faces a full detection finds on the timed frames, the share the run read (rates under 80%, or 5 points apart, are not compared).</p>\n";
     }
     for u in &r.speed_unmeasured {
         let _ = writeln!(

@@ -512,6 +512,7 @@ fn time_engines(
                         .iter()
                         .map(|(k, p)| (k.clone(), p.p50))
                         .collect(),
+                    coverage: r.coverage,
                 })
                 .collect();
             (speed, unmeasured)
