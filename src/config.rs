@@ -46,6 +46,8 @@ pub struct Config {
 pub struct ModelOrigins {
     pub detector: Option<PathBuf>,
     pub emotion: Option<PathBuf>,
+    /// The file that set `[source] path`.
+    pub source: Option<PathBuf>,
 }
 
 /// Merges `over` into `base`: tables key by key, anything else replaced.
@@ -126,6 +128,9 @@ impl Config {
             if sets("emotion", "model") || origins.emotion.is_none() {
                 origins.emotion = Some(path.clone());
             }
+            if sets("source", "path") {
+                origins.source = Some(path.clone());
+            }
             merge_tables(&mut merged, table);
         }
         let shown = PathBuf::from(
@@ -144,7 +149,8 @@ impl Config {
 
     /// Points the model paths at the files they name (the second, system
     /// step of loading): see `models` for the places tried, starting beside
-    /// the config file that set each path.
+    /// the config file that set each path. A relative replay path missing
+    /// from the working directory is looked for beside its config file too.
     pub fn locate_models(&mut self, origins: &ModelOrigins) -> Result<(), ConfigError> {
         let dir = |f: &Option<PathBuf>| f.as_deref().and_then(Path::parent).map(Path::to_path_buf);
         let (d, e) = (dir(&origins.detector), dir(&origins.emotion));
@@ -155,6 +161,21 @@ impl Config {
         )?;
         self.emotion.model =
             crate::models::locate("[emotion] model", &self.emotion.model, e.as_deref())?;
+        // A relative replay path is the working directory's; one that is not
+        // there is looked for beside the config file that set it and in the
+        // folder above (the repository's example config runs from anywhere).
+        if let (Some(p), Some(dir)) = (self.source.path.clone(), dir(&origins.source)) {
+            if p.is_relative() && !p.exists() {
+                let found = [Some(dir.as_path()), dir.parent()]
+                    .into_iter()
+                    .flatten()
+                    .map(|d| d.join(&p))
+                    .find(|c| c.exists());
+                if let Some(f) = found {
+                    self.source.path = Some(f);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -240,11 +261,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_shipped_example_config_parses_and_equals_the_defaults_but_for_its_replay() {
+    fn the_shipped_example_config_parses_and_equals_the_defaults_but_for_its_looping_replay() {
         let text = include_str!("../config/fer-edge.toml");
         let mut cfg = Config::parse(text, Path::new("config/fer-edge.toml")).unwrap();
-        assert!(cfg.source.path.is_some());
+        assert!(cfg.source.path.is_some() && cfg.source.loop_);
         cfg.source.path = None;
+        cfg.source.loop_ = false;
         assert_eq!(cfg, Config::default());
     }
 

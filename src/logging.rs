@@ -22,8 +22,10 @@ use tracing_subscriber::EnvFilter;
 /// How the environment asks for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEnv {
-    /// `FER_EDGE_LOG`: the filter (default `warn`).
+    /// `FER_EDGE_LOG`: the filter (default [`default_filter`]).
     pub filter: Option<String>,
+    /// stderr is a terminal (someone is watching: say more by default).
+    pub terminal: bool,
     /// stderr is connected to the journal (`JOURNAL_STREAM` set by systemd).
     pub journal: bool,
     /// Colours allowed: stderr is a terminal and `NO_COLOR` is unset or empty.
@@ -37,6 +39,7 @@ impl LogEnv {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         LogEnv {
             filter: var("FER_EDGE_LOG"),
+            terminal: std::io::stderr().is_terminal(),
             journal: var("JOURNAL_STREAM").is_some(),
             ansi: std::io::stderr().is_terminal() && var("NO_COLOR").is_none(),
         }
@@ -47,7 +50,11 @@ impl LogEnv {
 pub fn init(env: &LogEnv) {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(filter(env.filter.clone()));
+        .with_env_filter(filter(
+            env.filter
+                .clone()
+                .or_else(|| Some(default_filter(env.terminal && !env.journal).into())),
+        ));
     if env.journal {
         builder.with_ansi(false).event_format(Journal).init();
     } else {
@@ -55,7 +62,19 @@ pub fn init(env: &LogEnv) {
     }
 }
 
-/// `FER_EDGE_LOG` (default `warn`). rumqttd's own log stays off unless it
+/// The filter without `FER_EDGE_LOG`: on a terminal fer-edge's own `info`
+/// lines too (where the daemon publishes, when a replay ends, which engine
+/// runs each model: a handful at start and end, none per frame); under
+/// systemd or into a pipe warnings and errors only.
+pub fn default_filter(terminal: bool) -> &'static str {
+    if terminal {
+        "warn,fer_edge=info"
+    } else {
+        "warn"
+    }
+}
+
+/// `FER_EDGE_LOG` (default [`default_filter`]). rumqttd's own log stays off unless it
 /// is named: it reports every normal disconnect as an ERROR, and the
 /// embedded broker's gate logs what a user needs (refused clients) itself.
 pub fn filter(env: Option<String>) -> EnvFilter {
@@ -112,6 +131,16 @@ mod tests {
         assert_eq!(priority(&Level::WARN), 4);
         assert_eq!(priority(&Level::INFO), 6);
         assert_eq!(priority(&Level::DEBUG), 7);
+    }
+
+    #[test]
+    fn a_terminal_shows_fer_edges_info_lines_by_default_and_a_service_only_warnings() {
+        assert_eq!(default_filter(false), "warn");
+        let t = filter(Some(default_filter(true).into())).to_string();
+        assert!(
+            t.contains("fer_edge=info") && t.contains("rumqttd=off"),
+            "{t}"
+        );
     }
 
     #[test]

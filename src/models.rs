@@ -6,10 +6,13 @@
 //! usual `sha256sum` format; when present every listed file must match.
 //!
 //! A relative model path is looked for, in order: beside the config file
-//! that names it, in the installed data folders (`<binary>/../share/fer-edge`
-//! and `/usr/share/fer-edge`, where the .deb puts `models/`), and in the
-//! working directory. So `models/mtcnn` works from a source checkout, from
-//! an installed package, and in any folder a user types `fer-edge` in.
+//! that names it and in the folder above it (a checkout keeps `config/`
+//! beside `models/`), in the installed data folders
+//! (`<binary>/../share/fer-edge` and `/usr/share/fer-edge`, where the .deb
+//! puts `models/`), in the source checkout a binary was built in (a
+//! `target/…/fer-edge` finds the repository's `models/`), and in the working
+//! directory. So `models/mtcnn` works from a source checkout, from an
+//! installed package, and in any folder a user types `fer-edge` in.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -55,7 +58,21 @@ pub fn data_dirs() -> Vec<PathBuf> {
         dirs.push(exe_dir.join("../share/fer-edge"));
     }
     dirs.push(PathBuf::from("/usr/share/fer-edge"));
+    if let Some(checkout) = std::env::current_exe().ok().and_then(|e| checkout_of(&e)) {
+        dirs.push(checkout);
+    }
     dirs
+}
+
+/// The source checkout a binary sits in (`<repo>/target/release/fer-edge`):
+/// the nearest of its first four ancestors holding both `Cargo.toml` and
+/// `models/`.
+pub fn checkout_of(exe: &Path) -> Option<PathBuf> {
+    exe.ancestors()
+        .skip(1)
+        .take(4)
+        .find(|d| d.join("Cargo.toml").is_file() && d.join("models").is_dir())
+        .map(Path::to_path_buf)
 }
 
 /// Where a configured model path may be, in the order they are tried.
@@ -66,6 +83,9 @@ pub fn candidates(value: &Path, config_dir: Option<&Path>, data_dirs: &[PathBuf]
     let mut out = Vec::new();
     if let Some(d) = config_dir {
         out.push(d.join(value));
+        if let Some(up) = d.parent().filter(|u| !u.as_os_str().is_empty()) {
+            out.push(up.join(value));
+        }
     }
     out.extend(data_dirs.iter().map(|d| d.join(value)));
     out.push(value.to_path_buf());
@@ -215,6 +235,18 @@ mod tests {
     }
 
     #[test]
+    fn a_binary_in_a_checkouts_target_folder_finds_the_checkout() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        std::fs::write(repo.join("Cargo.toml"), "").unwrap();
+        std::fs::create_dir_all(repo.join("models")).unwrap();
+        std::fs::create_dir_all(repo.join("target/release")).unwrap();
+        let exe = repo.join("target/release/fer-edge");
+        assert_eq!(checkout_of(&exe).as_deref(), Some(repo));
+        assert_eq!(checkout_of(Path::new("/usr/bin/fer-edge")), None);
+    }
+
+    #[test]
     fn a_relative_model_path_is_tried_beside_the_config_then_installed_then_here() {
         let c = candidates(
             Path::new("models/mtcnn"),
@@ -225,6 +257,7 @@ mod tests {
             c,
             vec![
                 PathBuf::from("/etc/fer-edge/models/mtcnn"),
+                PathBuf::from("/etc/models/mtcnn"),
                 PathBuf::from("/usr/share/fer-edge/models/mtcnn"),
                 PathBuf::from("models/mtcnn"),
             ]

@@ -69,6 +69,35 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     runtime.block_on(run_async(cfg, &secrets, follower, source))
 }
 
+/// Says at start where subscribers find the messages, with a command to
+/// watch them.
+fn log_where_it_publishes(m: &publish::MqttConfig) {
+    let (host, port) = if m.embedded {
+        match m.listen.rsplit_once(':') {
+            Some((h, p)) => (h.trim_matches(['[', ']']).to_string(), p.to_string()),
+            None => (m.listen.clone(), "1883".into()),
+        }
+    } else {
+        (m.host.clone(), m.port.to_string())
+    };
+    let host = if host == "0.0.0.0" || host == "::" {
+        "127.0.0.1".to_string()
+    } else {
+        host
+    };
+    tracing::info!(
+        "publishing under {}/{}/ on {} (watch it: mosquitto_sub -h {host} -p {port} -t '{}/#' -v)",
+        m.topic_prefix,
+        m.device_id,
+        if m.embedded {
+            format!("the embedded broker at {}", m.listen)
+        } else {
+            format!("the broker at {}:{}", m.host, m.port)
+        },
+        m.topic_prefix
+    );
+}
+
 /// Says at start which engine and device runs each model.
 fn log_placements(follower: &mut Follower, frame: (u32, u32)) {
     match follower.chain_mut().placements(frame) {
@@ -101,6 +130,7 @@ async fn run_async(
     };
     let (publisher, connection) =
         publish::start(&cfg.mqtt, secrets, broker.as_ref(), telemetry.clone())?;
+    log_where_it_publishes(&cfg.mqtt);
     if let Some(addr) = cfg.metrics.listen {
         let p = publisher.clone();
         crate::metrics::serve(
@@ -159,7 +189,13 @@ async fn run_async(
     let mut broker_died = None;
     loop {
         tokio::select! {
-            _ = &mut done_rx => { finished_by_itself = true; break; }
+            _ = &mut done_rx => {
+                finished_by_itself = true;
+                if cfg.source.kind == capture::SourceKind::Replay {
+                    tracing::info!("the replay ended: shutting down ([source] loop = true replays it until stopped)");
+                }
+                break;
+            }
             why = embedded_broker_died(&mut broker) => {
                 tracing::error!("{why}: shutting down");
                 broker_died = Some(why);

@@ -572,3 +572,47 @@ fn no_color_turns_colours_off_on_a_terminal() {
         "{plain:?}"
     );
 }
+
+#[test]
+fn check_opens_the_source_from_any_folder_and_names_one_that_cannot_be_opened() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cfg = root().join("config/fer-edge.toml");
+    let check = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+            .current_dir(elsewhere.path())
+            .arg("check")
+            .arg("--config")
+            .arg(&cfg)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Run from a folder that is not the repository: the example config's
+    // models and replay are found beside it, and its first frame is read.
+    let out = check(&[]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{s}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        s.contains("source:   replay of")
+            && s.contains("pan6")
+            && s.contains("first frame 640x480"),
+        "{s}"
+    );
+    // A source that is not there: exit 69, naming it, as `run` would.
+    let out = check(&["--source", "no-such-recording"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(err.contains("no-such-recording"), "{err}");
+    // A camera that is not there: the cameras present are listed.
+    let out = check(&["--source", "/dev/video-none"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(
+        err.contains("/dev/video-none") && err.contains("cameras present"),
+        "{err}"
+    );
+}

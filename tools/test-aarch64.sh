@@ -49,7 +49,7 @@ if [ -n "$deb" ]; then
   root=$(mktemp -d)
   dpkg-deb -x "$deb" "$root"
   dpkg-deb -f "$deb" Depends | grep -q 'libc6 (>= 2.31)' || { echo "test-aarch64: $deb Depends: $(dpkg-deb -f "$deb" Depends)" >&2; exit 1; }
-  (cd "$root" && qemu-aarch64-static "$root/usr/bin/fer-edge" check --config "$root/etc/fer-edge/fer-edge.toml" >/dev/null)
+  (cd "$root" && qemu-aarch64-static "$root/usr/bin/fer-edge" check --config "$root/etc/fer-edge/fer-edge.toml" --source "$repo/tests/data/sequences/pan1" >/dev/null)
   (cd /tmp && qemu-aarch64-static "$root/usr/bin/fer-edge" analyze "$repo/tests/data/astronaut.png") | grep -q '"expression":"happy"'
   echo "test-aarch64: $(basename "$deb") runs from its unpacked layout: ok"
   rm -rf "$root"

@@ -274,6 +274,72 @@ pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
     }
 }
 
+/// What [`probe`] saw of a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// The source as it describes itself once open (negotiated format…).
+    pub describe: String,
+    /// The first frame's size.
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Opens the configured source as `run` would and reads its first frame,
+/// giving up after `timeout` (a camera that never delivers, a stream that
+/// hangs). The error is the one `run` would give.
+pub fn probe(cfg: &SourceConfig, timeout: std::time::Duration) -> Result<Probe, CaptureError> {
+    let what = match cfg.kind {
+        SourceKind::V4l2 => cfg.device.display().to_string(),
+        SourceKind::Replay => cfg
+            .path
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let c = cfg.clone();
+    // A read that hangs past the timeout is left to finish on its own.
+    std::thread::Builder::new()
+        .name("probe".into())
+        .spawn(move || {
+            let result = (|| {
+                let mut source = open(&c)?;
+                let deadline = Instant::now() + timeout;
+                let mut last = None;
+                while Instant::now() < deadline {
+                    match source.next_frame() {
+                        Ok(Some(f)) => {
+                            return Ok(Probe {
+                                describe: source.describe(),
+                                width: f.image.width(),
+                                height: f.image.height(),
+                            })
+                        }
+                        Ok(None) => break,
+                        Err(e @ CaptureError::Open { .. }) => return Err(e),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| CaptureError::Unavailable {
+                    what: source.describe(),
+                    reason: "it delivered no frame".into(),
+                }))
+            })();
+            let _ = tx.send(result);
+        })
+        .map_err(|e| CaptureError::Open {
+            what: what.clone(),
+            reason: format!("cannot start a thread: {e}"),
+        })?;
+    rx.recv_timeout(timeout + std::time::Duration::from_secs(1))
+        .unwrap_or_else(|_| {
+            Err(CaptureError::Unavailable {
+                what,
+                reason: format!("no frame within {:.0} s", timeout.as_secs_f64()),
+            })
+        })
+}
+
 /// Exponential backoff: 0.25 s doubling up to `max_s`.
 pub fn backoff_delay(attempt: u32, max_s: f64) -> std::time::Duration {
     let s = 0.25 * 2f64.powi(attempt.min(16) as i32);
@@ -289,6 +355,24 @@ mod tests {
         assert_eq!(backoff_delay(0, 10.0).as_millis(), 250);
         assert_eq!(backoff_delay(2, 10.0).as_millis(), 1000);
         assert_eq!(backoff_delay(30, 10.0).as_secs(), 10);
+    }
+
+    #[test]
+    fn probing_a_replay_reads_its_first_frame_and_a_missing_one_says_so() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cfg = SourceConfig {
+            path: Some(root.join("tests/data/sequences/pan1")),
+            ..Default::default()
+        };
+        let p = probe(&cfg, std::time::Duration::from_secs(5)).unwrap();
+        assert_eq!((p.width, p.height), (640, 480));
+        assert!(p.describe.contains("pan1"), "{}", p.describe);
+        let missing = SourceConfig {
+            path: Some(root.join("tests/data/no-such-recording")),
+            ..Default::default()
+        };
+        let e = probe(&missing, std::time::Duration::from_secs(5)).unwrap_err();
+        assert!(e.to_string().contains("no-such-recording"), "{e}");
     }
 
     #[test]

@@ -99,24 +99,7 @@ fn calibrate(cfg: &Config, opts: &CalibrateOptions, json: bool) -> Result<ExitCo
         let code = match &e {
             CalibrateError::Output { .. } => exit::EX_CANTCREAT,
             CalibrateError::Source(_) => {
-                if cfg.source.kind == fer_edge::capture::SourceKind::V4l2 {
-                    let present: Vec<String> = fer_edge::capture::list_cameras()
-                        .iter()
-                        .filter(|c| c.captures_video)
-                        .map(|c| c.path.display().to_string())
-                        .collect();
-                    eprintln!(
-                        "hint: cameras present: {} (`fer-edge calibrate --list` shows what each offers)",
-                        if present.is_empty() {
-                            "none".into()
-                        } else {
-                            present.join(", ")
-                        }
-                    );
-                    if e.to_string().contains("busy") {
-                        eprintln!("hint: another process holds the camera, most likely the fer-edge service: `sudo systemctl stop fer-edge`, calibrate, then `sudo systemctl start fer-edge`");
-                    }
-                }
+                super::source_hints(cfg, &e.to_string());
                 exit::EX_UNAVAILABLE
             }
             CalibrateError::Thread(_) => exit::EX_SOFTWARE,

@@ -5,15 +5,22 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::exit::{self, Failure};
-use super::{load_config, set_engine};
+use super::{load_config, set_engine, set_source, source_hints};
 use fer_edge::faces::FaceChain;
 
 /// `fer-edge check`: loads the config and every model, and prints what
 /// runs where (engine, and the device each model's nodes really run on).
-pub fn command(config: &[PathBuf], backend: Option<String>) -> Result<ExitCode, Failure> {
+pub fn command(
+    config: &[PathBuf],
+    backend: Option<String>,
+    source: Option<PathBuf>,
+) -> Result<ExitCode, Failure> {
     let mut cfg = load_config(config, None)?;
     if let Some(b) = backend {
         set_engine(&mut cfg, b)?;
+    }
+    if let Some(s) = source {
+        set_source(&mut cfg, s);
     }
     // The same file checks `run` makes before it connects.
     let secrets = fer_edge::publish::Secrets::load(&cfg.mqtt).map_err(exit::config)?;
@@ -53,6 +60,27 @@ pub fn command(config: &[PathBuf], backend: Option<String>) -> Result<ExitCode, 
         println!("model:    {:<16} {:<12} {}", p.model, p.engine, p.placement);
     }
     println!("mqtt:     {}", mqtt_summary(&cfg.mqtt, &secrets));
+    // The source, opened as `run` opens it: the first frame proves it.
+    if let Err(why) = cfg.source.validate_for_run() {
+        // `check` of engines and models alone (no config, or one without a
+        // source) still checks them; `run` would stop here.
+        println!("source:   none: {why}");
+        println!("ok (but for the source)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match fer_edge::capture::probe(&cfg.source, std::time::Duration::from_secs(5)) {
+        Ok(p) => println!(
+            "source:   {}; first frame {}x{}",
+            p.describe, p.width, p.height
+        ),
+        Err(e) => {
+            source_hints(&cfg, &e.to_string());
+            return Err((
+                exit::EX_UNAVAILABLE,
+                format!("source: {e} (`fer-edge run` would stop here too)").into(),
+            ));
+        }
+    }
     println!("ok");
     Ok(ExitCode::SUCCESS)
 }

@@ -242,16 +242,23 @@ pub enum Command {
     /// unreadable image, 78 for a bundle or engine that cannot be used.
     #[command(subcommand)]
     Model(ModelCommand),
-    /// Load the config and every model, print what would run where, and exit.
+    /// Load the config and every model, open the source and read a frame,
+    /// print what would run where and what the source gave, and exit.
     ///
-    /// Exit code 0 when everything loads, 2 for usage errors, 78 for config
-    /// or model errors (the same checks `run` makes before it starts).
+    /// Exit code 0 when everything loads and the source delivers a frame
+    /// (within 5 s), 2 for usage errors, 78 for config or model errors (the
+    /// same checks `run` makes before it starts), 69 when the source cannot
+    /// be opened or gives no frame (for a camera, the cameras present are
+    /// listed).
     Check {
         #[command(flatten)]
         config: ConfigArgs,
         /// Engine for every model, overriding the config's.
         #[arg(long)]
         backend: Option<String>,
+        /// A source overriding `[source]`: a camera device or a replay.
+        #[arg(long)]
+        source: Option<PathBuf>,
     },
 }
 

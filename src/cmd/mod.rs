@@ -55,6 +55,30 @@ pub fn set_source(cfg: &mut Config, s: PathBuf) {
     }
 }
 
+/// After a source failed to open: for a camera, the cameras present (and
+/// who holds a busy one), printed as hints.
+pub fn source_hints(cfg: &Config, error: &str) {
+    if cfg.source.kind != fer_edge::capture::SourceKind::V4l2 {
+        return;
+    }
+    let present: Vec<String> = fer_edge::capture::list_cameras()
+        .iter()
+        .filter(|c| c.captures_video)
+        .map(|c| c.path.display().to_string())
+        .collect();
+    eprintln!(
+        "hint: cameras present: {} (`fer-edge calibrate --list` shows what each offers)",
+        if present.is_empty() {
+            "none".into()
+        } else {
+            present.join(", ")
+        }
+    );
+    if error.contains("busy") {
+        eprintln!("hint: another process holds the camera, most likely the fer-edge service: `sudo systemctl stop fer-edge`, then try again, then `sudo systemctl start fer-edge`");
+    }
+}
+
 /// Runs the command the command line names.
 pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
@@ -124,7 +148,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             },
             json,
         }),
-        Command::Check { config, backend } => check::command(&config.files, backend),
+        Command::Check {
+            config,
+            backend,
+            source,
+        } => check::command(&config.files, backend, source),
         Command::Calibrate {
             list: true, json, ..
         } => calibrate::list_cameras(json),
