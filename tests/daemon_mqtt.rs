@@ -266,3 +266,29 @@ fn run_source_overrides_the_configs_source() {
     assert_eq!(out.status.code(), Some(69), "{err}");
     assert!(err.contains("fer-edge-no-such-recording"), "{err}");
 }
+
+#[test]
+fn the_schema_root_refuses_garbage_and_names_the_definition_of_every_topic() {
+    let schema = mqtt_schema();
+    let root = jsonschema::validator_for(&schema).unwrap();
+    for garbage in [
+        serde_json::json!({"garbage": 1}),
+        serde_json::json!({"schema_version": "1.0"}),
+        serde_json::json!(42),
+        serde_json::json!("maybe"),
+    ] {
+        assert!(!root.is_valid(&garbage), "the root accepted {garbage}");
+    }
+    assert!(root.is_valid(&serde_json::json!("online")));
+    for (topic, def) in [
+        ("fer-edge/kiosk-1/status", Some("status")),
+        ("fer-edge/kiosk-1/faces/tracked", Some("tracked")),
+        ("fer-edge/kiosk-1/faces/17/expression", Some("expression")),
+        ("fer-edge/kiosk-1/events", Some("event")),
+        ("fer-edge/kiosk-1/stats", Some("stats")),
+        ("fer-edge/kiosk-1/other", None),
+        ("kiosk-1/faces/17/expression", None),
+    ] {
+        assert_eq!(schema_definition(&schema, topic).as_deref(), def, "{topic}");
+    }
+}

@@ -337,48 +337,58 @@ pub fn expressions(msgs: &[(String, String)]) -> Vec<Value> {
         .collect()
 }
 
-/// Validates every JSON payload against `schema/mqtt.schema.json`.
+/// The schema's definition for `topic`, from its `x-topics` map (`+`
+/// matches one level: the track id); None for a topic it does not list.
+pub fn schema_definition(schema: &Value, topic: &str) -> Option<String> {
+    let levels: Vec<&str> = topic.split('/').collect();
+    schema["x-topics"]
+        .as_object()?
+        .iter()
+        .find_map(|(pattern, def)| {
+            let p: Vec<&str> = pattern.split('/').collect();
+            // The pattern is the topic's tail after {topic_prefix}/{device_id}/.
+            let tail = levels.get(levels.len().checked_sub(p.len())?..)?;
+            let hit =
+                levels.len() == p.len() + 2 && p.iter().zip(tail).all(|(a, b)| *a == "+" || a == b);
+            hit.then(|| def.as_str().unwrap().to_string())
+        })
+}
+
+/// The shipped schema.
+pub fn mqtt_schema() -> Value {
+    serde_json::from_slice(&std::fs::read(root().join("schema/mqtt.schema.json")).unwrap()).unwrap()
+}
+
+/// Validates every payload against `schema/mqtt.schema.json`: against the
+/// definition its topic names in `x-topics`, and against the root (which
+/// accepts exactly one kind of payload).
 pub fn check_schema(msgs: &[(String, String)]) {
-    let schema: Value =
-        serde_json::from_slice(&std::fs::read(root().join("schema/mqtt.schema.json")).unwrap())
-            .unwrap();
-    let validator = |def: &str| {
-        let mut s = schema.clone();
-        s["$ref"] = Value::String(format!("#/$defs/{def}"));
-        jsonschema::validator_for(&s).unwrap()
-    };
-    let (expr, tracked, event, stats, status) = (
-        validator("expression"),
-        validator("tracked"),
-        validator("event"),
-        validator("stats"),
-        validator("status"),
-    );
+    let schema = mqtt_schema();
+    let root_validator = jsonschema::validator_for(&schema).unwrap();
+    let mut validators = std::collections::BTreeMap::new();
     for (topic, payload) in msgs {
-        let (v, value) = if topic.ends_with("/status") {
-            (&status, Value::String(payload.clone()))
+        let def = schema_definition(&schema, topic)
+            .unwrap_or_else(|| panic!("unexpected topic {topic}: not in the schema's x-topics"));
+        let v = validators.entry(def.clone()).or_insert_with(|| {
+            let mut s = schema.clone();
+            s.as_object_mut().unwrap().remove("oneOf");
+            s["$ref"] = Value::String(format!("#/$defs/{def}"));
+            jsonschema::validator_for(&s).unwrap()
+        });
+        let value = if def == "status" {
+            Value::String(payload.clone())
         } else {
-            let v = if topic.ends_with("/expression") {
-                &expr
-            } else if topic.ends_with("/faces/tracked") {
-                &tracked
-            } else if topic.ends_with("/events") {
-                &event
-            } else if topic.ends_with("/stats") {
-                &stats
-            } else {
-                panic!("unexpected topic {topic}")
-            };
-            (
-                v,
-                serde_json::from_str(payload)
-                    .unwrap_or_else(|e| panic!("{topic}: not JSON ({e}): {payload}")),
-            )
+            serde_json::from_str(payload)
+                .unwrap_or_else(|e| panic!("{topic}: not JSON ({e}): {payload}"))
         };
         let errors: Vec<String> = v.iter_errors(&value).map(|e| e.to_string()).collect();
         assert!(
             errors.is_empty(),
-            "{topic} payload violates the schema: {errors:?}\n{payload}"
+            "{topic} payload violates the schema ({def}): {errors:?}\n{payload}"
+        );
+        assert!(
+            root_validator.is_valid(&value),
+            "{topic}: the root schema refuses a payload its {def} definition accepts\n{payload}"
         );
     }
 }
