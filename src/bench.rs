@@ -298,7 +298,11 @@ impl EngineBench {
             // Frames that waited for a full detection (none with a background detector).
             let detected = step.detected_inline();
             let t2 = Instant::now();
-            let bytes_out: usize = out.faces.iter().map(|f| serialise(f, &model).len()).sum();
+            let bytes_out: usize = out
+                .faces
+                .iter()
+                .map(|f| serialise(f, &model, img.dimensions()).len())
+                .sum();
             std::hint::black_box(bytes_out);
             let t_ser = t2.elapsed().as_secs_f64() * 1000.0;
             let mut stages = vec![(Stage::Decode, t_decode)];
@@ -479,11 +483,13 @@ fn chain_infer(chain: &mut FaceChain, crop: &RgbImage) -> Result<(), BenchError>
         .map_err(|e| BenchError::Frame(crate::faces::FrameError::Emotion(e)))
 }
 
-fn serialise(f: &FaceOutput, model: &str) -> Vec<u8> {
+fn serialise(f: &FaceOutput, model: &str, size: (u32, u32)) -> Vec<u8> {
     let stamp = FrameStamp {
         unix: 0.0,
         frame_time: 0.0,
         frame_seq: 0,
+        width: size.0,
+        height: size.1,
     };
     let msg = ExpressionMsg::new(
         f.track_id,

@@ -152,10 +152,11 @@ async fn run_async(
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let inference = {
         let (feed, telemetry, publisher) = (feed.clone(), telemetry.clone(), publisher.clone());
+        let raw = cfg.mqtt.raw;
         std::thread::Builder::new()
             .name("inference".into())
             .spawn(move || {
-                inference_loop(follower, &feed, &telemetry, &publisher);
+                inference_loop(follower, &feed, &telemetry, &publisher, raw);
                 let _ = done_tx.send(());
             })?
     };
@@ -249,12 +250,14 @@ fn inference_loop(
     feed: &Feed,
     telemetry: &Telemetry,
     publisher: &Publisher,
+    publisher_raw: bool,
 ) {
     let topics = publisher.topics().clone();
     let manifest = follower.chain().emotion_model().manifest();
     let labels = Labels {
         model: format!("{}@{}", manifest.name, manifest.version),
         calibrated: follower.chain().is_calibrated(),
+        raw: publisher_raw,
     };
     publish_tracked(publisher, &[]);
     while let Some(frame) = feed.take() {
@@ -272,6 +275,8 @@ fn inference_loop(
             unix,
             frame_time: frame.timestamp,
             frame_seq: frame.seq,
+            width: frame.image.width(),
+            height: frame.image.height(),
         };
         publish_output(
             publisher,
@@ -298,6 +303,8 @@ struct Labels {
     model: String,
     /// `[calibration]` applied.
     calibrated: bool,
+    /// `[mqtt] raw`: include the unsmoothed reading.
+    raw: bool,
 }
 
 /// Publishes one frame's output in its promised order: `new` events, the
@@ -324,7 +331,8 @@ fn publish_output(
                 &f.smoothed,
                 labels.model.clone(),
             )
-            .calibrated(labels.calibrated);
+            .calibrated(labels.calibrated)
+            .with_raw(labels.raw);
             publisher.send_frame(Message::frame_json(
                 topics.expression(f.track_id),
                 &msg,

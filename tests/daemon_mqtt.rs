@@ -35,6 +35,21 @@ fn a_replayed_group_sequence_reaches_a_mosquitto_subscriber_from_online_to_offli
     let exprs = expressions(&msgs);
     let happy = exprs.iter().filter(|e| e["expression"] == "happy").count();
     assert!(happy > exprs.len() / 4, "{happy} of {}", exprs.len());
+    // Every expression says which frame size its box is in, and the
+    // normalised box is the pixel box over that size.
+    for e in &exprs {
+        assert_eq!(
+            (e["frame_width"].as_u64(), e["frame_height"].as_u64()),
+            (Some(640), Some(480)),
+            "{e}"
+        );
+        let (b, n) = (&e["bbox"], &e["bbox_normalized"]);
+        for (i, size) in [640.0, 480.0, 640.0, 480.0].into_iter().enumerate() {
+            let want = b[i].as_f64().unwrap() / size;
+            assert!((n[i].as_f64().unwrap() - want).abs() < 1e-3, "{e}");
+        }
+        assert!(e["raw"].is_object(), "raw by default: {e}");
+    }
     let stats: Vec<Value> = on(&msgs, "/stats")
         .iter()
         .map(|p| serde_json::from_str(p).unwrap())
@@ -273,7 +288,7 @@ fn the_schema_root_refuses_garbage_and_names_the_definition_of_every_topic() {
     let root = jsonschema::validator_for(&schema).unwrap();
     for garbage in [
         serde_json::json!({"garbage": 1}),
-        serde_json::json!({"schema_version": "1.0"}),
+        serde_json::json!({"schema_version": "1.1"}),
         serde_json::json!(42),
         serde_json::json!("maybe"),
     ] {
@@ -291,4 +306,34 @@ fn the_schema_root_refuses_garbage_and_names_the_definition_of_every_topic() {
     ] {
         assert_eq!(schema_definition(&schema, topic).as_deref(), def, "{topic}");
     }
+}
+
+#[test]
+fn raw_false_leaves_the_unsmoothed_reading_out_and_the_messages_still_match_the_schema() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = write_config(dir.path(), &DaemonConfig::replay(port, true, "pan1"));
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("[mqtt]\n"), "{text}");
+    std::fs::write(&cfg, text.replacen("[mqtt]\n", "[mqtt]\nraw = false\n", 1)).unwrap();
+    let mut d = daemon(&cfg);
+    assert!(
+        wait_for_port(port, Duration::from_secs(60)),
+        "embedded broker listens"
+    );
+    let sub = Subscriber::start(port);
+    let status = d
+        .wait_exit(Duration::from_secs(240))
+        .expect("daemon finishes");
+    assert_eq!(status.code(), Some(0));
+    let msgs = sub.stop();
+    let exprs = expressions(&msgs);
+    assert!(!exprs.is_empty());
+    assert!(
+        exprs.iter().all(|e| e.get("raw").is_none()),
+        "{:?}",
+        exprs[0]
+    );
+    check_schema(&msgs);
 }

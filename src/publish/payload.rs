@@ -16,7 +16,9 @@ use crate::report::{round, Probabilities};
 use crate::telemetry::{Percentiles, Snapshot, Stage, StageSnapshot, Totals};
 use crate::track::core::TrackSummary;
 
-pub const SCHEMA_VERSION: &str = "1.0";
+/// The payloads' version; `schema/mqtt.schema.json` lists what changed
+/// in each (`x-changes`).
+pub const SCHEMA_VERSION: &str = "1.1";
 
 /// Topic names of one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,9 +78,16 @@ pub struct ExpressionMsg {
     pub arousal: f32,
     /// Smoothed probabilities.
     pub probabilities: Probabilities,
-    pub raw: Raw,
+    /// The unsmoothed reading; left out with `[mqtt] raw = false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Raw>,
     /// Face box in the frame: x, y, width, height (pixels).
     pub bbox: [f32; 4],
+    /// The same box as fractions of the frame's width and height.
+    pub bbox_normalized: [f32; 4],
+    /// The frame the face was read on, pixels.
+    pub frame_width: u32,
+    pub frame_height: u32,
     pub model: String,
     pub va_source: crate::frame::VaSource,
     /// True when `[calibration]` (the site's neutral baseline) was applied
@@ -94,6 +103,9 @@ pub struct FrameStamp {
     /// Seconds since the source started.
     pub frame_time: f64,
     pub frame_seq: u64,
+    /// The frame's size, pixels.
+    pub width: u32,
+    pub height: u32,
 }
 
 impl ExpressionMsg {
@@ -119,18 +131,38 @@ impl ExpressionMsg {
             valence: round(smoothed.valence, 4),
             arousal: round(smoothed.arousal, 4),
             probabilities: Probabilities::from_array(&smoothed.probabilities),
-            raw: Raw {
+            raw: Some(Raw {
                 expression: e.expression.name(),
                 confidence: round(e.confidence, 4),
                 valence: round(e.valence, 4),
                 arousal: round(e.arousal, 4),
                 probabilities: Probabilities::from_array(&e.probabilities),
-            },
+            }),
             bbox: [round(b.x, 1), round(b.y, 1), round(b.w, 1), round(b.h, 1)],
+            bbox_normalized: {
+                let (w, h) = (stamp.width.max(1) as f32, stamp.height.max(1) as f32);
+                [
+                    round(b.x / w, 4),
+                    round(b.y / h, 4),
+                    round(b.w / w, 4),
+                    round(b.h / h, 4),
+                ]
+            },
+            frame_width: stamp.width,
+            frame_height: stamp.height,
             model,
             va_source: e.va_source,
             calibrated: false,
         }
+    }
+
+    /// Leaves the unsmoothed reading out (`[mqtt] raw = false`: a message
+    /// about 40% smaller).
+    pub fn with_raw(mut self, yes: bool) -> ExpressionMsg {
+        if !yes {
+            self.raw = None;
+        }
+        self
     }
 
     /// Marks the reading as calibrated by the site's `[calibration]`.
