@@ -126,7 +126,6 @@ pub fn machine() -> String {
 
 /// One engine's chain and what was measured on it.
 struct EngineBench {
-    cfg: Config,
     /// The daemon's per-frame path: chain and track core.
     follower: Follower,
     /// The aligned crop `--model-only` times the emotion model on.
@@ -222,7 +221,6 @@ impl EngineBench {
             follower.restart();
         }
         Ok(EngineBench {
-            cfg: cfg.clone(),
             follower,
             crop,
             stages: BTreeMap::new(),
@@ -274,7 +272,7 @@ impl EngineBench {
         self.follower.restart();
         let paced = self.follower.chain().detects_in_background();
         let t_round = Instant::now();
-        let fps = self.cfg.source.fps;
+        let fps = self.follower.config().source.fps;
         let model = self
             .follower
             .chain()
@@ -381,8 +379,8 @@ impl EngineBench {
                 frames: self.e2e_followed.len(),
                 end_to_end_ms: Percentiles::of(&self.e2e_followed),
             },
-            interval: self.cfg.follow.interval,
-            background: self.cfg.follow.background,
+            interval: self.follower.config().follow.interval,
+            background: self.follower.config().follow.background,
             expected_faces_per_frame: self.expected_faces,
             coverage: if self.expected_timed == 0 {
                 1.0

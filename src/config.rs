@@ -166,10 +166,8 @@ impl Config {
         // folder above (the repository's example config runs from anywhere).
         if let (Some(p), Some(dir)) = (self.source.path.clone(), dir(&origins.source)) {
             if p.is_relative() && !p.exists() {
-                let found = [Some(dir.as_path()), dir.parent()]
+                let found = crate::models::beside_config(&p, &dir)
                     .into_iter()
-                    .flatten()
-                    .map(|d| d.join(&p))
                     .find(|c| c.exists());
                 if let Some(f) = found {
                     self.source.path = Some(f);

@@ -75,18 +75,23 @@ pub fn checkout_of(exe: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
+/// A relative path as the config file in `config_dir` may mean it: beside
+/// the file, then in the folder above (a checkout keeps `config/` beside
+/// `models/` and `tests/`).
+pub fn beside_config(value: &Path, config_dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![config_dir.join(value)];
+    if let Some(up) = config_dir.parent().filter(|u| !u.as_os_str().is_empty()) {
+        out.push(up.join(value));
+    }
+    out
+}
+
 /// Where a configured model path may be, in the order they are tried.
 pub fn candidates(value: &Path, config_dir: Option<&Path>, data_dirs: &[PathBuf]) -> Vec<PathBuf> {
     if value.is_absolute() {
         return vec![value.to_path_buf()];
     }
-    let mut out = Vec::new();
-    if let Some(d) = config_dir {
-        out.push(d.join(value));
-        if let Some(up) = d.parent().filter(|u| !u.as_os_str().is_empty()) {
-            out.push(up.join(value));
-        }
-    }
+    let mut out = config_dir.map_or_else(Vec::new, |d| beside_config(value, d));
     out.extend(data_dirs.iter().map(|d| d.join(value)));
     out.push(value.to_path_buf());
     out

@@ -72,28 +72,29 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
 /// Says at start where subscribers find the messages, with a command to
 /// watch them.
 fn log_where_it_publishes(m: &publish::MqttConfig) {
-    let (host, port) = if m.embedded {
-        match m.listen.rsplit_once(':') {
-            Some((h, p)) => (h.trim_matches(['[', ']']).to_string(), p.to_string()),
-            None => (m.listen.clone(), "1883".into()),
+    // `listen` was validated as an address; one on every interface is
+    // reached locally on loopback.
+    let (broker, addr) = match m.listen.parse::<std::net::SocketAddr>() {
+        Ok(mut a) if m.embedded => {
+            if a.ip().is_unspecified() {
+                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            (
+                format!("the embedded broker at {}", m.listen),
+                (a.ip().to_string(), a.port()),
+            )
         }
-    } else {
-        (m.host.clone(), m.port.to_string())
-    };
-    let host = if host == "0.0.0.0" || host == "::" {
-        "127.0.0.1".to_string()
-    } else {
-        host
+        _ => (
+            format!("the broker at {}:{}", m.host, m.port),
+            (m.host.clone(), m.port),
+        ),
     };
     tracing::info!(
-        "publishing under {}/{}/ on {} (watch it: mosquitto_sub -h {host} -p {port} -t '{}/#' -v)",
+        "publishing under {}/{}/ on {broker} (watch it: mosquitto_sub -h {} -p {} -t '{}/#' -v)",
         m.topic_prefix,
         m.device_id,
-        if m.embedded {
-            format!("the embedded broker at {}", m.listen)
-        } else {
-            format!("the broker at {}:{}", m.host, m.port)
-        },
+        addr.0,
+        addr.1,
         m.topic_prefix
     );
 }
@@ -141,22 +142,27 @@ async fn run_async(
         .await
         .map_err(|e| RunError::Metrics(addr, e))?;
     }
-    let manifest = follower.chain().emotion_model().manifest().clone();
+    let manifest = follower.chain().emotion_model().manifest();
+    // What the messages say about the model, worked out once.
+    let labels = Labels {
+        model: format!("{}@{}", manifest.name, manifest.version),
+        calibrated: follower.chain().is_calibrated(),
+        raw: cfg.mqtt.raw,
+    };
     let context = StatsContext {
         source: source.describe(),
         backend: follower.chain().engine_label(),
-        model: format!("{}@{}", manifest.name, manifest.version),
+        model: labels.model.clone(),
         model_trained: manifest.trained,
     };
     let feed = Arc::new(Feed::start(source, telemetry.clone())?);
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let inference = {
         let (feed, telemetry, publisher) = (feed.clone(), telemetry.clone(), publisher.clone());
-        let raw = cfg.mqtt.raw;
         std::thread::Builder::new()
             .name("inference".into())
             .spawn(move || {
-                inference_loop(follower, &feed, &telemetry, &publisher, raw);
+                inference_loop(follower, &feed, &telemetry, &publisher, &labels);
                 let _ = done_tx.send(());
             })?
     };
@@ -250,15 +256,9 @@ fn inference_loop(
     feed: &Feed,
     telemetry: &Telemetry,
     publisher: &Publisher,
-    publisher_raw: bool,
+    labels: &Labels,
 ) {
     let topics = publisher.topics().clone();
-    let manifest = follower.chain().emotion_model().manifest();
-    let labels = Labels {
-        model: format!("{}@{}", manifest.name, manifest.version),
-        calibrated: follower.chain().is_calibrated(),
-        raw: publisher_raw,
-    };
     publish_tracked(publisher, &[]);
     while let Some(frame) = feed.take() {
         let step = match follower.step_recorded(frame.timestamp, &frame.image, telemetry) {
@@ -283,7 +283,7 @@ fn inference_loop(
             &topics,
             out,
             Some((stamp, frame.captured_at)),
-            &labels,
+            labels,
         );
         telemetry.set(Gauge::TracksActive, follower.tracked().len() as u64);
         telemetry.add(Counter::FramesProcessed, 1);
@@ -293,7 +293,7 @@ fn inference_loop(
         }
     }
     let out = follower.finish();
-    publish_output(publisher, &topics, &out, None, &labels);
+    publish_output(publisher, &topics, &out, None, labels);
     telemetry.set(Gauge::TracksActive, 0);
 }
 

@@ -59,12 +59,20 @@ fn a_replayed_group_sequence_reaches_a_mosquitto_subscriber_from_online_to_offli
     assert_eq!(last["frames_captured"], 30);
 }
 
-#[test]
-fn the_embedded_broker_serves_subscribers_with_no_other_broker_running() {
+/// The embedded broker replaying pan1 to the end, with `mqtt_extra` lines
+/// added to `[mqtt]`: every message one subscriber received.
+fn embedded_pan1_replay(mqtt_extra: &str) -> Vec<(String, String)> {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cfg = write_config(dir.path(), &DaemonConfig::replay(port, true, "pan1"));
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("[mqtt]\n"), "{text}");
+    std::fs::write(
+        &cfg,
+        text.replacen("[mqtt]\n", &format!("[mqtt]\n{mqtt_extra}"), 1),
+    )
+    .unwrap();
     let mut d = daemon(&cfg);
     assert!(
         wait_for_port(port, Duration::from_secs(60)),
@@ -75,7 +83,12 @@ fn the_embedded_broker_serves_subscribers_with_no_other_broker_running() {
         .wait_exit(Duration::from_secs(240))
         .expect("daemon finishes");
     assert_eq!(status.code(), Some(0));
-    let msgs = sub.stop();
+    sub.stop()
+}
+
+#[test]
+fn the_embedded_broker_serves_subscribers_with_no_other_broker_running() {
+    let msgs = embedded_pan1_replay("");
     assert_full_replay(&msgs, 1);
     let exprs = expressions(&msgs);
     assert!(
@@ -310,24 +323,7 @@ fn the_schema_root_refuses_garbage_and_names_the_definition_of_every_topic() {
 
 #[test]
 fn raw_false_leaves_the_unsmoothed_reading_out_and_the_messages_still_match_the_schema() {
-    let _g = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cfg = write_config(dir.path(), &DaemonConfig::replay(port, true, "pan1"));
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    assert!(text.contains("[mqtt]\n"), "{text}");
-    std::fs::write(&cfg, text.replacen("[mqtt]\n", "[mqtt]\nraw = false\n", 1)).unwrap();
-    let mut d = daemon(&cfg);
-    assert!(
-        wait_for_port(port, Duration::from_secs(60)),
-        "embedded broker listens"
-    );
-    let sub = Subscriber::start(port);
-    let status = d
-        .wait_exit(Duration::from_secs(240))
-        .expect("daemon finishes");
-    assert_eq!(status.code(), Some(0));
-    let msgs = sub.stop();
+    let msgs = embedded_pan1_replay("raw = false\n");
     let exprs = expressions(&msgs);
     assert!(!exprs.is_empty());
     assert!(

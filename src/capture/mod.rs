@@ -284,60 +284,39 @@ pub struct Probe {
     pub height: u32,
 }
 
-/// Opens the configured source as `run` would and reads its first frame,
-/// giving up after `timeout` (a camera that never delivers, a stream that
-/// hangs). The error is the one `run` would give.
+/// Opens the configured source as `run` would and reads its first frame
+/// through the daemon's own [`feed::Feed`], giving up after `timeout` (a
+/// camera that never delivers, a stream that hangs: the feed's thread is
+/// left to stop on its own). The error is the one `run` would give.
 pub fn probe(cfg: &SourceConfig, timeout: std::time::Duration) -> Result<Probe, CaptureError> {
-    let what = match cfg.kind {
-        SourceKind::V4l2 => cfg.device.display().to_string(),
-        SourceKind::Replay => cfg
-            .path
-            .as_deref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let c = cfg.clone();
-    // A read that hangs past the timeout is left to finish on its own.
-    std::thread::Builder::new()
-        .name("probe".into())
-        .spawn(move || {
-            let result = (|| {
-                let mut source = open(&c)?;
-                let deadline = Instant::now() + timeout;
-                let mut last = None;
-                while Instant::now() < deadline {
-                    match source.next_frame() {
-                        Ok(Some(f)) => {
-                            return Ok(Probe {
-                                describe: source.describe(),
-                                width: f.image.width(),
-                                height: f.image.height(),
-                            })
-                        }
-                        Ok(None) => break,
-                        Err(e @ CaptureError::Open { .. }) => return Err(e),
-                        Err(e) => last = Some(e),
-                    }
-                }
-                Err(last.unwrap_or_else(|| CaptureError::Unavailable {
-                    what: source.describe(),
-                    reason: "it delivered no frame".into(),
-                }))
-            })();
-            let _ = tx.send(result);
-        })
-        .map_err(|e| CaptureError::Open {
-            what: what.clone(),
-            reason: format!("cannot start a thread: {e}"),
+    let feed =
+        feed::Feed::start(open(cfg)?, Default::default()).map_err(|e| CaptureError::Open {
+            what: format!("{:?}", cfg.kind),
+            reason: format!("cannot start the capture thread: {e}"),
         })?;
-    rx.recv_timeout(timeout + std::time::Duration::from_secs(1))
-        .unwrap_or_else(|_| {
-            Err(CaptureError::Unavailable {
-                what,
-                reason: format!("no frame within {:.0} s", timeout.as_secs_f64()),
-            })
-        })
+    let no_frame = |why: String| {
+        // The outage the feed saw says why better than a bare timeout.
+        let reason = match feed.counts().outages.last() {
+            Some(o) => format!("{why}; last error: {}", o.reason),
+            None => why,
+        };
+        CaptureError::Unavailable {
+            what: feed.describe().to_string(),
+            reason,
+        }
+    };
+    match feed.take_timeout(timeout) {
+        feed::Take::Frame(f) => Ok(Probe {
+            describe: feed.describe().to_string(),
+            width: f.image.width(),
+            height: f.image.height(),
+        }),
+        feed::Take::Closed => Err(no_frame("it ended without a frame".into())),
+        feed::Take::Empty => Err(no_frame(format!(
+            "no frame within {:.0} s",
+            timeout.as_secs_f64()
+        ))),
+    }
 }
 
 /// Exponential backoff: 0.25 s doubling up to `max_s`.
