@@ -27,7 +27,7 @@ use crate::faces::{FaceChain, SetupError};
 use crate::follow::Follower;
 use crate::frame::RgbImage;
 use crate::imageio;
-use crate::publish::payload::{ExpressionMsg, FrameStamp};
+use crate::publish::payload::{ExpressionMsg, FrameStamp, Wording};
 use crate::telemetry::{Percentiles, Stage};
 use crate::track::core::FaceOutput;
 
@@ -273,13 +273,21 @@ impl EngineBench {
         let paced = self.follower.chain().detects_in_background();
         let t_round = Instant::now();
         let fps = self.follower.config().source.fps;
-        let model = self
-            .follower
-            .chain()
-            .emotion_model()
-            .manifest()
-            .name
-            .clone();
+        // Worded as the daemon's messages are, by the same `[mqtt]` keys.
+        let mqtt = &self.follower.config().mqtt;
+        let wording = Wording {
+            labels: mqtt.labels,
+            raw: mqtt.raw,
+            landmarks: mqtt.landmarks,
+            ..Wording::new(
+                self.follower
+                    .chain()
+                    .emotion_model()
+                    .manifest()
+                    .name
+                    .clone(),
+            )
+        };
         let mut round = Vec::with_capacity(frames.len());
         let mut first_full = None;
         for (i, (_, bytes)) in frames.iter().enumerate() {
@@ -299,7 +307,7 @@ impl EngineBench {
             let bytes_out: usize = out
                 .faces
                 .iter()
-                .map(|f| serialise(f, &model, img.dimensions()).len())
+                .map(|f| serialise(f, &wording, img.dimensions()).len())
                 .sum();
             std::hint::black_box(bytes_out);
             let t_ser = t2.elapsed().as_secs_f64() * 1000.0;
@@ -481,7 +489,7 @@ fn chain_infer(chain: &mut FaceChain, crop: &RgbImage) -> Result<(), BenchError>
         .map_err(|e| BenchError::Frame(crate::faces::FrameError::Emotion(e)))
 }
 
-fn serialise(f: &FaceOutput, model: &str, size: (u32, u32)) -> Vec<u8> {
+fn serialise(f: &FaceOutput, wording: &Wording, size: (u32, u32)) -> Vec<u8> {
     let stamp = FrameStamp {
         unix: 0.0,
         frame_time: 0.0,
@@ -489,13 +497,7 @@ fn serialise(f: &FaceOutput, model: &str, size: (u32, u32)) -> Vec<u8> {
         width: size.0,
         height: size.1,
     };
-    let msg = ExpressionMsg::new(
-        f.track_id,
-        stamp,
-        &f.reading,
-        &f.smoothed,
-        model.to_string(),
-    );
+    let msg = ExpressionMsg::new(f.track_id, stamp, &f.reading, &f.smoothed, wording);
     serde_json::to_vec(&msg).expect("payload serialises")
 }
 

@@ -20,7 +20,9 @@ use crate::emotion::EmotionConfig;
 use crate::follow::FollowConfig;
 use crate::infer::InferenceConfig;
 use crate::metrics::MetricsConfig;
+use crate::publish::homeassistant::HomeAssistantConfig;
 use crate::publish::MqttConfig;
+use crate::ros2::Ros2Config;
 use crate::track::smooth::SmoothingConfig;
 use crate::track::TrackerConfig;
 
@@ -37,6 +39,8 @@ pub struct Config {
     pub tracker: TrackerConfig,
     pub smoothing: SmoothingConfig,
     pub mqtt: MqttConfig,
+    pub homeassistant: HomeAssistantConfig,
+    pub ros2: Ros2Config,
     pub metrics: MetricsConfig,
     pub calibration: CalibrationConfig,
 }
@@ -213,6 +217,8 @@ impl Config {
         self.tracker.validate()?;
         self.smoothing.validate()?;
         self.mqtt.validate()?;
+        self.homeassistant.validate()?;
+        self.ros2.validate()?;
         self.metrics.validate()?;
         self.calibration.validate()?;
         self.validate_gpu_request()?;
@@ -293,6 +299,8 @@ mod tests {
             "mqtt",
             "mqtt.tls",
             "mqtt.broker",
+            "homeassistant",
+            "ros2",
             "metrics",
             "calibration",
         ] {

@@ -11,7 +11,7 @@
 //! behind:
 //!
 //! ```text
-//! capture ──> faces ──> track (+ smooth) ──> publish (MQTT)
+//! capture ──> faces ──> track (+ smooth) ──> publish (MQTT), ros2 (DDS)
 //! ```
 //!
 //! `faces` wires the still-image stages for one frame; `analyze` runs them
@@ -46,5 +46,6 @@ pub mod pipeline;
 pub mod progress;
 pub mod publish;
 pub mod report;
+pub mod ros2;
 pub mod telemetry;
 pub mod track;

@@ -6,8 +6,10 @@
 //!
 //! ```text
 //! capture::feed::Feed ──(newest wins)──> inference thread ──Publisher──> MQTT tasks (tokio)
-//!   FrameSource on its thread            Follower::step_recorded → payload constructors
+//!   FrameSource on its thread            Follower::step_recorded → Announcer  │
 //!                                                            embedded broker (optional) <─┘
+//!                                        Home Assistant discovery <── subscribed topics
+//!                                        └──> ros2::Ros2Output (DDS thread, optional)
 //! ```
 //!
 //! The capture feed (its mailbox, drop policy and outages) and the
@@ -24,13 +26,13 @@ use crate::capture::{self, CaptureError};
 use crate::config::Config;
 use crate::faces::SetupError;
 use crate::follow::Follower;
-use crate::publish::payload::{
-    self, EventMsg, ExpressionMsg, FrameStamp, StatsContext, StatsMsg, TrackedMsg,
-};
+use crate::publish::announce::{Announcer, Outgoing, Shaping};
+use crate::publish::homeassistant::Discovery;
+use crate::publish::payload::{self, FrameStamp, StatsContext, StatsMsg, Wording};
 use crate::publish::MqttStats;
 use crate::publish::{self, Message, PublishError, Publisher};
+use crate::ros2::Ros2Output;
 use crate::telemetry::{Counter, Gauge, Telemetry};
-use crate::track::core::FrameOutput;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,8 @@ pub enum RunError {
     Runtime(#[from] std::io::Error),
     #[error("cannot serve /metrics on {0}: {1}; change [metrics] listen or remove it")]
     Metrics(std::net::SocketAddr, std::io::Error),
+    #[error("ros2: {0}")]
+    Ros2(#[from] crate::ros2::Ros2Error),
     #[error("{0}; exiting so that the service manager restarts fer-edge")]
     BrokerDied(String),
 }
@@ -129,9 +133,18 @@ async fn run_async(
     } else {
         None
     };
-    let (publisher, connection) =
-        publish::start(&cfg.mqtt, secrets, broker.as_ref(), telemetry.clone())?;
+    let discovery = Discovery::new(&cfg.homeassistant, &cfg.mqtt);
+    let (publisher, mut connection) = publish::start(
+        &cfg.mqtt,
+        secrets,
+        broker.as_ref(),
+        telemetry.clone(),
+        discovery.subscriptions(),
+    )?;
     log_where_it_publishes(&cfg.mqtt);
+    for m in discovery.start() {
+        publisher.send_event(m);
+    }
     if let Some(addr) = cfg.metrics.listen {
         let p = publisher.clone();
         crate::metrics::serve(
@@ -144,17 +157,21 @@ async fn run_async(
     }
     let manifest = follower.chain().emotion_model().manifest();
     // What the messages say about the model, worked out once.
-    let labels = Labels {
+    let wording = Wording {
         model: format!("{}@{}", manifest.name, manifest.version),
         calibrated: follower.chain().is_calibrated(),
+        labels: cfg.mqtt.labels,
         raw: cfg.mqtt.raw,
+        landmarks: cfg.mqtt.landmarks,
     };
     let context = StatsContext {
         source: source.describe(),
         backend: follower.chain().engine_label(),
-        model: labels.model.clone(),
+        model: wording.model.clone(),
         model_trained: manifest.trained,
     };
+    let announcer = Announcer::new(cfg.mqtt.topics(), wording, Shaping::from_config(&cfg.mqtt));
+    let ros2 = Ros2Output::start(&cfg.ros2)?;
     let feed = Arc::new(Feed::start(source, telemetry.clone())?);
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let inference = {
@@ -162,7 +179,17 @@ async fn run_async(
         std::thread::Builder::new()
             .name("inference".into())
             .spawn(move || {
-                inference_loop(follower, &feed, &telemetry, &publisher, &labels);
+                inference_loop(
+                    follower,
+                    &feed,
+                    &telemetry,
+                    &publisher,
+                    announcer,
+                    ros2.as_ref(),
+                );
+                if let Some(r) = ros2 {
+                    r.finish();
+                }
                 let _ = done_tx.send(());
             })?
     };
@@ -207,6 +234,11 @@ async fn run_async(
                 tracing::error!("{why}: shutting down");
                 broker_died = Some(why);
                 break;
+            }
+            (topic, payload) = connection.incoming() => {
+                for m in discovery.on_message(&topic, &payload) {
+                    publisher.send_event(m);
+                }
             }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = sighup.recv() => { tracing::info!("SIGHUP: shutting down as for SIGTERM"); break; }
@@ -256,10 +288,10 @@ fn inference_loop(
     feed: &Feed,
     telemetry: &Telemetry,
     publisher: &Publisher,
-    labels: &Labels,
+    mut announcer: Announcer,
+    ros2: Option<&Ros2Output>,
 ) {
-    let topics = publisher.topics().clone();
-    publish_tracked(publisher, &[]);
+    send(publisher, announcer.start(payload::unix_now()));
     while let Some(frame) = feed.take() {
         let step = match follower.step_recorded(frame.timestamp, &frame.image, telemetry) {
             Ok(s) => s,
@@ -278,13 +310,13 @@ fn inference_loop(
             width: frame.image.width(),
             height: frame.image.height(),
         };
-        publish_output(
+        send(
             publisher,
-            &topics,
-            out,
-            Some((stamp, frame.captured_at)),
-            labels,
+            announcer.frame(out, Some((stamp, frame.captured_at)), unix),
         );
+        if let Some(r) = ros2 {
+            r.send(out, Some(&stamp));
+        }
         telemetry.set(Gauge::TracksActive, follower.tracked().len() as u64);
         telemetry.add(Counter::FramesProcessed, 1);
         if feed.is_stopped() {
@@ -293,67 +325,21 @@ fn inference_loop(
         }
     }
     let out = follower.finish();
-    publish_output(publisher, &topics, &out, None, labels);
+    send(publisher, announcer.frame(&out, None, payload::unix_now()));
+    if let Some(r) = ros2 {
+        r.send(&out, None);
+    }
     telemetry.set(Gauge::TracksActive, 0);
 }
 
-/// What every expression message says about where its numbers came from.
-struct Labels {
-    /// `name@version` of the emotion bundle.
-    model: String,
-    /// `[calibration]` applied.
-    calibrated: bool,
-    /// `[mqtt] raw`: include the unsmoothed reading.
-    raw: bool,
-}
-
-/// Publishes one frame's output in its promised order: `new` events, the
-/// per-face messages, `end` events, then the track list. `frame` is None
-/// for the shutdown output (which has no faces).
-fn publish_output(
-    publisher: &Publisher,
-    topics: &publish::Topics,
-    out: &FrameOutput,
-    frame: Option<(FrameStamp, Instant)>,
-    labels: &Labels,
-) {
-    let unix = frame.map_or_else(payload::unix_now, |(s, _)| s.unix);
-    let event = |msg: &EventMsg| Message::json(topics.events(), msg, false);
-    for id in &out.started {
-        publisher.send_event(event(&EventMsg::new(*id, unix)));
-    }
-    if let Some((stamp, captured_at)) = frame {
-        for f in &out.faces {
-            let msg = ExpressionMsg::new(
-                f.track_id,
-                stamp,
-                &f.reading,
-                &f.smoothed,
-                labels.model.clone(),
-            )
-            .calibrated(labels.calibrated)
-            .with_raw(labels.raw);
-            publisher.send_frame(Message::frame_json(
-                topics.expression(f.track_id),
-                &msg,
-                captured_at,
-            ));
+/// Hands one frame's messages to their queues, in order.
+fn send(publisher: &Publisher, msgs: Vec<Outgoing>) {
+    for m in msgs {
+        match m {
+            Outgoing::Event(m) => publisher.send_event(m),
+            Outgoing::Frame(m) => publisher.send_frame(m),
         }
     }
-    for summary in &out.ended {
-        publisher.send_event(event(&EventMsg::end(summary, unix)));
-    }
-    if let Some(ids) = &out.tracked {
-        publish_tracked(publisher, ids);
-    }
-}
-
-fn publish_tracked(publisher: &Publisher, tracked: &[u64]) {
-    publisher.send_event(Message::json(
-        publisher.topics().tracked(),
-        &TrackedMsg::new(tracked),
-        true,
-    ));
 }
 
 fn stats_message(

@@ -1,34 +1,75 @@
 //! JSON views shared by every output (`analyze` lines, MQTT payloads):
-//! rounding for display and the seven probabilities by name.
+//! rounding for display, the two label sets (fer-edge's, ROS4HRI's) and
+//! the seven probabilities by name.
 //!
 //! In: raw `f32` values. Out: serialisable values. A bottom layer.
 
 use serde::Serialize;
 
-/// The seven probabilities, in canonical order and named.
-#[derive(Debug, Serialize)]
+use crate::frame::Expression;
+
+/// Which names the seven expressions go by in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, Serialize)]
+pub enum LabelSet {
+    /// fer-edge's own: `neutral`, `happy`, `sad`, `surprise`, `fear`,
+    /// `disgust`, `anger`.
+    #[default]
+    #[serde(rename = "fer-edge")]
+    FerEdge,
+    /// ROS4HRI's `hri_msgs/Expression` constants: `neutral`, `happy`,
+    /// `sad`, `surprised`, `scared`, `disgusted`, `angry`.
+    #[serde(rename = "ros4hri")]
+    Ros4hri,
+}
+
+impl LabelSet {
+    /// The name of `e` in this set.
+    pub fn name(self, e: Expression) -> &'static str {
+        match self {
+            LabelSet::FerEdge => e.name(),
+            LabelSet::Ros4hri => match e {
+                Expression::Neutral => "neutral",
+                Expression::Happy => "happy",
+                Expression::Sad => "sad",
+                Expression::Surprise => "surprised",
+                Expression::Fear => "scared",
+                Expression::Disgust => "disgusted",
+                Expression::Anger => "angry",
+            },
+        }
+    }
+}
+
+/// The seven probabilities, in canonical order and named by a [`LabelSet`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct Probabilities {
-    neutral: f32,
-    happy: f32,
-    sad: f32,
-    surprise: f32,
-    fear: f32,
-    disgust: f32,
-    anger: f32,
+    values: [f32; 7],
+    labels: LabelSet,
 }
 
 impl Probabilities {
+    /// Named with fer-edge's labels.
     pub fn from_array(p: &[f32; 7]) -> Probabilities {
-        let r = |v: f32| round(v, 4);
+        Probabilities::labelled(p, LabelSet::FerEdge)
+    }
+
+    /// Named with `labels`, rounded for the wire.
+    pub fn labelled(p: &[f32; 7], labels: LabelSet) -> Probabilities {
         Probabilities {
-            neutral: r(p[0]),
-            happy: r(p[1]),
-            sad: r(p[2]),
-            surprise: r(p[3]),
-            fear: r(p[4]),
-            disgust: r(p[5]),
-            anger: r(p[6]),
+            values: p.map(|v| round(v, 4)),
+            labels,
         }
+    }
+}
+
+impl Serialize for Probabilities {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(7))?;
+        for (e, v) in Expression::ALL.iter().zip(self.values) {
+            m.serialize_entry(self.labels.name(*e), &v)?;
+        }
+        m.end()
     }
 }
 

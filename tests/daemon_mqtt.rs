@@ -66,13 +66,7 @@ fn embedded_pan1_replay(mqtt_extra: &str) -> Vec<(String, String)> {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cfg = write_config(dir.path(), &DaemonConfig::replay(port, true, "pan1"));
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    assert!(text.contains("[mqtt]\n"), "{text}");
-    std::fs::write(
-        &cfg,
-        text.replacen("[mqtt]\n", &format!("[mqtt]\n{mqtt_extra}"), 1),
-    )
-    .unwrap();
+    add_to_section(&cfg, "mqtt", mqtt_extra);
     let mut d = daemon(&cfg);
     assert!(
         wait_for_port(port, Duration::from_secs(60)),
@@ -301,7 +295,7 @@ fn the_schema_root_refuses_garbage_and_names_the_definition_of_every_topic() {
     let root = jsonschema::validator_for(&schema).unwrap();
     for garbage in [
         serde_json::json!({"garbage": 1}),
-        serde_json::json!({"schema_version": "1.1"}),
+        serde_json::json!({"schema_version": "1.2"}),
         serde_json::json!(42),
         serde_json::json!("maybe"),
     ] {
@@ -314,6 +308,7 @@ fn the_schema_root_refuses_garbage_and_names_the_definition_of_every_topic() {
         ("fer-edge/kiosk-1/faces/17/expression", Some("expression")),
         ("fer-edge/kiosk-1/events", Some("event")),
         ("fer-edge/kiosk-1/stats", Some("stats")),
+        ("fer-edge/kiosk-1/summary", Some("summary")),
         ("fer-edge/kiosk-1/other", None),
         ("kiosk-1/faces/17/expression", None),
     ] {
@@ -332,4 +327,118 @@ fn raw_false_leaves_the_unsmoothed_reading_out_and_the_messages_still_match_the_
         exprs[0]
     );
     check_schema(&msgs);
+}
+
+/// The summary messages of a run, in order.
+fn summaries(msgs: &[(String, String)]) -> Vec<Value> {
+    on(msgs, "/summary")
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_rate_cap_ros4hri_labels_landmarks_and_the_summary_on_the_embedded_broker() {
+    let msgs = embedded_pan1_replay(
+        "max_rate_hz = 5.0\nlandmarks = true\nlabels = \"ros4hri\"\nsummary_rate_hz = 2.0\n",
+    );
+    check_schema(&msgs);
+    assert_track_order(&msgs);
+    let exprs = expressions(&msgs);
+    // pan1 is 30 frames at 15 frames/s: 2 s, so at most 11 messages at 5/s
+    // (the default sends one per frame: 28 or more).
+    assert!((5..=11).contains(&exprs.len()), "{} messages", exprs.len());
+    for pair in exprs.windows(2) {
+        let dt = pair[1]["frame_time"].as_f64().unwrap() - pair[0]["frame_time"].as_f64().unwrap();
+        assert!(dt >= 0.199, "two messages {dt} s apart");
+    }
+    for e in &exprs {
+        assert_eq!(e["expression"], "happy");
+        assert!(
+            e["probabilities"].get("surprised").is_some()
+                && e["probabilities"].get("surprise").is_none(),
+            "{e}"
+        );
+        let b: Vec<f64> = (0..4).map(|i| e["bbox"][i].as_f64().unwrap()).collect();
+        for point in ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"] {
+            let (x, y) = (
+                e["landmarks"][point][0].as_f64().unwrap(),
+                e["landmarks"][point][1].as_f64().unwrap(),
+            );
+            assert!(
+                x > b[0] && x < b[0] + b[2] && y > b[1] && y < b[1] + b[3],
+                "{point} ({x}, {y}) outside the box {b:?}"
+            );
+        }
+    }
+    let s = summaries(&msgs);
+    assert_eq!(s.first().unwrap()["faces"], 0, "nobody at start");
+    assert_eq!(s.last().unwrap()["faces"], 0, "nobody after the end");
+    let present: Vec<&Value> = s.iter().filter(|m| m["faces"] == 1).collect();
+    assert!(!present.is_empty(), "{s:?}");
+    assert_eq!(present[0]["tracks"][0]["expression"], "happy");
+    assert_eq!(present[0]["dominant_expression"], "happy");
+    assert!(present[0]["mean_valence"].as_f64().unwrap() > 0.3);
+    assert!(s.len() <= 2 * 2 + 3, "{} summaries in 2 s at 2/s", s.len());
+}
+
+#[test]
+fn on_change_and_expression_changed_events_through_mosquitto_with_a_retained_summary() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _broker = mosquitto(port, dir.path());
+    let sub = Subscriber::start(port);
+    let cfg = write_config(dir.path(), &DaemonConfig::replay(port, false, "pan6"));
+    add_to_section(&cfg, "mqtt", "on_change = true\nchange_threshold = 0.15\n");
+    let mut d = daemon(&cfg);
+    let status = d
+        .wait_exit(Duration::from_secs(240))
+        .expect("daemon finishes the replay");
+    assert_eq!(status.code(), Some(0));
+    let msgs = sub.stop();
+    check_schema(&msgs);
+    assert_track_order(&msgs);
+    let exprs = expressions(&msgs);
+    // Every message after a track's first says something new.
+    let mut last: std::collections::BTreeMap<u64, &Value> = Default::default();
+    for e in &exprs {
+        let id = e["track_id"].as_u64().unwrap();
+        if let Some(p) = last.get(&id) {
+            let moved = |k: &str| (e[k].as_f64().unwrap() - p[k].as_f64().unwrap()).abs() > 0.15;
+            assert!(
+                e["expression"] != p["expression"] || moved("valence") || moved("arousal"),
+                "{p}\n{e}"
+            );
+        }
+        last.insert(id, e);
+    }
+    assert_eq!(last.len(), 6, "every face was sent at least once");
+    assert!(
+        exprs.len() < 6 * 25,
+        "{} messages: on-change sent nearly every frame",
+        exprs.len()
+    );
+    let events: Vec<Value> = on(&msgs, "/events")
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    for e in events.iter().filter(|e| e["type"] == "expression_changed") {
+        assert_ne!(e["expression"], e["previous_expression"], "{e}");
+    }
+    let s = summaries(&msgs);
+    let most = s
+        .iter()
+        .map(|m| m["faces"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(most >= 5, "the summary saw {most} of the 6 faces");
+    let kept: Value = serde_json::from_str(
+        &retained(port, "fer-edge/test-kiosk/summary").expect("a retained summary"),
+    )
+    .unwrap();
+    assert_eq!(
+        kept["faces"], 0,
+        "the retained summary says nobody is left: {kept}"
+    );
 }

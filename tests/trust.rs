@@ -57,19 +57,6 @@ fn mosquitto_pub(port: u16, args: &[&str]) -> Output {
     run(Command::new("mosquitto_pub").args(&all))
 }
 
-fn paho_python() -> PathBuf {
-    let cache = std::env::var_os("FER_EDGE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/fer-edge"));
-    let py = cache.join("mqtt-venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run tools/setup.sh (it installs paho-mqtt there)",
-        py.display()
-    );
-    py
-}
-
 fn paho_sub(
     port: u16,
     version: &str,
@@ -77,7 +64,7 @@ fn paho_sub(
     count: usize,
     login: Option<(&str, &str)>,
 ) -> Output {
-    let mut c = Command::new(paho_python());
+    let mut c = Command::new(clients_python());
     c.arg(root().join("tests/clients/paho_sub.py")).args([
         "127.0.0.1",
         &port.to_string(),
@@ -374,7 +361,7 @@ fn the_embedded_broker_delivers_at_the_lower_of_publish_and_subscription_qos() {
     // A keep-alive of 0 (valid MQTT: no keep-alive) was closed with no
     // CONNACK (mosquitto_sub refuses -k 0, so paho-mqtt asks for it).
     for version in ["311", "5"] {
-        let o = run(Command::new(paho_python())
+        let o = run(Command::new(clients_python())
             .env("PAHO_KEEPALIVE", "0")
             .arg(root().join("tests/clients/paho_sub.py"))
             .args(["127.0.0.1", &port.to_string(), version, STATUS, "1", "8"]));
@@ -971,7 +958,7 @@ fn embedded_shutdown_seen_by(version: &str, qos: u8) -> Vec<(String, String)> {
         Duration::from_secs(60)
     )
     .is_some());
-    let mut w = Command::new(paho_python())
+    let mut w = Command::new(clients_python())
         .arg(root().join("tests/clients/paho_watch.py"))
         .args([
             "127.0.0.1",

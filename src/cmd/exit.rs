@@ -54,6 +54,8 @@ pub fn run_error(e: fer_edge::pipeline::RunError) -> Failure {
         RunError::Source(_) | RunError::Runtime(_) | RunError::Metrics(..) => EX_UNAVAILABLE,
         RunError::Publish(PublishError::Broker(_)) => EX_UNAVAILABLE,
         RunError::BrokerDied(_) => EX_SOFTWARE,
+        RunError::Ros2(fer_edge::ros2::Ros2Error::NotBuilt) => EX_CONFIG,
+        RunError::Ros2(_) => EX_UNAVAILABLE,
         RunError::Config(_) | RunError::Setup(_) | RunError::Publish(_) => EX_CONFIG,
     };
     (code, Box::new(e))

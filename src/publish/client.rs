@@ -2,7 +2,9 @@
 //! event-loop task (polls the connection, backs off after errors, tells
 //! apart why a connection failed) and the publisher task (drains the
 //! per-frame queue and the outbox into the client; re-queues what a
-//! session reset dropped); and [`Connection`], which shuts it down cleanly.
+//! session reset dropped; publishes the retained state again after a
+//! reconnect); and [`Connection`], which hands over what arrives on the
+//! subscribed topics and shuts it all down cleanly.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -93,17 +95,24 @@ pub struct Connection {
     topics: Topics,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     shutting_down: Arc<AtomicBool>,
+    incoming: mpsc::UnboundedReceiver<Incoming>,
 }
+
+/// A message that arrived on a subscribed topic: topic and payload.
+pub type Incoming = (String, Vec<u8>);
 
 /// Builds the client and spawns its tasks on the current Tokio runtime.
 /// With `embedded` (the broker the pipeline started, see
 /// [`super::start_embedded_broker`]) it connects to that broker's internal
 /// listener with the daemon's own login; otherwise to `[mqtt] host:port`.
+/// It subscribes to `subscriptions` at every connection; what arrives
+/// comes out of [`Connection::incoming`].
 pub fn start(
     cfg: &MqttConfig,
     secrets: &Secrets,
     embedded: Option<&broker::EmbeddedBroker>,
     telemetry: Arc<Telemetry>,
+    subscriptions: Vec<String>,
 ) -> Result<(Publisher, Connection), PublishError> {
     let (host, port, login) = if let Some(b) = embedded {
         (
@@ -147,6 +156,7 @@ pub fn start(
     let (outbox_tx, outbox_rx) = mpsc::channel(cfg.outbox_capacity);
     let (reconnected_tx, reconnected_rx) = mpsc::unbounded_channel();
     let shutting_down = Arc::new(AtomicBool::new(false));
+    let (incoming_tx, incoming) = mpsc::unbounded_channel();
 
     let ev_task = tokio::spawn(event_loop(
         eventloop,
@@ -154,6 +164,11 @@ pub fn start(
         telemetry.clone(),
         reconnected_tx,
         shutting_down.clone(),
+        Subscriptions {
+            client: client.clone(),
+            topics: subscriptions,
+            incoming: incoming_tx,
+        },
     ));
     let pub_task = tokio::spawn(publish_loop(PublishLoop {
         client: client.clone(),
@@ -165,7 +180,7 @@ pub fn start(
         outbox_tx: outbox_tx.clone(),
         reconnected: reconnected_rx,
         telemetry: telemetry.clone(),
-        last_tracked: None,
+        retained: std::collections::BTreeMap::new(),
     }));
     let publisher = Publisher {
         frames: frames_tx,
@@ -180,11 +195,21 @@ pub fn start(
         topics,
         tasks: vec![ev_task, pub_task],
         shutting_down,
+        incoming,
     };
     Ok((publisher, conn))
 }
 
 impl Connection {
+    /// The next message on a subscribed topic; pending forever once the
+    /// client has stopped.
+    pub async fn incoming(&mut self) -> Incoming {
+        match self.incoming.recv().await {
+            Some(m) => m,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Clean shutdown: waits (up to `deadline`) for queued events to go out,
     /// publishes retained `offline`, and disconnects.
     pub async fn shutdown(self, publisher: &Publisher, deadline: Duration) {
@@ -298,12 +323,21 @@ fn worth_logging(streak: u32) -> bool {
     streak.is_power_of_two()
 }
 
+/// What the event loop subscribes to at each connection, and where it
+/// hands what arrives.
+struct Subscriptions {
+    client: AsyncClient,
+    topics: Vec<String>,
+    incoming: mpsc::UnboundedSender<Incoming>,
+}
+
 async fn event_loop(
     mut eventloop: rumqttc::EventLoop,
     cfg: MqttConfig,
     telemetry: Arc<Telemetry>,
     reconnected: mpsc::UnboundedSender<()>,
     shutting_down: Arc<AtomicBool>,
+    subs: Subscriptions,
 ) {
     let mut attempt = 0u32;
     loop {
@@ -320,7 +354,18 @@ async fn event_loop(
                 telemetry.set(Gauge::MqttConnected, 1);
                 telemetry.add(Counter::MqttConnections, 1);
                 telemetry.set_mqtt_last_error(None);
+                // Clean sessions forget subscriptions: make them again.
+                // Never awaited here: this task is the one that polls.
+                for t in &subs.topics {
+                    if let Err(e) = subs.client.try_subscribe(t.clone(), QoS::AtLeastOnce) {
+                        tracing::warn!("cannot subscribe to {t}: {e}");
+                    }
+                }
                 let _ = reconnected.send(());
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                let _ = subs.incoming.send((topic, p.payload.to_vec()));
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))
                 if shutting_down.load(Ordering::SeqCst) =>
@@ -384,8 +429,10 @@ struct PublishLoop {
     outbox_tx: mpsc::Sender<Sequenced>,
     reconnected: mpsc::UnboundedReceiver<()>,
     telemetry: Arc<Telemetry>,
-    /// The latest `faces/tracked` payload, republished after a reconnect.
-    last_tracked: Option<Vec<u8>>,
+    /// The latest payload of every retained topic but `status` (track
+    /// list, summary, discovery configs), published again after a
+    /// reconnect; an empty one (a removal) is sent once and forgotten.
+    retained: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 async fn publish_loop(mut s: PublishLoop) {
@@ -398,9 +445,8 @@ async fn publish_loop(mut s: PublishLoop) {
                 // No reconnect event exists (rumqtt#250): every ConnAck republishes the retained state.
                 let online = Message { topic: s.topics.status(), payload: b"online".to_vec(), retain: true, captured_at: None };
                 publish_event(&s, online, event_qos).await;
-                let tracked = s.last_tracked.clone();
-                if let Some(p) = tracked {
-                    publish_event(&s, Message { topic: s.topics.tracked(), payload: p, retain: true, captured_at: None }, event_qos).await;
+                for (topic, payload) in s.retained.clone() {
+                    publish_event(&s, Message { topic, payload, retain: true, captured_at: None }, event_qos).await;
                 }
             }
             Some((seq, msg)) = s.outbox.recv(), if s.telemetry.gauge(Gauge::MqttConnected) == 1 => {
@@ -414,8 +460,12 @@ async fn publish_loop(mut s: PublishLoop) {
                     }
                     publish_frame(&s, frame, frame_qos);
                 }
-                if msg.topic == s.topics.tracked() {
-                    s.last_tracked = Some(msg.payload.clone());
+                if msg.retain && msg.topic != s.topics.status() {
+                    if msg.payload.is_empty() {
+                        s.retained.remove(&msg.topic);
+                    } else {
+                        s.retained.insert(msg.topic.clone(), msg.payload.clone());
+                    }
                 }
                 publish_event(&s, msg, event_qos).await;
             }

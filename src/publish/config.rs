@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::names;
 use super::payload::Topics;
+use crate::report::LabelSet;
 
 /// `[mqtt.tls]`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -70,6 +71,24 @@ pub struct MqttConfig {
     /// Include the unsmoothed reading (`raw`) in each `expression` message;
     /// false makes each message about 40% smaller.
     pub raw: bool,
+    /// Include the five facial points (pixels) in each `expression` message.
+    pub landmarks: bool,
+    /// Expression names: `"fer-edge"` (`surprise`, `fear`, `disgust`,
+    /// `anger`, ...) or `"ros4hri"` (`surprised`, `scared`, `disgusted`,
+    /// `angry`, ...: `hri_msgs/Expression`'s constants).
+    pub labels: LabelSet,
+    /// Most `expression` messages per track and second (0: one per
+    /// processed frame).
+    pub max_rate_hz: f64,
+    /// Send a track's `expression` only when its smoothed label changed or
+    /// its valence or arousal moved more than `change_threshold`.
+    pub on_change: bool,
+    /// V/A change (on the [-1, 1] scale) that counts as a change, for
+    /// `on_change` and for the summary.
+    pub change_threshold: f32,
+    /// Most `summary` messages per second, each sent only on change
+    /// (0: no summary topic).
+    pub summary_rate_hz: f64,
     /// Seconds between `stats` messages (0 = never).
     pub stats_interval_s: f64,
     /// Per-frame messages waiting to be sent; more are dropped and counted.
@@ -98,6 +117,12 @@ impl Default for MqttConfig {
             qos_events: 1,
             qos_expression: 0,
             raw: true,
+            landmarks: false,
+            labels: LabelSet::FerEdge,
+            max_rate_hz: 0.0,
+            on_change: false,
+            change_threshold: 0.1,
+            summary_rate_hz: 1.0,
             stats_interval_s: 10.0,
             queue_capacity: 256,
             outbox_capacity: 1000,
@@ -175,6 +200,27 @@ impl MqttConfig {
                 self.stats_interval_s
             ));
         }
+        for (k, v) in [
+            ("max_rate_hz", self.max_rate_hz),
+            ("summary_rate_hz", self.summary_rate_hz),
+        ] {
+            if !(0.0..=1000.0).contains(&v) {
+                return Err(format!(
+                    "mqtt.{k} = {v} must be 0..1000 messages per second (0: {})",
+                    if k == "max_rate_hz" {
+                        "every processed frame"
+                    } else {
+                        "no summary topic"
+                    }
+                ));
+            }
+        }
+        if !(self.change_threshold > 0.0 && self.change_threshold <= 2.0) {
+            return Err(format!(
+                "mqtt.change_threshold = {} must be above 0 and at most 2 (valence and arousal span [-1, 1]); 0.1 is the default",
+                self.change_threshold
+            ));
+        }
         if self.queue_capacity == 0 || self.outbox_capacity == 0 {
             return Err("mqtt.queue_capacity and mqtt.outbox_capacity must be at least 1".into());
         }
@@ -243,6 +289,32 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(e.contains("mqtt.listen"));
+        for (bad, key) in [
+            (
+                MqttConfig {
+                    max_rate_hz: -1.0,
+                    ..Default::default()
+                },
+                "mqtt.max_rate_hz",
+            ),
+            (
+                MqttConfig {
+                    summary_rate_hz: f64::NAN,
+                    ..Default::default()
+                },
+                "mqtt.summary_rate_hz",
+            ),
+            (
+                MqttConfig {
+                    change_threshold: 0.0,
+                    ..Default::default()
+                },
+                "mqtt.change_threshold",
+            ),
+        ] {
+            let e = bad.validate().unwrap_err();
+            assert!(e.contains(key), "{e}");
+        }
         let e = MqttConfig {
             qos_events: 3,
             ..Default::default()

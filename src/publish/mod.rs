@@ -21,10 +21,15 @@
 //!   connected: stale expressions after an outage help no one. Drops are
 //!   counted (`stats.mqtt.dropped_offline`, `dropped_queue_full`).
 //!
+//! - Every retained message's latest payload (track list, summary, Home
+//!   Assistant configs) is published again after every reconnect: a broker
+//!   that restarted without persistence has lost them.
+//!
 //! The parts: `config` (the `[mqtt]` sections), `secrets` (the files they
-//! name), `client` (handle, tasks, shutdown), `payload` (what is sent),
-//! `names` (MQTT's name rules), and `broker` (the embedded broker and its
-//! gate).
+//! name), `client` (handle, tasks, shutdown), `announce` (which messages
+//! each frame becomes: rate caps, on-change, summary), `payload` (what is
+//! sent), `homeassistant` (discovery), `names` (MQTT's name rules), and
+//! `broker` (the embedded broker and its gate).
 //!
 //! rumqttc 0.25.1 pins `rustls-webpki ^0.102.8`, which carries open RUSTSEC
 //! advisories (rumqtt#1046, #1067), and its default aws-lc-rs provider is
@@ -33,9 +38,11 @@
 
 use std::time::Instant;
 
+pub mod announce;
 pub mod broker;
 mod client;
 mod config;
+pub mod homeassistant;
 pub mod names;
 pub mod payload;
 mod secrets;

@@ -7,18 +7,21 @@
 //! Topic layout under `{topic_prefix}/{device_id}/`:
 //! `status` (retained `online`/`offline`, also the last will),
 //! `faces/tracked` (retained list of current track ids),
-//! `faces/{track_id}/expression` (per frame and track, in the spirit of
-//! ROS4HRI's `hri_msgs/Expression`), `events` (`new`/`end`), `stats`.
+//! `faces/{track_id}/expression` (per frame and track, or capped and on
+//! change; the fields of ROS4HRI's `hri_msgs/Expression` and more),
+//! `events` (`new`/`expression_changed`/`end`), `summary` (retained: who
+//! is present and the group's mood), `stats`.
 
 use serde::Serialize;
 
-use crate::report::{round, Probabilities};
+use crate::frame::Expression;
+use crate::report::{round, LabelSet, Probabilities};
 use crate::telemetry::{Percentiles, Snapshot, Stage, StageSnapshot, Totals};
 use crate::track::core::TrackSummary;
 
 /// The payloads' version; `schema/mqtt.schema.json` lists what changed
 /// in each (`x-changes`).
-pub const SCHEMA_VERSION: &str = "1.1";
+pub const SCHEMA_VERSION: &str = "1.2";
 
 /// Topic names of one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +49,60 @@ impl Topics {
     }
     pub fn stats(&self) -> String {
         format!("{}/stats", self.base)
+    }
+    pub fn summary(&self) -> String {
+        format!("{}/summary", self.base)
+    }
+}
+
+/// How expression messages are worded: the model they name and what
+/// `[mqtt]` asks them to carry (`labels`, `raw`, `landmarks`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wording {
+    /// `name@version` of the emotion bundle.
+    pub model: String,
+    /// `[calibration]` applied before smoothing.
+    pub calibrated: bool,
+    pub labels: LabelSet,
+    /// Include the unsmoothed reading.
+    pub raw: bool,
+    /// Include the five facial points.
+    pub landmarks: bool,
+}
+
+impl Wording {
+    /// fer-edge's labels, `raw` in, landmarks out: the defaults.
+    pub fn new(model: String) -> Wording {
+        Wording {
+            model,
+            calibrated: false,
+            labels: LabelSet::FerEdge,
+            raw: true,
+            landmarks: false,
+        }
+    }
+}
+
+/// The five facial points of a face, pixels in the frame.
+#[derive(Debug, Serialize)]
+pub struct LandmarksMsg {
+    pub left_eye: [f32; 2],
+    pub right_eye: [f32; 2],
+    pub nose: [f32; 2],
+    pub mouth_left: [f32; 2],
+    pub mouth_right: [f32; 2],
+}
+
+impl From<&crate::frame::Landmarks> for LandmarksMsg {
+    fn from(l: &crate::frame::Landmarks) -> LandmarksMsg {
+        let r = |p: [f32; 2]| [round(p[0], 1), round(p[1], 1)];
+        LandmarksMsg {
+            left_eye: r(l.left_eye),
+            right_eye: r(l.right_eye),
+            nose: r(l.nose),
+            mouth_left: r(l.mouth_left),
+            mouth_right: r(l.mouth_right),
+        }
     }
 }
 
@@ -85,6 +142,9 @@ pub struct ExpressionMsg {
     pub bbox: [f32; 4],
     /// The same box as fractions of the frame's width and height.
     pub bbox_normalized: [f32; 4],
+    /// The five facial points; only with `[mqtt] landmarks = true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub landmarks: Option<LandmarksMsg>,
     /// The frame the face was read on, pixels.
     pub frame_width: u32,
     pub frame_height: u32,
@@ -110,33 +170,35 @@ pub struct FrameStamp {
 
 impl ExpressionMsg {
     /// The message for one tracked face: smoothed values on top, the raw
-    /// reading under `raw`, numbers rounded for the wire.
+    /// reading under `raw`, numbers rounded for the wire, worded as
+    /// `wording` says.
     pub fn new(
         track_id: u64,
         stamp: FrameStamp,
         face: &crate::frame::FaceReading,
         smoothed: &crate::track::smooth::Smoothed,
-        model: String,
+        wording: &Wording,
     ) -> ExpressionMsg {
         let e = &face.emotion;
         let b = face.detection.bbox;
+        let labels = wording.labels;
         ExpressionMsg {
             schema_version: SCHEMA_VERSION,
             track_id,
             timestamp: stamp.unix,
             frame_time: stamp.frame_time,
             frame_seq: stamp.frame_seq,
-            expression: smoothed.expression.name(),
+            expression: labels.name(smoothed.expression),
             confidence: round(smoothed.confidence, 4),
             valence: round(smoothed.valence, 4),
             arousal: round(smoothed.arousal, 4),
-            probabilities: Probabilities::from_array(&smoothed.probabilities),
-            raw: Some(Raw {
-                expression: e.expression.name(),
+            probabilities: Probabilities::labelled(&smoothed.probabilities, labels),
+            raw: wording.raw.then(|| Raw {
+                expression: labels.name(e.expression),
                 confidence: round(e.confidence, 4),
                 valence: round(e.valence, 4),
                 arousal: round(e.arousal, 4),
-                probabilities: Probabilities::from_array(&e.probabilities),
+                probabilities: Probabilities::labelled(&e.probabilities, labels),
             }),
             bbox: [round(b.x, 1), round(b.y, 1), round(b.w, 1), round(b.h, 1)],
             bbox_normalized: {
@@ -148,27 +210,15 @@ impl ExpressionMsg {
                     round(b.h / h, 4),
                 ]
             },
+            landmarks: wording
+                .landmarks
+                .then(|| LandmarksMsg::from(&face.detection.landmarks)),
             frame_width: stamp.width,
             frame_height: stamp.height,
-            model,
+            model: wording.model.clone(),
             va_source: e.va_source,
-            calibrated: false,
+            calibrated: wording.calibrated,
         }
-    }
-
-    /// Leaves the unsmoothed reading out (`[mqtt] raw = false`: a message
-    /// about 40% smaller).
-    pub fn with_raw(mut self, yes: bool) -> ExpressionMsg {
-        if !yes {
-            self.raw = None;
-        }
-        self
-    }
-
-    /// Marks the reading as calibrated by the site's `[calibration]`.
-    pub fn calibrated(mut self, yes: bool) -> ExpressionMsg {
-        self.calibrated = yes;
-        self
     }
 }
 
@@ -199,6 +249,18 @@ pub struct EventMsg {
     pub kind: &'static str,
     pub track_id: u64,
     pub timestamp: f64,
+    /// For `expression_changed`: the smoothed expression now and before,
+    /// with the new one's confidence and the smoothed V/A.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expression: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_expression: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valence: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arousal: Option<f32>,
     /// For `end`: seconds from the first to the last frame of the track.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<f64>,
@@ -222,6 +284,11 @@ impl EventMsg {
             kind: "new",
             track_id,
             timestamp,
+            expression: None,
+            previous_expression: None,
+            confidence: None,
+            valence: None,
+            arousal: None,
             duration_s: None,
             frames: None,
             mean_valence: None,
@@ -230,18 +297,65 @@ impl EventMsg {
         }
     }
 
+    /// An `expression_changed` event: the smoothed expression of
+    /// `track_id` went from `before` to `now`'s.
+    pub fn expression_changed(
+        track_id: u64,
+        timestamp: f64,
+        before: Expression,
+        now: &crate::track::smooth::Smoothed,
+        labels: LabelSet,
+    ) -> EventMsg {
+        EventMsg {
+            kind: "expression_changed",
+            expression: Some(labels.name(now.expression)),
+            previous_expression: Some(labels.name(before)),
+            confidence: Some(round(now.confidence, 4)),
+            valence: Some(round(now.valence, 4)),
+            arousal: Some(round(now.arousal, 4)),
+            ..EventMsg::new(track_id, timestamp)
+        }
+    }
+
     /// An `end` event with the track's summary.
-    pub fn end(s: &TrackSummary, timestamp: f64) -> EventMsg {
+    pub fn end(s: &TrackSummary, timestamp: f64, labels: LabelSet) -> EventMsg {
         EventMsg {
             kind: "end",
             duration_s: Some((s.duration_s * 1000.0).round() / 1000.0),
             frames: Some(s.frames),
             mean_valence: Some(round(s.mean_valence, 4)),
             mean_arousal: Some(round(s.mean_arousal, 4)),
-            dominant_expression: Some(s.dominant.name()),
+            dominant_expression: Some(labels.name(s.dominant)),
             ..EventMsg::new(s.track_id, timestamp)
         }
     }
+}
+
+/// One face present, as `summary` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SummaryFace {
+    pub track_id: u64,
+    /// Smoothed, with its smoothed probability.
+    pub expression: &'static str,
+    pub confidence: f32,
+    pub valence: f32,
+    pub arousal: f32,
+}
+
+/// `summary` (retained): who is present now and the group's mood.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SummaryMsg {
+    pub schema_version: &'static str,
+    pub timestamp: f64,
+    /// Faces tracked now.
+    pub faces: usize,
+    pub tracks: Vec<SummaryFace>,
+    /// The expression most of the faces show (ties: the first in the
+    /// thesis order); null with nobody present.
+    pub dominant_expression: Option<&'static str>,
+    /// Means over the faces present; null with nobody present.
+    pub mean_valence: Option<f32>,
+    pub mean_arousal: Option<f32>,
 }
 
 /// MQTT counters inside `stats`.
@@ -431,6 +545,7 @@ mod tests {
         assert_eq!(t.expression(7), "fer-edge/kiosk-1/faces/7/expression");
         assert_eq!(t.events(), "fer-edge/kiosk-1/events");
         assert_eq!(t.stats(), "fer-edge/kiosk-1/stats");
+        assert_eq!(t.summary(), "fer-edge/kiosk-1/summary");
     }
 
     #[test]
@@ -443,7 +558,7 @@ mod tests {
             mean_arousal: -0.5,
             dominant: crate::frame::Expression::Happy,
         };
-        let end = serde_json::to_value(EventMsg::end(&summary, 9.5)).unwrap();
+        let end = serde_json::to_value(EventMsg::end(&summary, 9.5, LabelSet::FerEdge)).unwrap();
         assert_eq!(end["type"], "end");
         assert_eq!(end["track_id"], 3);
         assert_eq!(end["timestamp"], 9.5);

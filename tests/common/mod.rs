@@ -125,6 +125,11 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn start(port: u16) -> Subscriber {
+        Subscriber::start_on(port, "fer-edge/#")
+    }
+
+    /// `mosquitto_sub -v` on `filter`.
+    pub fn start_on(port: u16, filter: &str) -> Subscriber {
         let mut child = Command::new("mosquitto_sub")
             .args([
                 "-h",
@@ -135,7 +140,7 @@ impl Subscriber {
                 "-q",
                 "1",
                 "-t",
-                "fer-edge/#",
+                filter,
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -274,6 +279,19 @@ stats_interval_s = 1.0
     path
 }
 
+/// Adds `lines` at the top of `section` (`[mqtt]`, ...) of the config at
+/// `path`, or appends the section when the file has none.
+pub fn add_to_section(path: &Path, section: &str, lines: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let header = format!("[{section}]\n");
+    let text = if text.contains(&header) {
+        text.replacen(&header, &format!("{header}{lines}"), 1)
+    } else {
+        format!("{text}\n{header}{lines}")
+    };
+    std::fs::write(path, text).unwrap();
+}
+
 pub fn daemon(config: &Path) -> Proc {
     daemon_layered(&[config])
 }
@@ -400,7 +418,12 @@ pub fn assert_track_order(msgs: &[(String, String)]) {
     for (i, (topic, payload)) in msgs.iter().enumerate() {
         let (id, what) = if topic.ends_with("/events") {
             let e: Value = serde_json::from_str(payload).unwrap();
-            let kind = if e["type"] == "new" { "new" } else { "end" };
+            // `expression_changed` is about a live track, as `expression` is.
+            let kind = match e["type"].as_str() {
+                Some("new") => "new",
+                Some("end") => "end",
+                _ => "expression",
+            };
             (e["track_id"].as_u64().unwrap(), kind)
         } else if topic.ends_with("/expression") {
             let e: Value = serde_json::from_str(payload).unwrap();
@@ -486,4 +509,19 @@ pub fn declaring(mut jpeg: Vec<u8>, w: u16, h: u16) -> Vec<u8> {
     jpeg[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
     jpeg[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
     jpeg
+}
+
+/// The clients' Python (paho-mqtt, Cyclone DDS, the client package), from
+/// the venv tools/setup.sh makes.
+pub fn clients_python() -> PathBuf {
+    let cache = std::env::var_os("FER_EDGE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/fer-edge"));
+    let py = cache.join("mqtt-venv/bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run tools/setup.sh (it installs paho-mqtt and cyclonedds there)",
+        py.display()
+    );
+    py
 }

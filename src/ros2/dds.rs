@@ -1,0 +1,203 @@
+//! The DDS side of the ROS 2 output, on RustDDS: one participant, one
+//! publisher, the tracked-list writer, and two writers per face created
+//! when the face first appears and dropped when its track ends.
+
+use std::collections::BTreeMap;
+
+use rustdds::no_key::DataWriter;
+use rustdds::policy::{Durability, History, Reliability};
+use rustdds::{
+    CDRSerializerAdapter, DomainParticipant, DomainParticipantBuilder, Publisher, QosPolicies,
+    QosPolicyBuilder, TopicKind,
+};
+use serde::Serialize;
+
+use super::msgs::{self, Header};
+use super::{Ros2Config, Ros2Error, Update};
+
+type Writer<T> = DataWriter<T, CDRSerializerAdapter<T>>;
+
+/// The writers of one face.
+struct FaceWriters {
+    expression: Writer<msgs::ExpressionMsg>,
+    roi: Writer<msgs::NormalizedRoi>,
+}
+
+/// A joined domain and its writers.
+pub struct Node {
+    participant: DomainParticipant,
+    publisher: Publisher,
+    qos: QosPolicies,
+    frame_id: String,
+    tracked: Writer<msgs::IdsList>,
+    faces: BTreeMap<u64, FaceWriters>,
+    /// Write errors, logged at the first and at the end.
+    errors: u64,
+}
+
+fn entity_error(what: &str, e: impl std::fmt::Debug) -> Ros2Error {
+    Ros2Error::Entity {
+        what: what.to_string(),
+        why: format!("{e:?}"),
+    }
+}
+
+impl Node {
+    pub fn join(cfg: &Ros2Config) -> Result<Node, Ros2Error> {
+        let participant = DomainParticipantBuilder::new(cfg.domain_id)
+            .build()
+            .map_err(|e| Ros2Error::Participant {
+                domain: cfg.domain_id,
+                why: format!("{e:?}"),
+            })?;
+        // Reliable and transient local, depth 1: matches ROS 2's default
+        // QoS, sensor-data (best effort) and latched subscribers alike.
+        let qos = QosPolicyBuilder::new()
+            .reliability(Reliability::Reliable {
+                max_blocking_time: rustdds::Duration::from_millis(100),
+            })
+            .durability(Durability::TransientLocal)
+            .history(History::KeepLast { depth: 1 })
+            .build();
+        let publisher = participant
+            .create_publisher(&qos)
+            .map_err(|e| entity_error("publisher", e))?;
+        let tracked = writer(
+            &participant,
+            &publisher,
+            &qos,
+            msgs::TRACKED_TOPIC,
+            msgs::IDS_LIST_TYPE,
+        )?;
+        let mut node = Node {
+            participant,
+            publisher,
+            qos,
+            frame_id: cfg.frame_id.clone(),
+            tracked,
+            faces: BTreeMap::new(),
+            errors: 0,
+        };
+        // Nobody yet: what a late subscriber reads until the first face.
+        let header = node.header(crate::publish::payload::unix_now());
+        let first = msgs::tracked(header, &[]);
+        node.write(|n| n.tracked.write(first, None).map_err(|e| format!("{e:?}")));
+        Ok(node)
+    }
+
+    fn header(&self, unix: f64) -> Header {
+        Header {
+            stamp: msgs::Time::from_unix(unix),
+            frame_id: self.frame_id.clone(),
+        }
+    }
+
+    /// Publishes one frame: each face's expression and ROI, then the
+    /// tracked list when it changed.
+    pub fn publish(&mut self, u: &Update) {
+        for f in &u.faces {
+            if !self.faces.contains_key(&f.track_id) {
+                match self.face_writers(f.track_id) {
+                    Ok(w) => {
+                        self.faces.insert(f.track_id, w);
+                    }
+                    Err(e) => {
+                        self.count_error(&e.to_string());
+                        continue;
+                    }
+                }
+            }
+            let header = self.header(u.unix);
+            let (expression, roi) = (
+                msgs::expression(header.clone(), f),
+                msgs::roi(header, f, u.width, u.height),
+            );
+            self.write(|n| {
+                let w = &n.faces[&f.track_id];
+                w.expression
+                    .write(expression, None)
+                    .map_err(|e| format!("{e:?}"))?;
+                w.roi.write(roi, None).map_err(|e| format!("{e:?}"))
+            });
+        }
+        if let Some(ids) = &u.tracked {
+            let list = msgs::tracked(self.header(u.unix), ids);
+            self.write(|n| n.tracked.write(list, None).map_err(|e| format!("{e:?}")));
+        }
+        for id in &u.ended {
+            self.faces.remove(id);
+        }
+    }
+
+    fn face_writers(&self, track_id: u64) -> Result<FaceWriters, Ros2Error> {
+        Ok(FaceWriters {
+            expression: writer(
+                &self.participant,
+                &self.publisher,
+                &self.qos,
+                &msgs::expression_topic(track_id),
+                msgs::EXPRESSION_TYPE,
+            )?,
+            roi: writer(
+                &self.participant,
+                &self.publisher,
+                &self.qos,
+                &msgs::roi_topic(track_id),
+                msgs::ROI_TYPE,
+            )?,
+        })
+    }
+
+    fn write(&mut self, f: impl FnOnce(&Node) -> Result<(), String>) {
+        if let Err(e) = f(self) {
+            self.count_error(&e);
+        }
+    }
+
+    fn count_error(&mut self, e: &str) {
+        self.errors += 1;
+        if self.errors == 1 {
+            tracing::warn!("ROS 2 output: {e} (further errors are counted)");
+        }
+    }
+
+    /// Leaves the domain: writers first, then their publisher, then the
+    /// participant (whose drop announces the leave); the other order makes
+    /// RustDDS log errors for every writer.
+    pub fn finish(self) {
+        if self.errors > 0 {
+            tracing::warn!("ROS 2 output: {} write errors", self.errors);
+        }
+        let Node {
+            participant,
+            publisher,
+            tracked,
+            faces,
+            ..
+        } = self;
+        drop(faces);
+        drop(tracked);
+        drop(publisher);
+        drop(participant);
+    }
+}
+
+fn writer<T: Serialize>(
+    participant: &DomainParticipant,
+    publisher: &Publisher,
+    qos: &QosPolicies,
+    ros_topic: &str,
+    type_name: &str,
+) -> Result<Writer<T>, Ros2Error> {
+    let topic = participant
+        .create_topic(
+            msgs::dds_topic(ros_topic),
+            type_name.to_string(),
+            qos,
+            TopicKind::NoKey,
+        )
+        .map_err(|e| entity_error(&format!("topic {ros_topic}"), e))?;
+    publisher
+        .create_datawriter_no_key_cdr::<T>(&topic, None)
+        .map_err(|e| entity_error(&format!("writer of {ros_topic}"), e))
+}
