@@ -442,3 +442,27 @@ fn on_change_and_expression_changed_events_through_mosquitto_with_a_retained_sum
         "the retained summary says nobody is left: {kept}"
     );
 }
+
+#[test]
+fn a_url_given_as_source_stays_a_url() {
+    // `--source rtsp://…` must reach the GStreamer source as that URL (not
+    // a path under the working folder), with or without the feature built.
+    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+        .current_dir(root())
+        .args([
+            "run",
+            "--config",
+            "config/fer-edge.toml",
+            "--source",
+            "rtsp://127.0.0.1:9/cam",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(err.contains("rtsp://127.0.0.1:9/cam"), "{err}");
+    assert!(
+        !err.contains("rtsp:/127"),
+        "the URL was taken for a path: {err}"
+    );
+}

@@ -18,6 +18,16 @@ python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # TLS fault tests make their certificates with openssl.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The GStreamer source (cargo feature `gstreamer`): headers to build it,
+# the plugins its pipelines use (RTSP, decoders, conversion), and for its
+# tests a local RTSP camera: GStreamer's RTSP server through python3-gi.
+pkg-config --exists gstreamer-app-1.0 gstreamer-video-1.0 2>/dev/null \
+  || need+=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
+gst-inspect-1.0 rtspsrc >/dev/null 2>&1 || need+=(gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-rtsp)
+gst-inspect-1.0 jpegparse >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-bad)
+gst-inspect-1.0 avdec_h264 >/dev/null 2>&1 || need+=(gstreamer1.0-libav)
+/usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' >/dev/null 2>&1 \
+  || need+=(python3-gi gir1.2-gst-rtsp-server-1.0)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

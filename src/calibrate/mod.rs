@@ -260,6 +260,13 @@ fn toml_header(cfg: &Config, opts: &CalibrateOptions, measured_s: f64) -> Vec<St
                     .as_deref()
                     .map(crate::fileio::shown)
                     .unwrap_or_default(),
+                SourceKind::Gstreamer => cfg
+                    .source
+                    .uri
+                    .as_deref()
+                    .map(crate::capture::gstreamer::redact)
+                    .or_else(|| cfg.source.pipeline.clone())
+                    .unwrap_or_default(),
             }
         ),
         "Only the keys it recommends changing; each says why, with the measured number.".into(),

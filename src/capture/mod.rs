@@ -1,4 +1,5 @@
-//! Where frames come from: a V4L2 camera, or a replayed recording.
+//! Where frames come from: a V4L2 camera, a GStreamer pipeline or URI
+//! (RTSP/IP cameras, Jetson CSI), or a replayed recording.
 //!
 //! In: a `[source]` config. Out: owned RGB [`Frame`]s with a sequence number
 //! and a timestamp, one `next_frame` call at a time. The seam is small on
@@ -20,6 +21,11 @@ use crate::frame::RgbImage;
 
 pub mod convert;
 pub mod feed;
+#[cfg(feature = "gstreamer")]
+pub mod gstreamer;
+#[cfg(not(feature = "gstreamer"))]
+#[path = "gstreamer_disabled.rs"]
+pub mod gstreamer;
 pub mod replay;
 #[cfg(feature = "v4l2")]
 pub mod v4l2;
@@ -73,6 +79,27 @@ pub enum SourceKind {
     #[default]
     Replay,
     V4l2,
+    /// A GStreamer `uri` or `pipeline`.
+    Gstreamer,
+}
+
+/// How RTSP carries the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    /// Interleaved in the RTSP connection: passes firewalls and NAT, no loss.
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl RtspTransport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RtspTransport::Tcp => "tcp",
+            RtspTransport::Udp => "udp",
+        }
+    }
 }
 
 /// Camera pixel formats fer-edge can convert.
@@ -112,6 +139,23 @@ pub struct SourceConfig {
     pub read_timeout_ms: u64,
     /// Longest wait between attempts to reopen a vanished camera.
     pub reopen_max_backoff_s: f64,
+    /// GStreamer: a camera or stream URI (`rtsp://`, `rtsps://`, `http(s)://`,
+    /// `file://`); fer-edge builds the decoding pipeline.
+    pub uri: Option<String>,
+    /// GStreamer: a pipeline description producing raw video (e.g. a Jetson
+    /// CSI camera: `nvarguscamerasrc sensor-id=0 ! nvvidconv !
+    /// video/x-raw,format=BGRx`); fer-edge appends the conversion to RGB and
+    /// its sink.
+    pub pipeline: Option<String>,
+    /// GStreamer RTSP: a file whose first line is `user:password`.
+    pub credentials_file: Option<PathBuf>,
+    /// GStreamer RTSP: `tcp` (default) or `udp`.
+    pub rtsp_transport: RtspTransport,
+    /// GStreamer RTSP: jitter buffer, milliseconds.
+    pub latency_ms: u32,
+    /// GStreamer: how long the first frame may take at start and at each
+    /// reconnection.
+    pub open_timeout_ms: u64,
     /// Replay: most pixels an image or video frame may have, checked from
     /// the file's header before decoding (default 8192×8192); a larger one
     /// is skipped with an error, as a corrupt frame is.
@@ -133,6 +177,12 @@ impl Default for SourceConfig {
             read_timeout_ms: 2000,
             reopen_max_backoff_s: 10.0,
             max_pixels: crate::imageio::PIXEL_LIMIT_DEFAULT,
+            uri: None,
+            pipeline: None,
+            credentials_file: None,
+            rtsp_transport: RtspTransport::Tcp,
+            latency_ms: 200,
+            open_timeout_ms: 10_000,
         }
     }
 }
@@ -162,6 +212,26 @@ impl SourceConfig {
                 self.max_pixels
             ));
         }
+        if let Some(uri) = &self.uri {
+            const SCHEMES: [&str; 5] = ["rtsp://", "rtsps://", "http://", "https://", "file://"];
+            if !SCHEMES.iter().any(|s| uri.starts_with(s)) {
+                return Err(format!(
+                    "source.uri = {:?} must start with rtsp://, rtsps://, http://, https:// or file://",
+                    gstreamer::redact(uri)
+                ));
+            }
+        }
+        if let Some(p) = &self.pipeline {
+            if p.contains("appsink") || p.trim().is_empty() || p.trim_end().ends_with('!') {
+                return Err("source.pipeline must describe the source up to raw video, without a sink: fer-edge appends `! videoconvert ! video/x-raw,format=RGB ! appsink`".into());
+            }
+        }
+        if !(1_000..=120_000).contains(&self.open_timeout_ms) {
+            return Err(format!(
+                "source.open_timeout_ms = {} must be 1000..120000",
+                self.open_timeout_ms
+            ));
+        }
         if !(self.reopen_max_backoff_s >= 0.1 && self.reopen_max_backoff_s <= 3600.0) {
             return Err(format!(
                 "source.reopen_max_backoff_s = {} must be 0.1..3600",
@@ -181,6 +251,9 @@ impl SourceConfig {
                 "source.kind = \"replay\" needs source.path: a folder of images or a video file"
                     .into(),
             );
+        }
+        if self.kind == SourceKind::Gstreamer && self.uri.is_some() == self.pipeline.is_some() {
+            return Err("source.kind = \"gstreamer\" needs one of source.uri (rtsp://, http://, file://) or source.pipeline (a GStreamer pipeline producing raw video)".into());
         }
         Ok(())
     }
@@ -271,6 +344,7 @@ pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
     match cfg.kind {
         SourceKind::Replay => Ok(Box::new(replay::Replay::open(cfg)?)),
         SourceKind::V4l2 => v4l2::open(cfg),
+        SourceKind::Gstreamer => gstreamer::open(cfg),
     }
 }
 

@@ -46,7 +46,12 @@ pub fn set_engine(cfg: &mut Config, name: String) -> Result<(), Failure> {
 /// `--source`: a device under /dev is a camera, anything else a replay.
 pub fn set_source(cfg: &mut Config, s: PathBuf) {
     use fer_edge::capture::SourceKind;
-    if s.starts_with("/dev") {
+    // A URL stays a URL (rtsp://host/x is not a path).
+    if let Some(uri) = s.to_str().filter(|t| t.contains("://")) {
+        cfg.source.kind = SourceKind::Gstreamer;
+        cfg.source.uri = Some(uri.to_string());
+        cfg.source.pipeline = None;
+    } else if s.starts_with("/dev") {
         cfg.source.kind = SourceKind::V4l2;
         cfg.source.device = s;
     } else {

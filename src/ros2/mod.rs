@@ -196,3 +196,37 @@ impl Ros2Output {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_name_their_key_and_a_build_without_ros2_refuses_enabled() {
+        assert!(Ros2Config::default().validate().is_ok());
+        let e = Ros2Config {
+            domain_id: 233,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("ros2.domain_id"), "{e}");
+        let e = Ros2Config {
+            queue_capacity: 0,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("ros2.queue_capacity"), "{e}");
+        let on = Ros2Config {
+            enabled: true,
+            ..Default::default()
+        }
+        .validate();
+        if cfg!(feature = "ros2") {
+            assert!(on.is_ok());
+        } else {
+            assert!(on.unwrap_err().contains("--features ros2"));
+        }
+    }
+}

@@ -1,0 +1,54 @@
+"""A local RTSP camera for the tests: GStreamer's RTSP server library
+(Debian's gir1.2-gst-rtsp-server-1.0, run with /usr/bin/python3 and
+python3-gi) serving a folder of JPEG frames as a live MJPEG stream, looped,
+optionally behind a basic-auth login.
+
+usage: rtsp_server.py PORT FOLDER FPS [USER:PASSWORD]
+Serves rtsp://127.0.0.1:PORT/cam; prints "ready" once listening.
+"""
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+
+def main():
+    port, folder, fps = sys.argv[1], sys.argv[2], sys.argv[3]
+    login = sys.argv[4] if len(sys.argv) > 4 else None
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(port)
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(
+        f'( multifilesrc location="{folder}/%04d.jpg" index=0 loop=true '
+        f'caps="image/jpeg,framerate={fps}/1" ! jpegparse ! rtpjpegpay name=pay0 pt=26 )'
+    )
+    factory.set_shared(True)
+    if login:
+        user, password = login.split(":", 1)
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "user")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        server.set_auth(auth)
+        permissions = GstRtspServer.RTSPPermissions()
+        permissions.add_role_from_structure(
+            Gst.Structure.new_from_string(
+                "user, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
+            )
+        )
+        factory.set_permissions(permissions)
+    server.get_mount_points().add_factory("/cam", factory)
+    if server.attach(None) == 0:
+        print("cannot listen", flush=True)
+        sys.exit(1)
+    print("ready", flush=True)
+    GLib.MainLoop().run()
+
+
+if __name__ == "__main__":
+    main()
