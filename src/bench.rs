@@ -274,20 +274,16 @@ impl EngineBench {
         let t_round = Instant::now();
         let fps = self.follower.config().source.fps;
         // Worded as the daemon's messages are, by the same `[mqtt]` keys.
-        let mqtt = &self.follower.config().mqtt;
-        let wording = Wording {
-            labels: mqtt.labels,
-            raw: mqtt.raw,
-            landmarks: mqtt.landmarks,
-            ..Wording::new(
-                self.follower
-                    .chain()
-                    .emotion_model()
-                    .manifest()
-                    .name
-                    .clone(),
-            )
-        };
+        let wording = Wording::from_config(
+            &self.follower.config().mqtt,
+            self.follower
+                .chain()
+                .emotion_model()
+                .manifest()
+                .name
+                .clone(),
+            false,
+        );
         let mut round = Vec::with_capacity(frames.len());
         let mut first_full = None;
         for (i, (_, bytes)) in frames.iter().enumerate() {

@@ -157,13 +157,11 @@ async fn run_async(
     }
     let manifest = follower.chain().emotion_model().manifest();
     // What the messages say about the model, worked out once.
-    let wording = Wording {
-        model: format!("{}@{}", manifest.name, manifest.version),
-        calibrated: follower.chain().is_calibrated(),
-        labels: cfg.mqtt.labels,
-        raw: cfg.mqtt.raw,
-        landmarks: cfg.mqtt.landmarks,
-    };
+    let wording = Wording::from_config(
+        &cfg.mqtt,
+        format!("{}@{}", manifest.name, manifest.version),
+        follower.chain().is_calibrated(),
+    );
     let context = StatsContext {
         source: source.describe(),
         backend: follower.chain().engine_label(),

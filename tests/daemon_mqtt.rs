@@ -15,17 +15,7 @@ use serde_json::Value;
 #[test]
 fn a_replayed_group_sequence_reaches_a_mosquitto_subscriber_from_online_to_offline() {
     let _g = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _broker = mosquitto(port, dir.path());
-    let sub = Subscriber::start(port);
-    let cfg = write_config(dir.path(), &DaemonConfig::replay(port, false, "pan6"));
-    let mut d = daemon(&cfg);
-    let status = d
-        .wait_exit(Duration::from_secs(240))
-        .expect("daemon finishes the replay");
-    assert_eq!(status.code(), Some(0));
-    let msgs = sub.stop();
+    let (msgs, port, _broker) = mosquitto_pan6_replay("");
     assert_full_replay(&msgs, 6);
     assert_eq!(
         retained(port, "fer-edge/test-kiosk/status").as_deref(),
@@ -57,6 +47,24 @@ fn a_replayed_group_sequence_reaches_a_mosquitto_subscriber_from_online_to_offli
     let last = stats.last().expect("a final stats message");
     assert_eq!(last["frames_processed"], 30);
     assert_eq!(last["frames_captured"], 30);
+}
+
+/// mosquitto and a subscriber, and the daemon replaying pan6 to the end
+/// with `mqtt_extra` lines added to `[mqtt]`: every message received, the
+/// broker's port, and the broker (still running, for its retained messages).
+fn mosquitto_pan6_replay(mqtt_extra: &str) -> (Vec<(String, String)>, u16, Proc) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker = mosquitto(port, dir.path());
+    let sub = Subscriber::start(port);
+    let cfg = write_config(dir.path(), &DaemonConfig::replay(port, false, "pan6"));
+    add_to_section(&cfg, "mqtt", mqtt_extra);
+    let mut d = daemon(&cfg);
+    let status = d
+        .wait_exit(Duration::from_secs(240))
+        .expect("daemon finishes the replay");
+    assert_eq!(status.code(), Some(0));
+    (sub.stop(), port, broker)
 }
 
 /// The embedded broker replaying pan1 to the end, with `mqtt_extra` lines
@@ -385,18 +393,8 @@ fn a_rate_cap_ros4hri_labels_landmarks_and_the_summary_on_the_embedded_broker() 
 #[test]
 fn on_change_and_expression_changed_events_through_mosquitto_with_a_retained_summary() {
     let _g = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _broker = mosquitto(port, dir.path());
-    let sub = Subscriber::start(port);
-    let cfg = write_config(dir.path(), &DaemonConfig::replay(port, false, "pan6"));
-    add_to_section(&cfg, "mqtt", "on_change = true\nchange_threshold = 0.15\n");
-    let mut d = daemon(&cfg);
-    let status = d
-        .wait_exit(Duration::from_secs(240))
-        .expect("daemon finishes the replay");
-    assert_eq!(status.code(), Some(0));
-    let msgs = sub.stop();
+    let (msgs, port, _broker) =
+        mosquitto_pan6_replay("on_change = true\nchange_threshold = 0.15\n");
     check_schema(&msgs);
     assert_track_order(&msgs);
     let exprs = expressions(&msgs);

@@ -264,7 +264,7 @@ fn toml_header(cfg: &Config, opts: &CalibrateOptions, measured_s: f64) -> Vec<St
                     .source
                     .uri
                     .as_deref()
-                    .map(crate::capture::gstreamer::redact)
+                    .map(crate::capture::redact)
                     .or_else(|| cfg.source.pipeline.clone())
                     .unwrap_or_default(),
             }

@@ -217,7 +217,7 @@ impl SourceConfig {
             if !SCHEMES.iter().any(|s| uri.starts_with(s)) {
                 return Err(format!(
                     "source.uri = {:?} must start with rtsp://, rtsps://, http://, https:// or file://",
-                    gstreamer::redact(uri)
+                    redact(uri)
                 ));
             }
         }
@@ -339,6 +339,19 @@ pub fn list_cameras() -> Vec<CameraInfo> {
         .collect()
 }
 
+/// A URI without its user information (`rtsp://user:pw@host/x` →
+/// `rtsp://host/x`): what logs and errors show of a camera's address.
+pub fn redact(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => uri.to_string(),
+    }
+}
+
 /// Opens the configured source.
 pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
     match cfg.kind {
@@ -402,6 +415,16 @@ pub fn backoff_delay(attempt: u32, max_s: f64) -> std::time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_never_reach_a_log_line() {
+        assert_eq!(
+            redact("rtsp://admin:s3cret@10.0.0.5:554/stream"),
+            "rtsp://10.0.0.5:554/stream"
+        );
+        assert_eq!(redact("rtsp://10.0.0.5/a@b"), "rtsp://10.0.0.5/a@b");
+        assert_eq!(redact("file:///tmp/x.mp4"), "file:///tmp/x.mp4");
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {

@@ -196,15 +196,20 @@ impl Announcer {
         if rate <= 0.0 {
             return None;
         }
+        // The cap first: within it, no summary is built at all (per frame).
+        let last_t = self
+            .summary_sent
+            .as_ref()
+            .map_or(f64::NEG_INFINITY, |s| s.0);
+        if !force && t - last_t < 1.0 / rate - RATE_SLACK_S {
+            return None;
+        }
         let msg = self.summary(unix);
-        let (last_t, changed) = match &self.summary_sent {
-            Some((last_t, last)) => (
-                *last_t,
-                summary_changed(last, &msg, self.shaping.change_threshold),
-            ),
-            None => (f64::NEG_INFINITY, true),
-        };
-        if !changed || (!force && t - last_t < 1.0 / rate - RATE_SLACK_S) {
+        let changed = self
+            .summary_sent
+            .as_ref()
+            .is_none_or(|(_, last)| summary_changed(last, &msg, self.shaping.change_threshold));
+        if !changed {
             return None;
         }
         let out = self.summary_message(&msg);
@@ -330,10 +335,11 @@ mod tests {
     }
 
     fn announcer(shaping: Shaping, labels: LabelSet) -> Announcer {
-        let wording = Wording {
+        let mqtt = MqttConfig {
             labels,
-            ..Wording::new("m@1".into())
+            ..Default::default()
         };
+        let wording = Wording::from_config(&mqtt, "m@1".into(), false);
         Announcer::new(Topics::new("p", "d"), wording, shaping)
     }
 

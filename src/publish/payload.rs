@@ -71,14 +71,18 @@ pub struct Wording {
 }
 
 impl Wording {
-    /// fer-edge's labels, `raw` in, landmarks out: the defaults.
-    pub fn new(model: String) -> Wording {
+    /// The wording `[mqtt]` asks for, about `model` (`name@version`).
+    pub fn from_config(
+        mqtt: &super::config::MqttConfig,
+        model: String,
+        calibrated: bool,
+    ) -> Wording {
         Wording {
             model,
-            calibrated: false,
-            labels: LabelSet::FerEdge,
-            raw: true,
-            landmarks: false,
+            calibrated,
+            labels: mqtt.labels,
+            raw: mqtt.raw,
+            landmarks: mqtt.landmarks,
         }
     }
 }

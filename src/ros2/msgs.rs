@@ -8,7 +8,6 @@
 
 use serde::Serialize;
 
-use crate::frame::Expression;
 use crate::report::LabelSet;
 use crate::track::core::FaceOutput;
 
@@ -107,7 +106,7 @@ pub fn expression(header: Header, f: &FaceOutput) -> ExpressionMsg {
     let s = &f.smoothed;
     ExpressionMsg {
         header,
-        expression: ros4hri_label(s.expression).to_string(),
+        expression: LabelSet::Ros4hri.name(s.expression).to_string(),
         valence: s.valence,
         arousal: s.arousal,
         confidence: s.confidence,
@@ -129,21 +128,18 @@ pub fn roi(header: Header, f: &FaceOutput, width: u32, height: u32) -> Normalize
     }
 }
 
-fn ros4hri_label(e: Expression) -> &'static str {
-    LabelSet::Ros4hri.name(e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::Expression;
 
     #[test]
     fn names_follow_ros2_and_ros4hri() {
         assert_eq!(dds_topic(TRACKED_TOPIC), "rt/humans/faces/tracked");
         assert_eq!(expression_topic(12), "/humans/faces/f12/expression");
         assert_eq!(roi_topic(3), "/humans/faces/f3/roi");
-        assert_eq!(ros4hri_label(Expression::Anger), "angry");
-        assert_eq!(ros4hri_label(Expression::Fear), "scared");
+        assert_eq!(LabelSet::Ros4hri.name(Expression::Anger), "angry");
+        assert_eq!(LabelSet::Ros4hri.name(Expression::Fear), "scared");
         let t = Time::from_unix(1700000000.25);
         assert_eq!((t.sec, t.nanosec), (1700000000, 250_000_000));
     }
