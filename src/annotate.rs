@@ -129,6 +129,7 @@ mod tests {
                 },
             },
             emotion: Emotion::from_parts(probs, 0.7, 0.3, VaSource::Derived),
+            held_from: None,
         };
         let out = annotate(&img, &[face]);
         assert_eq!(out.get_pixel(50, 100).0, color_of(Expression::Happy));

@@ -62,7 +62,8 @@ pub struct BenchReport {
     /// Per frame, under the daemon's stage names (`decode` and `serialise`
     /// are the bench's own: the daemon's sources decode in `capture`).
     pub stages_ms: BTreeMap<String, Percentiles>,
-    /// Per face: `align` and `emotion` divided by the frame's faces.
+    /// Per face read: `align` and `emotion` divided by the faces the frame
+    /// aligned and read.
     pub per_face_ms: BTreeMap<String, Percentiles>,
     /// Every frame, detection and followed frames together.
     pub end_to_end_ms: Percentiles,
@@ -74,6 +75,14 @@ pub struct BenchReport {
     pub interval: u32,
     /// `[follow] background`: full detections on their own thread.
     pub background: bool,
+    /// `[follow] expression_rate_hz`: most readings per face and second
+    /// (0: every frame), at the frame times of `[source] fps`.
+    pub expression_rate_hz: f64,
+    /// `[source] fps`: the frame times the rate applies to.
+    pub source_fps: f64,
+    /// Of the faces found on the timed frames, the share aligned and read
+    /// on that frame (the others kept their held reading).
+    pub read_share: f64,
     /// Faces a full detection finds on each frame (the work).
     pub expected_faces_per_frame: Vec<usize>,
     /// Of those faces, on the timed frames, the share this engine read
@@ -146,6 +155,8 @@ struct EngineBench {
     /// Frames run before the first frame with all its faces read (not timed).
     untimed_frames: usize,
     total_faces: usize,
+    /// Of `total_faces`, those aligned and read on their frame.
+    total_read: usize,
     /// Time spent in this engine's rounds only (rounds interleave engines).
     busy_s: f64,
 }
@@ -155,6 +166,7 @@ struct EngineBench {
 struct FrameTimes {
     index: usize,
     faces: usize,
+    read: usize,
     stages: Vec<(Stage, f64)>,
     e2e: f64,
     detected: bool,
@@ -234,6 +246,7 @@ impl EngineBench {
             expected_timed: 0,
             untimed_frames: 0,
             total_faces: 0,
+            total_read: 0,
             busy_s: 0.0,
         })
     }
@@ -296,7 +309,7 @@ impl EngineBench {
             let img = imageio::decode_bytes(bytes).map_err(BenchError::Input)?;
             let t_decode = t0.elapsed().as_secs_f64() * 1000.0;
             let step = self.follower.step(t, &img)?;
-            let (n, out) = (step.faces, &step.output);
+            let (n, read, out) = (step.faces, step.read, &step.output);
             // Frames that waited for a full detection (none with a background detector).
             let detected = step.detected_inline();
             let t2 = Instant::now();
@@ -316,6 +329,7 @@ impl EngineBench {
             round.push(FrameTimes {
                 index: i,
                 faces: n,
+                read,
                 stages,
                 e2e: t0.elapsed().as_secs_f64() * 1000.0,
                 detected,
@@ -328,11 +342,12 @@ impl EngineBench {
             let expected = self.expected_faces[f.index];
             self.faces_per_frame[f.index] = f.faces;
             self.total_faces += f.faces;
+            self.total_read += f.read;
             self.covered_faces += f.faces.min(expected);
             self.expected_timed += expected;
             for (k, v) in f.stages {
-                if f.faces > 0 && matches!(k, Stage::Align | Stage::Emotion) {
-                    self.per_face.entry(k).or_default().push(v / f.faces as f64);
+                if f.read > 0 && matches!(k, Stage::Align | Stage::Emotion) {
+                    self.per_face.entry(k).or_default().push(v / f.read as f64);
                 }
                 self.stages.entry(k).or_default().push(v);
             }
@@ -385,6 +400,13 @@ impl EngineBench {
             },
             interval: self.follower.config().follow.interval,
             background: self.follower.config().follow.background,
+            expression_rate_hz: self.follower.config().follow.expression_rate_hz,
+            source_fps: self.follower.config().source.fps,
+            read_share: if self.total_faces == 0 {
+                1.0
+            } else {
+                (self.total_read as f64 / self.total_faces as f64 * 1000.0).round() / 1000.0
+            },
             expected_faces_per_frame: self.expected_faces,
             coverage: if self.expected_timed == 0 {
                 1.0
@@ -546,6 +568,14 @@ pub fn text(r: &BenchReport) -> String {
         r.faces_per_s,
         r.peak_rss_mb
     );
+    if r.expression_rate_hz > 0.0 {
+        s += &format!(
+            "expressions read on {:.0}% of face-frames (at most {} per face and second at {} frames/s; the others kept their last reading)\n",
+            r.read_share * 100.0,
+            r.expression_rate_hz,
+            r.source_fps
+        );
+    }
     s
 }
 
@@ -626,6 +656,9 @@ mod tests {
             followed_frames: kind(),
             interval: 10,
             background: true,
+            expression_rate_hz: 5.0,
+            source_fps: 15.0,
+            read_share: 0.4,
             expected_faces_per_frame: Vec::new(),
             coverage,
             untimed_frames: 0,

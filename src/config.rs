@@ -328,7 +328,8 @@ mod tests {
             FollowConfig {
                 interval: 4,
                 threshold: 0.5,
-                background: false
+                background: false,
+                ..FollowConfig::default()
             }
         );
         assert_eq!(cfg.detector, DetectorConfig::default());

@@ -18,7 +18,7 @@ use crate::emotion::calibration::CalibrationConfig;
 use crate::emotion::{EmotionError, EmotionModel};
 use crate::frame::{Detection, FaceReading, RgbImage};
 use crate::infer::{self, Backend, InferError, Placement};
-use crate::track::core::{FrameOutput, Observation, Plan, TrackCore};
+use crate::track::core::{FrameOutput, Held, Observation, Plan, TrackCore};
 
 /// Errors building the chain (fatal at start-up).
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,9 @@ pub struct StageTimes {
 #[derive(Debug, Clone, Default)]
 pub struct FrameResult {
     pub faces: Vec<FaceReading>,
+    /// Faces aligned and read on this frame (the others in `faces` kept
+    /// their track's held reading).
+    pub read: usize,
     pub times: StageTimes,
     pub skipped_faces: usize,
     /// True when the full detector ran; false on a followed frame.
@@ -101,8 +104,10 @@ pub struct ModelPlacement {
 pub struct Step {
     pub output: FrameOutput,
     pub times: StageTimes,
-    /// Faces read on this frame (tentative tracks' included).
+    /// Faces found on this frame (tentative tracks' included).
     pub faces: usize,
+    /// Of those, faces aligned and read (the others kept a held reading).
+    pub read: usize,
     /// A full detection finished in the background since the last frame,
     /// and how long it took (ms).
     pub background_detect_ms: Option<f64>,
@@ -307,7 +312,7 @@ impl FaceChain {
         let t = Instant::now();
         let found = self.detector.detect(img)?;
         times.detect_ms = ms(t);
-        let mut result = self.read(img, found, &mut times)?;
+        let mut result = self.read(img, found.into_iter().map(|d| (d, None)), &mut times)?;
         result.times = times;
         result.detected = true;
         Ok(result)
@@ -343,7 +348,7 @@ impl FaceChain {
         }
         let plan = core.plan(t);
         let r = self.run(img, &plan)?;
-        let (mut times, faces) = (r.times, r.faces.len());
+        let (mut times, faces, read) = (r.times, r.faces.len(), r.read);
         let t_track = Instant::now();
         let output = core.update(t, r.observation());
         times.track_ms = ms(t_track);
@@ -351,6 +356,7 @@ impl FaceChain {
             output,
             times,
             faces,
+            read,
             background_detect_ms,
         })
     }
@@ -379,7 +385,7 @@ impl FaceChain {
         if plan.detect && self.background.is_none() {
             let found = self.detector.detect(img)?;
             times.detect_ms = ms(t);
-            let mut result = self.read(img, found, &mut times)?;
+            let mut result = self.read(img, found.into_iter().map(|d| (d, None)), &mut times)?;
             result.times = times;
             result.detected = true;
             return Ok(result);
@@ -391,9 +397,19 @@ impl FaceChain {
         let mut found = found.into_iter();
         let tracked: Vec<Option<Detection>> = found.by_ref().take(plan.tracked).collect();
         let lost = tracked.iter().filter(|f| f.is_none()).count();
-        let mut result = self.read(img, tracked.into_iter().flatten().collect(), &mut times)?;
-        let seeds = self.read(img, found.flatten().collect(), &mut times)?;
+        let held = plan
+            .held
+            .iter()
+            .map(Option::as_ref)
+            .chain(std::iter::repeat(None));
+        let followed = tracked
+            .into_iter()
+            .zip(held)
+            .filter_map(|(d, h)| Some((d?, h)));
+        let mut result = self.read(img, followed, &mut times)?;
+        let seeds = self.read(img, found.flatten().map(|d| (d, None)), &mut times)?;
         result.seeded = seeds.faces.len();
+        result.read += seeds.read;
         result.faces.extend(seeds.faces);
         result.skipped_faces += seeds.skipped_faces;
         result.times = times;
@@ -402,16 +418,25 @@ impl FaceChain {
         Ok(result)
     }
 
-    /// Aligns each detection and reads its emotion.
-    fn read(
+    /// Aligns each detection and reads its emotion, or keeps the held
+    /// reading it comes with.
+    fn read<'h>(
         &mut self,
         img: &RgbImage,
-        detections: Vec<crate::frame::Detection>,
+        detections: impl Iterator<Item = (Detection, Option<&'h Held>)>,
         times: &mut StageTimes,
     ) -> Result<FrameResult, FrameError> {
-        let mut faces = Vec::with_capacity(detections.len());
-        let mut skipped = 0;
-        for det in detections {
+        let mut faces = Vec::new();
+        let (mut skipped, mut read) = (0, 0);
+        for (det, held) in detections {
+            if let Some(h) = held {
+                faces.push(FaceReading {
+                    detection: det,
+                    emotion: h.emotion.clone(),
+                    held_from: Some(h.track_id),
+                });
+                continue;
+            }
             let t = Instant::now();
             let aligned = align::align(img, &det.landmarks, &self.framing);
             times.align_ms += ms(t);
@@ -426,13 +451,16 @@ impl FaceChain {
             let t = Instant::now();
             let emotion = self.read_crop(&crop)?;
             times.emotion_ms += ms(t);
+            read += 1;
             faces.push(FaceReading {
                 detection: det,
                 emotion,
+                held_from: None,
             });
         }
         Ok(FrameResult {
             faces,
+            read,
             skipped_faces: skipped,
             ..FrameResult::default()
         })

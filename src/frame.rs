@@ -204,6 +204,10 @@ impl Emotion {
 pub struct FaceReading {
     pub detection: Detection,
     pub emotion: Emotion,
+    /// `Some(track)`: the face was followed on this frame and `emotion` is
+    /// that track's last reading, held (`[follow] expression_rate_hz`);
+    /// `None`: read on this frame.
+    pub held_from: Option<u64>,
 }
 
 #[cfg(test)]

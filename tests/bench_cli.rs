@@ -20,10 +20,27 @@ fn bench(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+fn faces_per_frame(r: &serde_json::Value) -> Vec<u64> {
+    r["faces_per_frame"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn bench_reports_every_stage_as_json() {
-    // Detections on the frame thread: which frames detect is then fixed.
-    let r = bench(&["--runs", "1", "--background", "false"]);
+    // Detections on the frame thread: which frames detect is then fixed;
+    // every face read on every frame.
+    let r = bench(&[
+        "--runs",
+        "1",
+        "--background",
+        "false",
+        "--expression-rate",
+        "0",
+    ]);
     // The daemon's stage names (`stats`, `/metrics`), plus the bench's own
     // decode and serialise.
     for stage in [
@@ -54,13 +71,7 @@ fn bench_reports_every_stage_as_json() {
         );
     }
     // The bundled sequence: one face on each of its 30 frames.
-    let faces: Vec<u64> = r["faces_per_frame"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
-    assert_eq!(faces, vec![1; 30], "{r}");
+    assert_eq!(faces_per_frame(&r), vec![1; 30], "{r}");
     // The work: a full detection finds that face on every frame, and the
     // run read all of them.
     assert_eq!(
@@ -75,6 +86,25 @@ fn bench_reports_every_stage_as_json() {
     assert_eq!(r["followed_frames"]["frames"], 27, "{r}");
     assert!(r["frames_per_s"].as_f64().unwrap() > 0.0);
     assert!(r["peak_rss_mb"].as_f64().unwrap() > 1.0);
+    assert_eq!(r["read_share"].as_f64(), Some(1.0), "{r}");
+}
+
+#[test]
+fn a_capped_expression_rate_reads_fewer_faces_but_follows_them_all() {
+    // The default 5 readings a second at 15 frames/s: the face is followed
+    // and published on every frame, aligned and read on about one in three.
+    let r = bench(&["--runs", "1", "--background", "false"]);
+    assert_eq!(r["expression_rate_hz"].as_f64(), Some(5.0), "{r}");
+    assert_eq!(faces_per_frame(&r), vec![1; 30], "{r}");
+    assert_eq!(r["coverage"].as_f64(), Some(1.0), "{r}");
+    let read = r["stages_ms"]["emotion"]["samples"].as_u64().unwrap();
+    assert!(
+        (10..=16).contains(&read),
+        "{read} frames read the face: {r}"
+    );
+    assert_eq!(r["stages_ms"]["align"]["samples"].as_u64(), Some(read));
+    let share = r["read_share"].as_f64().unwrap();
+    assert!((share - read as f64 / 30.0).abs() < 0.01, "{r}");
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use super::exit::{self, Failure};
 use super::{load_config, set_engine};
 use crate::cmd::cli::ConfigArgs;
+use fer_edge::config::Config;
 
 /// What `fer-edge bench` was asked on the command line.
 pub struct Args {
@@ -14,8 +15,25 @@ pub struct Args {
     pub backend: Option<String>,
     pub interval: Option<u32>,
     pub background: Vec<bool>,
+    pub expression_rate: Vec<f64>,
     pub opts: fer_edge::bench::BenchOptions,
     pub json: bool,
+}
+
+/// Every config once per value (`values` empty: the configs as they are).
+fn vary<T>(cfgs: Vec<Config>, values: &[T], set: impl Fn(&mut Config, &T)) -> Vec<Config> {
+    if values.is_empty() {
+        return cfgs;
+    }
+    cfgs.iter()
+        .flat_map(|c| {
+            values.iter().map(|v| {
+                let mut c = c.clone();
+                set(&mut c, v);
+                c
+            })
+        })
+        .collect()
 }
 
 /// `--peak`: this core's FP32 rate.
@@ -51,20 +69,15 @@ pub fn command(a: Args) -> Result<ExitCode, Failure> {
             })
             .collect::<Result<Vec<_>, _>>()?,
     };
-    let cfgs: Vec<_> = if a.background.is_empty() {
-        engines
-    } else {
-        engines
-            .iter()
-            .flat_map(|c| {
-                a.background.iter().map(|&b| {
-                    let mut c = c.clone();
-                    c.follow.background = b;
-                    c
-                })
-            })
-            .collect()
-    };
+    let cfgs = vary(engines, &a.background, |c, &b| c.follow.background = b);
+    let cfgs = vary(cfgs, &a.expression_rate, |c, &hz| {
+        c.follow.expression_rate_hz = hz
+    });
+    for c in &cfgs {
+        c.follow
+            .validate()
+            .map_err(|m| exit::usage(format!("--expression-rate: {m}")))?;
+    }
     let reports = fer_edge::bench::run(&cfgs, &a.opts).map_err(exit::bench_error)?;
     for report in &reports {
         if a.json {

@@ -25,10 +25,11 @@ pub fn command(
     // The same file checks `run` makes before it connects.
     let secrets = fer_edge::publish::Secrets::load(&cfg.mqtt).map_err(exit::config)?;
     let mut chain = FaceChain::from_config(&cfg).map_err(exit::config)?;
-    for (stage, backend) in ["detector", "emotion"].iter().zip(chain.backends()) {
+    for ((stage, asked), backend) in cfg.stage_backends().iter().zip(chain.backends()) {
         println!(
-            "engine:   {stage}: {} — {}",
+            "engine:   {stage}: {}{} — {}",
             backend.name(),
+            if *asked == "auto" { " (auto)" } else { "" },
             backend.check().map_err(exit::config)?
         );
     }

@@ -175,6 +175,10 @@ pub enum Command {
         /// by side in interleaved rounds.
         #[arg(long, value_delimiter = ',')]
         background: Vec<bool>,
+        /// Override `[follow] expression_rate_hz` (most readings per face
+        /// and second, 0 every frame); `0,5` times both side by side.
+        #[arg(long, value_delimiter = ',')]
+        expression_rate: Vec<f64>,
         /// Folder of frames to replay as one video, in name order
         /// (`tests/data/sequences/pan6` has six faces).
         #[arg(long, default_value = "tests/data/sequences/pan1")]

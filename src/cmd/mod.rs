@@ -139,6 +139,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             json,
             interval,
             background,
+            expression_rate,
             ..
         } => bench::command(bench::Args {
             config,
@@ -146,6 +147,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             backend,
             interval,
             background,
+            expression_rate,
             opts: fer_edge::bench::BenchOptions {
                 frames,
                 runs: runs.max(1),

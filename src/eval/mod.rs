@@ -318,6 +318,7 @@ mod tests {
                 landmarks: Landmarks::default(),
             },
             emotion: Emotion::from_parts([1.0 / 7.0; 7], 0.0, 0.0, VaSource::Derived),
+            held_from: None,
         }
     }
 

@@ -312,6 +312,7 @@ mod tests {
                     landmarks: Landmarks::default(),
                 },
                 emotion: Emotion::from_parts(p, valence, 0.2, VaSource::Model),
+                held_from: None,
             },
             smoothed: Smoothed {
                 expression: e,

@@ -27,11 +27,24 @@ use std::collections::BTreeMap;
 
 use super::smooth::{EmotionSmoother, Smoothed, SmoothingConfig};
 use super::{Track, Tracker, TrackerConfig};
-use crate::frame::{BBox, Expression, FaceReading};
+use crate::frame::{BBox, Emotion, Expression, FaceReading};
 
 /// Readings that overlap a better one by more than this IoU are the same
 /// face found twice (two followed tracks that converged on one face).
 const DUPLICATE_IOU: f32 = 0.5;
+
+/// A reading is due this much before its time (seconds): frame times are
+/// sums of 1/fps, and a period that is a whole number of frames must not
+/// slip to the frame after.
+const DUE_SLACK_S: f64 = 0.002;
+
+/// A tracked face's last reading, kept instead of reading the face again
+/// on a frame where its next reading is not due.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub track_id: u64,
+    pub emotion: Emotion,
+}
 
 /// What the face chain should do on the next frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +58,11 @@ pub struct Plan {
     pub follow: Vec<BBox>,
     /// How many of `follow` are tracked faces (the rest are seeds).
     pub tracked: usize,
+    /// Per tracked face (the first `tracked` of `follow`): its last
+    /// reading when the next is not due yet (`[follow]
+    /// expression_rate_hz`). The chain follows that face and keeps this
+    /// reading instead of aligning and reading it again.
+    pub held: Vec<Option<Held>>,
 }
 
 /// What the chain produced on one frame.
@@ -106,6 +124,10 @@ struct PerTrack {
     sum_v: f64,
     sum_a: f64,
     label_counts: [u64; 7],
+    /// The last reading made on the face (not a held one).
+    last: Option<Emotion>,
+    /// When the next reading is due.
+    next_read: f64,
 }
 
 impl PerTrack {
@@ -131,6 +153,8 @@ pub struct TrackCore {
     tracker: Tracker,
     smoothing: SmoothingConfig,
     interval: u32,
+    /// Seconds between two readings of one face (0: every frame).
+    read_period_s: f64,
     per_track: BTreeMap<u64, PerTrack>,
     tracked: Vec<u64>,
     /// Frames followed since the last full detection; None before the first.
@@ -148,6 +172,7 @@ impl TrackCore {
             tracker: Tracker::new(tracker),
             smoothing,
             interval,
+            read_period_s: 0.0,
             per_track: BTreeMap::new(),
             tracked: Vec::new(),
             since_detect: None,
@@ -156,20 +181,46 @@ impl TrackCore {
         }
     }
 
+    /// Reads each confirmed face's expression at most `hz` times a second
+    /// (0: on every frame). Between two readings a followed face keeps its
+    /// box fresh and its last reading ([`Plan::held`]), which its smoother
+    /// goes on averaging: a sample-and-hold of the face's expression.
+    /// Faces that start together are read on different frames.
+    pub fn with_expression_rate(mut self, hz: f64) -> TrackCore {
+        self.read_period_s = if hz > 0.0 { 1.0 / hz } else { 0.0 };
+        self
+    }
+
     /// What to run on the frame at time `t`.
     pub fn plan(&self, t: f64) -> Plan {
         let due = match self.since_detect {
             None => true,
             Some(n) => n >= self.interval,
         };
-        let mut follow = self.predicted_seen(t);
+        let seen: Vec<&Track> = self.tracker.seen_last().collect();
+        let mut follow: Vec<BBox> = seen.iter().map(|tr| tr.predicted(t)).collect();
+        let held = seen.iter().map(|tr| self.held(tr.id, t)).collect();
         let tracked = follow.len();
         follow.extend(self.seeds.iter().copied());
         Plan {
             detect: due || self.lost,
             follow,
             tracked,
+            held,
         }
+    }
+
+    /// Track `id`'s last reading, when its next one is not due at `t`.
+    fn held(&self, id: u64, t: f64) -> Option<Held> {
+        if self.read_period_s <= 0.0 {
+            return None;
+        }
+        let st = self.per_track.get(&id)?;
+        let last = st.last.as_ref()?;
+        (t + DUE_SLACK_S < st.next_read).then(|| Held {
+            track_id: id,
+            emotion: last.clone(),
+        })
     }
 
     /// Takes what a background detection found (on an earlier frame): the
@@ -223,6 +274,8 @@ impl TrackCore {
                     sum_v: 0.0,
                     sum_a: 0.0,
                     label_counts: [0; 7],
+                    last: None,
+                    next_read: t,
                 },
             );
         }
@@ -232,6 +285,28 @@ impl TrackCore {
             let Some(st) = self.per_track.get_mut(&id) else {
                 continue;
             };
+            match reading.held_from {
+                // A held reading that the tracker gave to another face
+                // (two faces crossing) is not that face's: it waits for
+                // its own reading, due now.
+                Some(src) if src != id => {
+                    tracing::debug!(
+                        track = id,
+                        from = src,
+                        "held reading of another face dropped"
+                    );
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    // The first reading of a track sets its phase, spread
+                    // by id so that faces confirmed together are read on
+                    // different frames; later ones come a period apart.
+                    let wait = if st.last.is_none() { phase(id) } else { 1.0 };
+                    st.next_read = t + self.read_period_s * wait;
+                    st.last = Some(reading.emotion.clone());
+                }
+            }
             let smoothed = st.smoother.update(t, &reading.emotion);
             st.frames += 1;
             st.sum_v += f64::from(smoothed.valence);
@@ -282,6 +357,12 @@ impl TrackCore {
         self.tracked = now.clone();
         Some(now)
     }
+}
+
+/// A fraction in [0, 1) that differs between consecutive ids (the golden
+/// ratio's multiples, modulo 1).
+fn phase(id: u64) -> f64 {
+    (id as f64 * 0.618_033_988_749_895).fract()
 }
 
 /// True when box `b` lies on the face of box `k`: overlapping, or its
@@ -346,6 +427,7 @@ mod tests {
                 landmarks: Landmarks::default(),
             },
             emotion: Emotion::from_parts(p, 0.5, -0.5, VaSource::Derived),
+            held_from: None,
         }
     }
 
@@ -552,5 +634,100 @@ mod tests {
         assert_eq!(out.duplicates, 1);
         assert_eq!(out.faces.len(), 1);
         assert!((out.faces[0].reading.detection.bbox.x - 132.0).abs() < 1e-6);
+    }
+
+    /// Runs `frames` frames at 15 fps of faces standing at `xs`, reading a
+    /// face only when the plan holds no reading for it (as the chain does):
+    /// per frame, which faces (by x) were read fresh, and the output.
+    fn run_capped(c: &mut TrackCore, xs: &[f32], frames: usize) -> Vec<(Vec<f32>, FrameOutput)> {
+        let mut log = Vec::new();
+        for i in 0..frames {
+            let t = i as f64 / 15.0;
+            let plan = c.plan(t);
+            let mut fresh = Vec::new();
+            let readings = xs
+                .iter()
+                .map(|&x| {
+                    let k = plan.follow[..plan.tracked]
+                        .iter()
+                        .position(|b| (b.x - x).abs() < 20.0);
+                    match k.and_then(|k| plan.held[k].clone()) {
+                        Some(h) => FaceReading {
+                            held_from: Some(h.track_id),
+                            emotion: h.emotion,
+                            ..reading(x, 0.99, 0.0)
+                        },
+                        None => {
+                            fresh.push(x);
+                            reading(x, 0.99, 0.2 + i as f32 / 100.0)
+                        }
+                    }
+                })
+                .collect();
+            let out = c.update(t, obs(readings, plan.detect, 0));
+            log.push((fresh, out));
+        }
+        log
+    }
+
+    #[test]
+    fn a_capped_rate_reads_each_face_a_period_apart_and_publishes_it_on_every_frame() {
+        let mut c = core(10).with_expression_rate(5.0);
+        let log = run_capped(&mut c, &[100.0], 30);
+        // Every frame after confirmation publishes the face.
+        assert!(log[2..].iter().all(|(_, out)| out.faces.len() == 1));
+        let read_on: Vec<usize> = (0..30).filter(|&i| !log[i].0.is_empty()).collect();
+        // Tentative frames read every frame; then 3 frames (0.2 s at 15 fps)
+        // apart, never slipping to 4 on the sums of 1/15.
+        assert_eq!(&read_on[..2], &[0, 1]);
+        let gaps: Vec<usize> = read_on[2..].windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|&g| g == 3), "{read_on:?}");
+        assert!(read_on.len() >= 10 && read_on.len() <= 12, "{read_on:?}");
+        // A held frame carries the last reading made on the face.
+        for i in 3..30 {
+            if log[i].0.is_empty() {
+                let last = *read_on.iter().rfind(|&&r| r < i).unwrap();
+                let held = &log[i].1.faces[0].reading;
+                assert_eq!(held.held_from, Some(log[i].1.faces[0].track_id));
+                assert_eq!(held.emotion, log[last].1.faces[0].reading.emotion);
+            }
+        }
+        // Rate 0 reads every frame.
+        let mut every = core(10);
+        assert!(run_capped(&mut every, &[100.0], 10)
+            .iter()
+            .all(|(f, _)| f.len() == 1));
+    }
+
+    #[test]
+    fn faces_confirmed_together_are_read_on_different_frames() {
+        let mut c = core(10).with_expression_rate(5.0);
+        let log = run_capped(&mut c, &[100.0, 300.0, 500.0], 30);
+        let per_frame: Vec<usize> = log[6..].iter().map(|(f, _)| f.len()).collect();
+        // Three faces, each read once in three frames: spread, not 3-0-0.
+        assert!(per_frame.iter().all(|&n| n <= 2), "{per_frame:?}");
+        assert!(log[6..].iter().all(|(_, out)| out.faces.len() == 3));
+    }
+
+    #[test]
+    fn a_held_reading_given_to_another_track_is_dropped_not_published_as_its() {
+        let mut c = core(10).with_expression_rate(5.0);
+        run_capped(&mut c, &[100.0, 300.0], 4);
+        let ids = c.tracked().to_vec();
+        assert_eq!(ids.len(), 2);
+        let t = 4.0 / 15.0;
+        let plan = c.plan(t);
+        // Two fresh readings, one carrying the first track's held reading
+        // but standing where the second track is.
+        let wrong = FaceReading {
+            held_from: Some(ids[0]),
+            ..reading(300.0, 0.99, 0.9)
+        };
+        let out = c.update(
+            t,
+            obs(vec![reading(100.0, 0.99, 0.5), wrong], plan.detect, 0),
+        );
+        assert_eq!(out.faces.len(), 1, "{:?}", out.faces);
+        assert_eq!(out.faces[0].track_id, ids[0]);
     }
 }
