@@ -1,8 +1,10 @@
-//! The GStreamer source on real streams: `videotestsrc`, and a local RTSP
+//! The GStreamer source on real streams: `videotestsrc`; a local RTSP
 //! camera (GStreamer's RTSP server library from Debian, serving the
 //! bundled pan1 frames behind a login, `tests/clients/rtsp_server.py`)
-//! read by `check` and by the daemon, which must live through the server
-//! being stopped and started again.
+//! read by `check`, `calibrate` and the daemon, which must live through the
+//! server being stopped and started again; an H.264 mp4 over `file://`,
+//! which must publish the tracks the replay of the same file does; and a
+//! stream whose frame size changes halfway.
 #![cfg(feature = "gstreamer")]
 
 mod common;
@@ -181,4 +183,294 @@ fn the_daemon_reads_an_rtsp_camera_and_lives_through_its_restart() {
         events.iter().any(|e| e["type"] == "end"),
         "tracks end: {events:?}"
     );
+}
+
+/// Runs the daemon on `cfg` until `done` holds for what it published (or
+/// 90 s), stops it cleanly and returns everything.
+fn publish_until(
+    cfg: &Path,
+    port: u16,
+    done: impl Fn(&[(String, String)]) -> bool,
+) -> Vec<(String, String)> {
+    let mut d = daemon(cfg);
+    assert!(
+        wait_for_port(port, Duration::from_secs(60)),
+        "embedded broker listens"
+    );
+    let sub = Subscriber::start(port);
+    let ended = sub.wait_for(Duration::from_secs(90), done);
+    d.stop_cleanly();
+    let msgs = sub.stop();
+    assert!(
+        ended,
+        "the daemon published what was expected: {} messages",
+        msgs.len()
+    );
+    msgs
+}
+
+fn events(msgs: &[(String, String)]) -> Vec<Value> {
+    on(msgs, "/events")
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect()
+}
+
+/// Per track of the first pass: expression messages, the most frequent
+/// label, and the mean normalised box (x, y, w, h).
+fn tracks_of(msgs: &[(String, String)], ids: &[u64]) -> Vec<(usize, String, [f64; 4])> {
+    let exprs = expressions(msgs);
+    ids.iter()
+        .map(|id| {
+            let mine: Vec<&Value> = exprs.iter().filter(|e| e["track_id"] == *id).collect();
+            let mut counts = std::collections::BTreeMap::new();
+            let mut b = [0.0; 4];
+            for e in &mine {
+                *counts
+                    .entry(e["expression"].as_str().unwrap().to_string())
+                    .or_insert(0) += 1;
+                for (k, v) in b.iter_mut().enumerate() {
+                    *v += e["bbox_normalized"][k].as_f64().unwrap() / mine.len() as f64;
+                }
+            }
+            let label = counts
+                .into_iter()
+                .max_by_key(|(_, c)| *c)
+                .map(|(l, _)| l)
+                .unwrap_or_default();
+            (mine.len(), label, b)
+        })
+        .collect()
+}
+
+#[test]
+fn an_h264_mp4_over_file_uri_publishes_the_tracks_its_replay_does() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // pan6 (six faces) as an H.264 mp4 at 3 frames/s: slow enough that no
+    // engine on a small machine has to skip a frame, so both runs read all.
+    let mp4 = dir.path().join("pan6.mp4");
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-framerate", "3", "-i"])
+        .arg(root().join("tests/data/sequences/pan6/%04d.jpg"))
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18"])
+        .arg(&mp4)
+        .status()
+        .expect("ffmpeg is installed (tools/setup.sh)");
+    assert!(st.success());
+    let follow = "background = false\nexpression_rate_hz = 0\n";
+    // The replay of the file (fer-edge decodes it through ffmpeg) ...
+    let port = free_port();
+    let replay_dir = dir.path().join("replay");
+    std::fs::create_dir(&replay_dir).unwrap();
+    let cfg = write_config(&replay_dir, &DaemonConfig::replay(port, true, "pan6"));
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(
+            &root()
+                .join("tests/data/sequences/pan6")
+                .display()
+                .to_string(),
+            &mp4.display().to_string(),
+        )
+        .replace("fps = 15.0", "fps = 3.0")
+        .replace("pace = false", "pace = true");
+    std::fs::write(&cfg, text).unwrap();
+    add_to_section(&cfg, "follow", follow);
+    let replayed = publish_until(&cfg, port, |m| {
+        events(m).iter().filter(|e| e["type"] == "end").count() >= 6
+    });
+    // ... and the same file through GStreamer (uridecodebin, avdec_h264).
+    let port = free_port();
+    let gst_dir = dir.path().join("gst");
+    std::fs::create_dir(&gst_dir).unwrap();
+    let cfg = gst_config(
+        &gst_dir,
+        port,
+        &format!("uri = \"file://{}\"\nfps = 3.0", mp4.display()),
+    );
+    add_to_section(&cfg, "follow", follow);
+    // The file ends and GStreamer opens it again (an outage shorter than
+    // a track's max age, so the tracks go on): its first pass is the first
+    // as many expression messages as the replay published.
+    let want = expressions(&replayed).len();
+    let streamed = publish_until(&cfg, port, |m| expressions(m).len() >= want + 6);
+    let mut first_pass = Vec::new();
+    let mut n = 0;
+    for (t, p) in &streamed {
+        if t.ends_with("/expression") {
+            n += 1;
+            if n > want {
+                break;
+            }
+        }
+        first_pass.push((t.clone(), p.clone()));
+    }
+    let new_ids = |msgs: &[(String, String)]| -> Vec<u64> {
+        events(msgs)
+            .iter()
+            .filter(|e| e["type"] == "new")
+            .map(|e| e["track_id"].as_u64().unwrap())
+            .take(6)
+            .collect()
+    };
+    let (a_ids, b_ids) = (new_ids(&replayed), new_ids(&first_pass));
+    assert_eq!(a_ids.len(), 6, "six tracks from the replay");
+    assert_eq!(b_ids.len(), 6, "six tracks from GStreamer");
+    check_schema(&streamed);
+    assert_track_order(&streamed);
+    let (a, b) = (tracks_of(&replayed, &a_ids), tracks_of(&first_pass, &b_ids));
+    // Match tracks by where the face stands (ids follow detection order).
+    for ta in &a {
+        let tb = b
+            .iter()
+            .min_by(|p, q| {
+                let d = |t: &(usize, String, [f64; 4])| {
+                    (t.2[0] - ta.2[0]).abs() + (t.2[1] - ta.2[1]).abs()
+                };
+                d(p).total_cmp(&d(q))
+            })
+            .unwrap();
+        assert!(
+            (ta.0 as i64 - tb.0 as i64).abs() <= 2,
+            "as many readings of the face: replay {ta:?}, GStreamer {tb:?}"
+        );
+        assert_eq!(
+            ta.1, tb.1,
+            "the same expression: replay {ta:?}, GStreamer {tb:?}"
+        );
+        for k in 0..4 {
+            assert!(
+                (ta.2[k] - tb.2[k]).abs() < 0.01,
+                "the same box: replay {ta:?}, GStreamer {tb:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_stream_whose_frame_size_changes_is_read_at_both_sizes() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // pan1's frames: the first half at 640x480, the second at 320x240.
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    let src = root().join("tests/data/sequences/pan1");
+    for i in 0..30 {
+        let name = format!("{i:04}.jpg");
+        let img = image::open(src.join(&name)).unwrap();
+        let img = if i < 15 {
+            img
+        } else {
+            img.resize_exact(320, 240, image::imageops::FilterType::Triangle)
+        };
+        img.to_rgb8().save(frames.join(&name)).unwrap();
+    }
+    let port = free_port();
+    let cfg = gst_config(
+        dir.path(),
+        port,
+        &format!(
+            "pipeline = \"multifilesrc location={}/%04d.jpg index=0 caps=image/jpeg,framerate=5/1 ! jpegdec\"\nfps = 5.0",
+            frames.display()
+        ),
+    );
+    let msgs = publish_until(&cfg, port, |m| {
+        let e = expressions(m);
+        e.iter().any(|e| e["frame_width"] == 640)
+            && e.iter().filter(|e| e["frame_width"] == 320).count() >= 5
+    });
+    check_schema(&msgs);
+    assert_track_order(&msgs);
+    let exprs = expressions(&msgs);
+    for e in &exprs {
+        let (w, h) = (
+            e["frame_width"].as_u64().unwrap(),
+            e["frame_height"].as_u64().unwrap(),
+        );
+        assert!((w, h) == (640, 480) || (w, h) == (320, 240), "{e}");
+        for k in 0..4 {
+            let v = e["bbox_normalized"][k].as_f64().unwrap();
+            assert!(
+                (-0.01..=1.01).contains(&v),
+                "box inside the frame at its own size: {e}"
+            );
+        }
+    }
+    // The face is where it was, at either size.
+    let mean_x = |w: u64| {
+        let v: Vec<f64> = exprs
+            .iter()
+            .filter(|e| e["frame_width"] == w)
+            .map(|e| {
+                e["bbox_normalized"][0].as_f64().unwrap()
+                    + e["bbox_normalized"][2].as_f64().unwrap() / 2.0
+            })
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    assert!(
+        (mean_x(640) - mean_x(320)).abs() < 0.25,
+        "the face's centre at 640: {}, at 320: {}",
+        mean_x(640),
+        mean_x(320)
+    );
+}
+
+#[test]
+fn calibrate_surveys_an_rtsp_camera_given_as_source() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cam = free_port();
+    let _camera = rtsp_camera(cam);
+    let creds = dir.path().join("camera-login");
+    std::fs::write(&creds, "robot:s3cret\n").unwrap();
+    // The config names another camera; --source replaces it, URL intact.
+    let cfg = gst_config(
+        dir.path(),
+        free_port(),
+        &format!(
+            "uri = \"rtsp://127.0.0.1:1/elsewhere\"\ncredentials_file = \"{}\"",
+            creds.display()
+        ),
+    );
+    let out = dir.path().join("out");
+    let url = format!("rtsp://127.0.0.1:{cam}/cam");
+    let o = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+        .current_dir(root())
+        .env("FER_EDGE_LOG", "warn")
+        .args(["calibrate", "--config"])
+        .arg(&cfg)
+        .args([
+            "--source",
+            &url,
+            "--duration",
+            "6s",
+            "--speed-runs",
+            "1",
+            "--out",
+        ])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("report.json"))
+            .unwrap_or_else(|e| panic!("no report.json ({e}): {}\n{stderr}", o.status)),
+    )
+    .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{stderr}\n{report}");
+    let camera = &report["camera"];
+    let source = camera["source"].as_str().unwrap();
+    assert!(source.contains(&url), "the URL is kept as given: {source}");
+    assert!(
+        !source.contains("s3cret"),
+        "no password in the report: {source}"
+    );
+    assert!(camera["live"].as_bool().unwrap());
+    assert!(camera["delivered"].as_u64().unwrap() >= 30, "{camera}");
+    let faces = &report["figures"]["faces"];
+    assert_eq!(faces["most_faces_in_a_frame"], 1, "{faces}");
+    assert!(faces["readings"].as_u64().unwrap() >= 20, "{faces}");
 }

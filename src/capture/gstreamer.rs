@@ -156,7 +156,8 @@ impl GstSource {
             .by_name(SINK)
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
             .ok_or("fer-edge's appsink is missing from the pipeline")?;
-        // A file plays at its own rate, as a camera would deliver it.
+        // A file plays at its own rate, as a camera would deliver it
+        // (a pipeline's own source is looked at once it is paused, below).
         let file = self
             .cfg
             .uri
@@ -180,13 +181,22 @@ impl GstSource {
             caps_logged: false,
             first: None,
         };
-        running
-            .pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| {
+        let start = |state| {
+            running.pipeline.set_state(state).map_err(|_| {
                 bus_error(&running.pipeline)
                     .unwrap_or_else(|| "the pipeline would not start".into())
-            })?;
+            })
+        };
+        // A pipeline of the user's whose source is not live (a file,
+        // multifilesrc, videotestsrc) would otherwise run as fast as it
+        // decodes and the newest-frame sink would skip most of it: it plays
+        // at its timestamps instead. Live sources (cameras, RTSP) deliver
+        // at their own rate and are never held back.
+        let paused = start(gst::State::Paused)?;
+        if self.cfg.pipeline.is_some() && paused != gst::StateChangeSuccess::NoPreroll {
+            running.sink.set_property("sync", true);
+        }
+        start(gst::State::Playing)?;
         let deadline = Instant::now() + Duration::from_millis(self.cfg.open_timeout_ms);
         while Instant::now() < deadline {
             if let Some(s) = running

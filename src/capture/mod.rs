@@ -426,6 +426,25 @@ mod tests {
         assert_eq!(redact("file:///tmp/x.mp4"), "file:///tmp/x.mp4");
     }
 
+    #[cfg(not(feature = "gstreamer"))]
+    #[test]
+    fn a_gstreamer_source_in_a_build_without_it_names_the_feature_and_hides_the_password() {
+        let cfg = SourceConfig {
+            kind: SourceKind::Gstreamer,
+            uri: Some("rtsp://admin:s3cret@10.0.0.5/stream".into()),
+            ..SourceConfig::default()
+        };
+        let e = open(&cfg)
+            .err()
+            .expect("no GStreamer in this build")
+            .to_string();
+        assert!(
+            e.contains("--features gstreamer") && e.contains("rtsp://10.0.0.5/stream"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
     #[test]
     fn backoff_doubles_up_to_its_cap() {
         assert_eq!(backoff_delay(0, 10.0).as_millis(), 250);
