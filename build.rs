@@ -19,6 +19,8 @@ fn main() {
         ("CARGO_FEATURE_ONNXRUNTIME", "onnxruntime"),
         ("CARGO_FEATURE_CUDA", "cuda"),
         ("CARGO_FEATURE_V4L2", "v4l2"),
+        ("CARGO_FEATURE_GSTREAMER", "gstreamer"),
+        ("CARGO_FEATURE_ROS2", "ros2"),
     ] {
         if std::env::var_os(env).is_some() {
             features.push(name);

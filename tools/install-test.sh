@@ -31,6 +31,19 @@ if [ ! -e /dev/video0 ]; then
   rc=0; /usr/bin/fer-edge check --config /etc/fer-edge/fer-edge.toml >/dev/null 2>&1 || rc=$?
   [ "$rc" = 69 ] || fail "check without a camera exited $rc, not 69"
 fi
+# The package reads GStreamer sources: it declares GStreamer, and `check`
+# opens a test pattern through it.
+dpkg-query -W -f='${Depends}\n' fer-edge | grep -q libgstreamer1.0-0 || fail "Depends lacks libgstreamer1.0-0"
+gstcfg=$(mktemp --suffix=.toml)
+printf '[source]\nkind = "gstreamer"\npipeline = "videotestsrc num-buffers=300 ! video/x-raw,width=320,height=240"\n' > "$gstcfg"
+out=$(/usr/bin/fer-edge check --config /etc/fer-edge/fer-edge.toml --config "$gstcfg") \
+  || fail "check of a GStreamer test pattern"
+grep -q '320x240' <<<"$out" || fail "check of a GStreamer test pattern: $out"
+# A reader that stops early (a closed pipe) ends check with 74, not a panic.
+set +o pipefail; /usr/bin/fer-edge check --config /etc/fer-edge/fer-edge.toml --source "$pan1" 2>"$gstcfg.err" | head -c1 >/dev/null; rc=${PIPESTATUS[0]}; set -o pipefail
+grep -q panicked "$gstcfg.err" && fail "check panicked on a closed pipe: $(cat "$gstcfg.err")"
+[ "$rc" = 74 ] || [ "$rc" = 0 ] || fail "check on a closed pipe exited $rc"
+rm -f "$gstcfg" "$gstcfg.err"
 # A bare analyze typed in any folder finds the installed models.
 elsewhere=$(mktemp -d)
 (cd "$elsewhere" && HOME="$elsewhere" /usr/bin/fer-edge analyze "$photo") > "$elsewhere/out.json" \

@@ -26,7 +26,9 @@ command -v dpkg-shlibdeps >/dev/null 2>&1 || {
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dpkg-dev >/dev/null
 }
 
-cargo build --release --locked >&2
+# With the GStreamer source (RTSP/IP and CSI cameras); dpkg-shlibdeps then
+# adds its libraries to Depends.
+cargo build --release --locked --features gstreamer >&2
 # The SBOM of the crates in this build goes into the package's doc folder.
 bash tools/supply-chain.sh sbom
 cargo deb --no-build --locked --output "$out" >&2

@@ -13,19 +13,25 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 cache="${FER_EDGE_CACHE:-$HOME/.cache/fer-edge}"
 bin=$(bash tools/build-aarch64.sh --tests)
+# The binary links GStreamer: under qemu its arm64 libraries come from the
+# sysroot tools/build-aarch64.sh unpacked (a board has them installed).
+sysroot="$cache/sysroot-arm64"
+qemu() {
+  qemu-aarch64-static -E "LD_LIBRARY_PATH=$sysroot/lib/aarch64-linux-gnu:$sysroot/usr/lib/aarch64-linux-gnu" "$@"
+}
 file "$bin" | grep -q 'ARM aarch64' || { echo "test-aarch64: $bin is not an aarch64 binary" >&2; exit 1; }
-qemu-aarch64-static "$bin" --version
+qemu "$bin" --version
 
 tests=$(cat "${FER_EDGE_AARCH64_TARGET:-$cache/target-aarch64}/aarch64-unit-tests.path")
 file "$tests" | grep -q 'ARM aarch64' || { echo "test-aarch64: $tests is not an aarch64 test binary" >&2; exit 1; }
 echo "test-aarch64: library unit tests under qemu" >&2
-qemu-aarch64-static "$tests" --test-threads 2
+qemu "$tests" --test-threads 2
 
 photos=(tests/data/astronaut.png tests/data/group_t1.jpg tests/data/frames640/one_face.png tests/data/frames640/six_faces.png tests/data/coffee.png)
 cargo build --release --locked >&2
 x86=$(mktemp) arm=$(mktemp)
 target/release/fer-edge analyze --backend tract "${photos[@]}" > "$x86"
-qemu-aarch64-static "$bin" analyze --backend tract "${photos[@]}" > "$arm"
+qemu "$bin" analyze --backend tract "${photos[@]}" > "$arm"
 python3 - "$x86" "$arm" <<'PY'
 import json, sys
 a = [json.loads(l) for l in open(sys.argv[1])]
@@ -49,8 +55,8 @@ if [ -n "$deb" ]; then
   root=$(mktemp -d)
   dpkg-deb -x "$deb" "$root"
   dpkg-deb -f "$deb" Depends | grep -q 'libc6 (>= 2.31)' || { echo "test-aarch64: $deb Depends: $(dpkg-deb -f "$deb" Depends)" >&2; exit 1; }
-  (cd "$root" && qemu-aarch64-static "$root/usr/bin/fer-edge" check --config "$root/etc/fer-edge/fer-edge.toml" --source "$repo/tests/data/sequences/pan1" >/dev/null)
-  (cd /tmp && qemu-aarch64-static "$root/usr/bin/fer-edge" analyze "$repo/tests/data/astronaut.png") | grep -q '"expression":"happy"'
+  (cd "$root" && qemu "$root/usr/bin/fer-edge" check --config "$root/etc/fer-edge/fer-edge.toml" --source "$repo/tests/data/sequences/pan1" >/dev/null)
+  (cd /tmp && qemu "$root/usr/bin/fer-edge" analyze "$repo/tests/data/astronaut.png") | grep -q '"expression":"happy"'
   echo "test-aarch64: $(basename "$deb") runs from its unpacked layout: ok"
   rm -rf "$root"
 fi

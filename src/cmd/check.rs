@@ -8,6 +8,15 @@ use super::exit::{self, Failure};
 use super::{load_config, set_engine, set_source, source_hints};
 use fer_edge::faces::FaceChain;
 
+/// `println!` that stops with exit 74 instead of panicking when stdout is
+/// gone (`fer-edge check | head -1`, a closed pipe).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*).map_err(exit::io)?
+    }};
+}
+
 /// `fer-edge check`: loads the config and every model, and prints what
 /// runs where (engine, and the device each model's nodes really run on).
 pub fn command(
@@ -26,17 +35,17 @@ pub fn command(
     let secrets = fer_edge::publish::Secrets::load(&cfg.mqtt).map_err(exit::config)?;
     let mut chain = FaceChain::from_config(&cfg).map_err(exit::config)?;
     for ((stage, asked), backend) in cfg.stage_backends().iter().zip(chain.backends()) {
-        println!(
+        say!(
             "engine:   {stage}: {}{} — {}",
             backend.name(),
             if *asked == "auto" { " (auto)" } else { "" },
             backend.check().map_err(exit::config)?
         );
     }
-    println!("detector: MTCNN from {}", cfg.detector.model_dir.display());
+    say!("detector: MTCNN from {}", cfg.detector.model_dir.display());
     let m = chain.emotion_model().manifest();
     let f = chain.framing();
-    println!(
+    say!(
         "emotion:  {} {} ({}, {}{}), input {}x{} {:?}, V/A {:?}",
         m.name,
         m.version,
@@ -52,27 +61,30 @@ pub fn command(
         m.input.color,
         m.va_source
     );
-    println!(
+    say!(
         "align:    eye distance {:.2} of width, eye line at {:.2} of height",
-        f.eye_distance, f.eye_line
+        f.eye_distance,
+        f.eye_line
     );
     let frame = (cfg.source.width, cfg.source.height);
     for p in chain.placements(frame).map_err(exit::config)? {
-        println!("model:    {:<16} {:<12} {}", p.model, p.engine, p.placement);
+        say!("model:    {:<16} {:<12} {}", p.model, p.engine, p.placement);
     }
-    println!("mqtt:     {}", mqtt_summary(&cfg.mqtt, &secrets));
+    say!("mqtt:     {}", mqtt_summary(&cfg.mqtt, &secrets));
     // The source, opened as `run` opens it: the first frame proves it.
     if let Err(why) = cfg.source.validate_for_run() {
         // `check` of engines and models alone (no config, or one without a
         // source) still checks them; `run` would stop here.
-        println!("source:   none: {why}");
-        println!("ok (but for the source)");
+        say!("source:   none: {why}");
+        say!("ok (but for the source)");
         return Ok(ExitCode::SUCCESS);
     }
     match fer_edge::capture::probe(&cfg.source, std::time::Duration::from_secs(5)) {
-        Ok(p) => println!(
+        Ok(p) => say!(
             "source:   {}; first frame {}x{}",
-            p.describe, p.width, p.height
+            p.describe,
+            p.width,
+            p.height
         ),
         Err(e) => {
             source_hints(&cfg, &e.to_string());
@@ -82,7 +94,7 @@ pub fn command(
             ));
         }
     }
-    println!("ok");
+    say!("ok");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,11 +1,14 @@
 """A local RTSP camera for the tests: GStreamer's RTSP server library
 (Debian's gir1.2-gst-rtsp-server-1.0, run with /usr/bin/python3 and
 python3-gi) serving a folder of JPEG frames as a live MJPEG stream, looped,
-optionally behind a basic-auth login.
+optionally behind a basic-auth login. Like a camera it is live: a frame
+every 1/FPS s from the moment it starts, stamped with the clock, whether
+anyone is watching or not (the first client joins wherever it is).
 
 usage: rtsp_server.py PORT FOLDER FPS [USER:PASSWORD]
 Serves rtsp://127.0.0.1:PORT/cam; prints "ready" once listening.
 """
+import glob
 import sys
 
 import gi
@@ -22,12 +25,29 @@ def main():
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(port)
+    frames = [open(f, "rb").read() for f in sorted(glob.glob(f"{folder}/*.jpg"))]
+    clock = {"n": 0, "srcs": []}
+
+    def tick():
+        data = frames[clock["n"] % len(frames)]
+        clock["n"] += 1
+        for src in clock["srcs"]:
+            src.emit("push-buffer", Gst.Buffer.new_wrapped(data))
+        return True
+
+    def configured(_factory, media):
+        src = media.get_element().get_by_name("cam")
+        clock["srcs"].append(src)
+        media.connect("unprepared", lambda *_: clock["srcs"].remove(src))
+
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(
-        f'( multifilesrc location="{folder}/%04d.jpg" index=0 loop=true '
+        f'( appsrc name=cam is-live=true do-timestamp=true format=time '
         f'caps="image/jpeg,framerate={fps}/1" ! jpegparse ! rtpjpegpay name=pay0 pt=26 )'
     )
     factory.set_shared(True)
+    factory.connect("media-configure", configured)
+    GLib.timeout_add(int(1000 / int(fps)), tick)
     if login:
         user, password = login.split(":", 1)
         auth = GstRtspServer.RTSPAuth()
