@@ -9,6 +9,8 @@ use clap::Parser;
 mod cmd;
 
 fn main() -> ExitCode {
+    // Before any thread: engines send no telemetry and write no device id.
+    fer_edge::infer::turn_off_engine_telemetry();
     let cli = cmd::cli::Cli::parse();
     fer_edge::logging::init(&fer_edge::logging::LogEnv::from_process());
     match cmd::dispatch(cli) {

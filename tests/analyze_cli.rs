@@ -202,12 +202,12 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-#[test]
-fn nothing_is_written_to_disk_without_annotate() {
-    // The process's working folder, HOME and TMPDIR are empty folders of
-    // the test's: whatever analyze writes by a relative path, a cache or
-    // a temporary file lands there. With --annotate (a relative folder) the
-    // same watch sees the annotated image, so the watch itself works.
+/// Runs `analyze` on one photo with the working folder, HOME and TMPDIR
+/// empty folders of the test's (whatever it writes by a relative path, a
+/// cache or a temporary file lands there) and the setup cache where the
+/// onnxruntime library is (`FER_EDGE_CACHE`, as CI sets it, or the real
+/// HOME's). Returns the files written there.
+fn files_written_by_analyze(extra: &[&str], envs: &[(&str, &str)]) -> Vec<PathBuf> {
     let conf_dir = tempfile::tempdir().unwrap();
     let conf = conf_dir.path().join("fer-edge.toml");
     std::fs::write(
@@ -218,36 +218,69 @@ fn nothing_is_written_to_disk_without_annotate() {
         ),
     )
     .unwrap();
-    let run = |extra: &[&str]| {
-        let dir = tempfile::tempdir().unwrap();
-        for sub in ["cwd", "home", "tmp"] {
-            std::fs::create_dir(dir.path().join(sub)).unwrap();
-        }
-        let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
-            .current_dir(dir.path().join("cwd"))
-            .env("HOME", dir.path().join("home"))
-            .env("TMPDIR", dir.path().join("tmp"))
-            .arg("analyze")
-            .arg(data("astronaut.png"))
-            .arg("--config")
-            .arg(&conf)
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(reports(&out).len(), 1);
-        files_under(dir.path())
-    };
-    assert_eq!(run(&[]), Vec::<PathBuf>::new());
-    let written = run(&["--annotate", "annotated"]);
+    let cache = std::env::var_os("FER_EDGE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/fer-edge")))
+        .unwrap_or_default();
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["cwd", "home", "tmp"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+        .current_dir(dir.path().join("cwd"))
+        .env("HOME", dir.path().join("home"))
+        .env("TMPDIR", dir.path().join("tmp"))
+        .env("FER_EDGE_CACHE", cache)
+        .env_remove("ORT_DISABLE_TELEMETRY")
+        .envs(envs.iter().copied())
+        .arg("analyze")
+        .arg(data("astronaut.png"))
+        .arg("--config")
+        .arg(&conf)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(reports(&out).len(), 1);
+    files_under(dir.path())
+}
+
+#[test]
+fn nothing_is_written_to_disk_without_annotate() {
+    // With --annotate (a relative folder) the same watch sees the
+    // annotated image, so the watch itself works.
+    assert_eq!(files_written_by_analyze(&[], &[]), Vec::<PathBuf>::new());
+    let written = files_written_by_analyze(&["--annotate", "annotated"], &[]);
     assert_eq!(written.len(), 1, "{written:?}");
     assert!(
         written[0].ends_with("cwd/annotated/astronaut.annotated.png"),
         "{written:?}"
+    );
+}
+
+/// Official onnxruntime builds (1.32, what tools/setup.sh unpacks) upload
+/// usage events to Microsoft from Linux and keep a device id and an event
+/// database under `~/.cache/Microsoft/DeveloperTools/` and a file in
+/// `$TMPDIR`, unless `ORT_DISABLE_TELEMETRY` is set before they load.
+/// fer-edge sets it for itself; a user who sets the variable to 0 gets the
+/// library's default back, which is how this test knows its watch would
+/// see those files.
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn onnxruntime_sends_no_telemetry_and_leaves_no_device_id() {
+    let ort = ["--backend", "onnxruntime"];
+    assert_eq!(files_written_by_analyze(&ort, &[]), Vec::<PathBuf>::new());
+    let allowed = files_written_by_analyze(&ort, &[("ORT_DISABLE_TELEMETRY", "0")]);
+    assert!(
+        allowed
+            .iter()
+            .any(|p| p.to_string_lossy().contains(".cache/Microsoft")),
+        "with telemetry allowed, this onnxruntime wrote no device id \
+         ({allowed:?}): the check above can no longer tell"
     );
 }
 

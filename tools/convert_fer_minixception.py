@@ -28,6 +28,10 @@ import sys
 from importlib import metadata
 
 import h5py
+# Official onnxruntime wheels send usage telemetry and keep a device id under
+# ~/.cache/Microsoft unless this is set before they load (fer-edge sets it too).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper

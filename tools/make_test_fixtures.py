@@ -27,6 +27,10 @@ Needs: numpy, pillow, onnxruntime.   Usage: python tools/make_test_fixtures.py
 import json
 import os
 
+# Official onnxruntime wheels send usage telemetry and keep a device id under
+# ~/.cache/Microsoft unless this is set before they load (fer-edge sets it too).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 import numpy as np
 import onnxruntime as ort
 from PIL import Image

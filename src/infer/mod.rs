@@ -290,6 +290,28 @@ impl InferenceConfig {
     }
 }
 
+/// The variable that turns off the telemetry of official onnxruntime
+/// builds: since 1.2x they send usage events to Microsoft from Linux too
+/// and keep a device id and an event database under
+/// `~/.cache/Microsoft/DeveloperTools/` (and a file in `$TMPDIR`).
+/// Set before the library is loaded, it stops all of that.
+pub const ORT_TELEMETRY_VAR: &str = "ORT_DISABLE_TELEMETRY";
+
+/// Privacy by default: turns engine telemetry off for this process
+/// ([`ORT_TELEMETRY_VAR`] = 1) unless the environment already says
+/// otherwise. Returns false when the user chose a value of their own.
+///
+/// Call it first thing in `main`, before any thread starts: it sets a
+/// process environment variable, which must not race with other threads
+/// reading the environment.
+pub fn turn_off_engine_telemetry() -> bool {
+    if std::env::var_os(ORT_TELEMETRY_VAR).is_some() {
+        return false;
+    }
+    std::env::set_var(ORT_TELEMETRY_VAR, "1");
+    true
+}
+
 /// Checks that `name` is a backend this build knows (built or not).
 pub fn validate_backend_name(key: &str, name: &str) -> Result<(), String> {
     if KNOWN_BACKENDS.contains(&name) {

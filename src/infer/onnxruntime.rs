@@ -146,6 +146,10 @@ fn try_load(path: &Path) -> Result<Loaded, TryLoad> {
     let env = ort::init_from(path)
         .map_err(|e| TryLoad::Broken(e.to_string()))?
         .with_name("fer-edge")
+        // Also asked of the environment itself (the process variable set
+        // by `main`, super::ORT_TELEMETRY_VAR, is what stops the uploader
+        // and its files; this stops the events of a library that predates it).
+        .with_telemetry(false)
         .build()
         .map_err(|e| TryLoad::Broken(format!("cannot create its environment: {e}")))?;
     tracing::info!(library = %path.display(), %version, "onnxruntime loaded");

@@ -24,6 +24,10 @@ import sys
 import tempfile
 import time
 
+# Official onnxruntime wheels send usage telemetry and keep a device id under
+# ~/.cache/Microsoft unless this is set before they load (fer-edge sets it too).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
