@@ -515,7 +515,7 @@ fn serialise(f: &FaceOutput, wording: &Wording, size: (u32, u32)) -> Vec<u8> {
         width: size.0,
         height: size.1,
     };
-    let msg = ExpressionMsg::new(f.track_id, stamp, &f.reading, &f.smoothed, wording);
+    let msg = ExpressionMsg::new(stamp, f, &f.smoothed, wording);
     serde_json::to_vec(&msg).expect("payload serialises")
 }
 

@@ -303,7 +303,7 @@ fn the_schema_root_refuses_garbage_and_names_the_definition_of_every_topic() {
     let root = jsonschema::validator_for(&schema).unwrap();
     for garbage in [
         serde_json::json!({"garbage": 1}),
-        serde_json::json!({"schema_version": "1.2"}),
+        serde_json::json!({"schema_version": "1.3"}),
         serde_json::json!(42),
         serde_json::json!("maybe"),
     ] {

@@ -159,7 +159,7 @@ impl Announcer {
                 state.now = now;
                 if self.shaping.lets_through(state.sent.as_ref(), &now) {
                     state.sent = Some(now);
-                    let msg = ExpressionMsg::new(f.track_id, stamp, &f.reading, s, &self.wording);
+                    let msg = ExpressionMsg::new(stamp, f, s, &self.wording);
                     msgs.push(Outgoing::Frame(Message::frame_json(
                         self.topics.expression(f.track_id),
                         &msg,
@@ -321,6 +321,7 @@ mod tests {
                 valence,
                 arousal: 0.2,
             },
+            reading_age_s: 0.0,
         }
     }
 

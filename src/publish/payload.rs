@@ -21,7 +21,7 @@ use crate::track::core::TrackSummary;
 
 /// The payloads' version; `schema/mqtt.schema.json` lists what changed
 /// in each (`x-changes`).
-pub const SCHEMA_VERSION: &str = "1.2";
+pub const SCHEMA_VERSION: &str = "1.3";
 
 /// Topic names of one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +118,10 @@ pub struct Raw {
     pub valence: f32,
     pub arousal: f32,
     pub probabilities: Probabilities,
+    /// Seconds since this reading was read off the face: 0 when read on
+    /// this frame; between two reads (`[follow] expression_rate_hz`) the
+    /// face's last reading is repeated and this says how old it is.
+    pub age_s: f32,
 }
 
 /// `faces/{track_id}/expression`.
@@ -177,12 +181,13 @@ impl ExpressionMsg {
     /// reading under `raw`, numbers rounded for the wire, worded as
     /// `wording` says.
     pub fn new(
-        track_id: u64,
         stamp: FrameStamp,
-        face: &crate::frame::FaceReading,
+        out: &crate::track::core::FaceOutput,
         smoothed: &crate::track::smooth::Smoothed,
         wording: &Wording,
     ) -> ExpressionMsg {
+        let face = &out.reading;
+        let track_id = out.track_id;
         let e = &face.emotion;
         let b = face.detection.bbox;
         let labels = wording.labels;
@@ -203,6 +208,7 @@ impl ExpressionMsg {
                 valence: round(e.valence, 4),
                 arousal: round(e.arousal, 4),
                 probabilities: Probabilities::labelled(&e.probabilities, labels),
+                age_s: round(out.reading_age_s, 3),
             }),
             bbox: [round(b.x, 1), round(b.y, 1), round(b.w, 1), round(b.h, 1)],
             bbox_normalized: {

@@ -99,6 +99,10 @@ pub struct FaceOutput {
     pub track_id: u64,
     pub reading: FaceReading,
     pub smoothed: Smoothed,
+    /// Seconds since `reading.emotion` was read off the face: 0 when it
+    /// was read on this frame, up to one read period when it is the
+    /// face's held reading (`[follow] expression_rate_hz`).
+    pub reading_age_s: f32,
 }
 
 /// Everything one frame did, in the order it must be published.
@@ -126,6 +130,8 @@ struct PerTrack {
     label_counts: [u64; 7],
     /// The last reading made on the face (not a held one).
     last: Option<Emotion>,
+    /// When `last` was read, seconds (frame time).
+    read_at: f64,
     /// When the next reading is due.
     next_read: f64,
 }
@@ -275,6 +281,7 @@ impl TrackCore {
                     sum_a: 0.0,
                     label_counts: [0; 7],
                     last: None,
+                    read_at: t,
                     next_read: t,
                 },
             );
@@ -305,8 +312,13 @@ impl TrackCore {
                     let wait = if st.last.is_none() { phase(id) } else { 1.0 };
                     st.next_read = t + self.read_period_s * wait;
                     st.last = Some(reading.emotion.clone());
+                    st.read_at = t;
                 }
             }
+            let reading_age_s = match reading.held_from {
+                Some(_) => (t - st.read_at).max(0.0) as f32,
+                None => 0.0,
+            };
             let smoothed = st.smoother.update(t, &reading.emotion);
             st.frames += 1;
             st.sum_v += f64::from(smoothed.valence);
@@ -316,6 +328,7 @@ impl TrackCore {
                 track_id: id,
                 reading,
                 smoothed,
+                reading_age_s,
             });
         }
         out.ended = update.ended.iter().map(|tr| self.end(tr)).collect();
@@ -690,6 +703,15 @@ mod tests {
                 let held = &log[i].1.faces[0].reading;
                 assert_eq!(held.held_from, Some(log[i].1.faces[0].track_id));
                 assert_eq!(held.emotion, log[last].1.faces[0].reading.emotion);
+                // ... and says how old it is: the frames since it was read.
+                let age = log[i].1.faces[0].reading_age_s;
+                let want = (i - last) as f32 / 15.0;
+                assert!(
+                    (age - want).abs() < 1e-4,
+                    "frame {i}: age {age}, want {want}"
+                );
+            } else {
+                assert_eq!(log[i].1.faces[0].reading_age_s, 0.0, "frame {i}");
             }
         }
         // Rate 0 reads every frame.

@@ -1,5 +1,5 @@
 """fer-edge's MQTT payloads as dataclasses, one per definition of
-schema/mqtt.schema.json (schema_version 1.2), and `parse`, which picks the
+schema/mqtt.schema.json (schema_version 1.3), and `parse`, which picks the
 class by topic as the schema's x-topics does.
 
 Fields follow the schema's properties one for one (the tests check it);
@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Dict, List, Optional, Union
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 
 def _build(cls, d: dict):

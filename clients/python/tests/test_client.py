@@ -115,7 +115,7 @@ def test_the_dataclasses_follow_the_schema_and_parse_picks_them_by_topic():
         assert ours == theirs, f"{name}: only ours {ours - theirs}, only the schema's {theirs - ours}"
     assert parse("fer-edge/k/status", b"online") == "online"
     assert parse("fer-edge/k/faces/tracked", b"") is None, "a cleared retained message"
-    t = parse("fer-edge/k/faces/tracked", b'{"schema_version":"1.2","timestamp":1.0,"track_ids":[3],"new_key":1}')
+    t = parse("fer-edge/k/faces/tracked", b'{"schema_version":"1.3","timestamp":1.0,"track_ids":[3],"new_key":1}')
     assert isinstance(t, Tracked) and t.track_ids == [3] and t.extra == {"new_key": 1}
 
 
@@ -189,7 +189,7 @@ def test_the_ros2_bridge_converts_to_hri_msgs_fields():
     sys.path.insert(0, str(ROOT / "clients/python/examples"))
     import ros2_bridge as b
 
-    e = Expression(schema_version="1.2", track_id=7, timestamp=1.0, frame_time=0.0, frame_seq=0,
+    e = Expression(schema_version="1.3", track_id=7, timestamp=1.0, frame_time=0.0, frame_seq=0,
                    expression="fear", confidence=0.8, valence=-0.5, arousal=0.6, probabilities={},
                    bbox=[64, 48, 64, 96], bbox_normalized=[0.1, 0.1, 0.1, 0.2], frame_width=640,
                    frame_height=480, model="m", va_source="model", calibrated=False)
