@@ -30,7 +30,7 @@ qemu "$tests" --test-threads 2
 photos=(tests/data/astronaut.png tests/data/group_t1.jpg tests/data/frames640/one_face.png tests/data/frames640/six_faces.png tests/data/coffee.png)
 cargo build --release --locked >&2
 x86=$(mktemp) arm=$(mktemp)
-target/release/fer-edge analyze --backend tract "${photos[@]}" > "$x86"
+"${CARGO_TARGET_DIR:-target}/release/fer-edge" analyze --backend tract "${photos[@]}" > "$x86"
 qemu "$bin" analyze --backend tract "${photos[@]}" > "$arm"
 python3 - "$x86" "$arm" <<'PY'
 import json, sys
