@@ -299,17 +299,15 @@ pub const ORT_TELEMETRY_VAR: &str = "ORT_DISABLE_TELEMETRY";
 
 /// Privacy by default: turns engine telemetry off for this process
 /// ([`ORT_TELEMETRY_VAR`] = 1) unless the environment already says
-/// otherwise. Returns false when the user chose a value of their own.
+/// otherwise (a value the user set is kept).
 ///
 /// Call it first thing in `main`, before any thread starts: it sets a
 /// process environment variable, which must not race with other threads
 /// reading the environment.
-pub fn turn_off_engine_telemetry() -> bool {
-    if std::env::var_os(ORT_TELEMETRY_VAR).is_some() {
-        return false;
+pub fn turn_off_engine_telemetry() {
+    if std::env::var_os(ORT_TELEMETRY_VAR).is_none() {
+        std::env::set_var(ORT_TELEMETRY_VAR, "1");
     }
-    std::env::set_var(ORT_TELEMETRY_VAR, "1");
-    true
 }
 
 /// Checks that `name` is a backend this build knows (built or not).
