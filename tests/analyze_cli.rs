@@ -202,11 +202,30 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Runs `analyze` on one photo with the working folder, HOME and TMPDIR
-/// empty folders of the test's (whatever it writes by a relative path, a
-/// cache or a temporary file lands there) and the setup cache where the
-/// onnxruntime library is (`FER_EDGE_CACHE`, as CI sets it, or the real
-/// HOME's). Returns the files written there.
+/// Variables by which onnxruntime 1.32 decides it runs under CI and turns
+/// its telemetry off by itself (read from the library's strings, each tried
+/// by hand). The watch clears them so that it sees what a user's device
+/// would do, in CI as on a desk.
+const CI_MARKERS: [&str; 12] = [
+    "CI",
+    "TF_BUILD",
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "CIRCLECI",
+    "TRAVIS",
+    "JENKINS_URL",
+    "CODEBUILD_BUILD_ID",
+    "BUILDKITE",
+    "TEAMCITY_VERSION",
+    "APPVEYOR",
+    "BITBUCKET_BUILD_NUMBER",
+];
+
+/// Runs `analyze` on one photo with the working folder, HOME, the XDG cache
+/// and TMPDIR empty folders of the test's (whatever it writes by a relative
+/// path, a cache or a temporary file lands there), no CI marker set, and the
+/// setup cache where the onnxruntime library is (`FER_EDGE_CACHE`, as CI
+/// sets it, or the real HOME's). Returns the files written there.
 fn files_written_by_analyze(extra: &[&str], envs: &[(&str, &str)]) -> Vec<PathBuf> {
     let conf_dir = tempfile::tempdir().unwrap();
     let conf = conf_dir.path().join("fer-edge.toml");
@@ -226,9 +245,14 @@ fn files_written_by_analyze(extra: &[&str], envs: &[(&str, &str)]) -> Vec<PathBu
     for sub in ["cwd", "home", "tmp"] {
         std::fs::create_dir(dir.path().join(sub)).unwrap();
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fer-edge"));
+    for var in CI_MARKERS {
+        cmd.env_remove(var);
+    }
+    let out = cmd
         .current_dir(dir.path().join("cwd"))
         .env("HOME", dir.path().join("home"))
+        .env("XDG_CACHE_HOME", dir.path().join("home/.cache"))
         .env("TMPDIR", dir.path().join("tmp"))
         .env("FER_EDGE_CACHE", cache)
         .env_remove("ORT_DISABLE_TELEMETRY")
@@ -266,9 +290,10 @@ fn nothing_is_written_to_disk_without_annotate() {
 /// usage events to Microsoft from Linux and keep a device id and an event
 /// database under `~/.cache/Microsoft/DeveloperTools/` and a file in
 /// `$TMPDIR`, unless `ORT_DISABLE_TELEMETRY` is set before they load.
-/// fer-edge sets it for itself; a user who sets the variable to 0 gets the
-/// library's default back, which is how this test knows its watch would
-/// see those files.
+/// (The library stays quiet by itself where a CI variable is set, which is
+/// why the watch clears them.) fer-edge sets it for itself; a user who sets
+/// the variable to 0 gets the library's default back, which is how this
+/// test knows its watch would see those files.
 #[cfg(feature = "onnxruntime")]
 #[test]
 fn onnxruntime_sends_no_telemetry_and_leaves_no_device_id() {
