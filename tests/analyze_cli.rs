@@ -203,9 +203,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Variables by which onnxruntime 1.32 decides it runs under CI and turns
-/// its telemetry off by itself (read from the library's strings, each tried
-/// by hand). The watch clears them so that it sees what a user's device
-/// would do, in CI as on a desk.
+/// its telemetry off by itself (read from the library's strings; `CI`,
+/// `GITHUB_ACTIONS` and `TF_BUILD` tried by hand). The watch clears them so
+/// that it sees what a user's device would do, in CI as on a desk.
 const CI_MARKERS: [&str; 12] = [
     "CI",
     "TF_BUILD",
