@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked
 port=$(sed -n 's/^listen = "127.0.0.1:\([0-9]*\)"/\1/p' config/fer-edge.toml)
-./target/release/fer-edge run --config config/fer-edge.toml &
+"${CARGO_TARGET_DIR:-target}/release/fer-edge" run --config config/fer-edge.toml &
 daemon=$!
 for _ in $(seq 200); do
   (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break

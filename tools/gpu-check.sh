@@ -16,7 +16,7 @@
 # failed or disagreed on cuda (the JSON says which and why); 1: no check ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-target/release/fer-edge}
+bin=${1:-${CARGO_TARGET_DIR:-target}/release/fer-edge}
 egcn=${2:-}
 outdir=${OUT:-out}
 mkdir -p "$outdir"

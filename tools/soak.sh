@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes="${1:-60}"; seq="${2:-pan6}"; out="${3:-dist/soak}"
-bin="${FER_EDGE_BIN:-target/release/fer-edge}"
+bin="${FER_EDGE_BIN:-${CARGO_TARGET_DIR:-target}/release/fer-edge}"
 [ -x "$bin" ] || cargo build --release --locked >&2
 mkdir -p "$out"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
