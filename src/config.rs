@@ -284,6 +284,40 @@ mod tests {
         assert_eq!(cfg, Config::default());
     }
 
+    /// Every key that becomes a period, a deadline or a rate, at values
+    /// that parse as numbers but round to zero or to infinity as a
+    /// `Duration`: each is refused by validation (`check` and `run` exit
+    /// 78), never accepted to panic later (`period must be non-zero`).
+    #[test]
+    fn every_duration_and_rate_key_refuses_values_no_timer_can_hold() {
+        let keys = [
+            ("mqtt", "stats_interval_s"),
+            ("mqtt", "reconnect_max_backoff_s"),
+            ("mqtt", "max_rate_hz"),
+            ("mqtt", "summary_rate_hz"),
+            ("source", "fps"),
+            ("source", "reopen_max_backoff_s"),
+            ("follow", "expression_rate_hz"),
+            ("tracker", "max_age_s"),
+            ("smoothing", "va_tau_s"),
+            ("smoothing", "probabilities_tau_s"),
+        ];
+        for (section, key) in keys {
+            for v in ["1e-300", "1e300", "-1.0", "nan", "inf"] {
+                let text = format!("[{section}]\n{key} = {v}\n");
+                let cfg = Config::parse(&text, Path::new("t.toml")).unwrap();
+                let verdict = cfg.validate();
+                let tiny_but_harmless = v == "1e-300"
+                    && matches!(key, "max_age_s" | "va_tau_s" | "probabilities_tau_s");
+                if tiny_but_harmless {
+                    continue;
+                }
+                let e = verdict.expect_err(&format!("{section}.{key} = {v} was accepted"));
+                assert!(e.contains(key), "{section}.{key} = {v}: {e}");
+            }
+        }
+    }
+
     #[test]
     fn every_section_rejects_unknown_keys() {
         for section in [

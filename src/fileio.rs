@@ -162,6 +162,35 @@ pub fn read_bounded(
     Ok(bytes)
 }
 
+/// A secret file (a camera's `user:password`): [`read_text_bounded`], but
+/// only from a regular file that is not a symbolic link (a link could be
+/// swapped to point elsewhere) and that other users cannot read or write
+/// (mode 600 or 640: the README's instructions).
+pub fn read_private_text(path: &Path, limit: u64, what: &'static str) -> Result<String, ReadError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path).map_err(|source| ReadError::Io {
+        path: shown(path),
+        source,
+    })?;
+    let refuse = |problem: String| ReadError::Io {
+        path: shown(path),
+        source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, problem),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(refuse(format!(
+            "is a symbolic link; name the file itself ({what} is read only from a regular file)"
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(refuse(format!(
+            "mode {mode:03o} lets every user of this machine read or change {what}: run `chmod 600 {}`",
+            shown(path)
+        )));
+    }
+    read_text_bounded(path, limit, what)
+}
+
 /// [`read_bounded`] for UTF-8 text.
 pub fn read_text_bounded(path: &Path, limit: u64, what: &'static str) -> Result<String, ReadError> {
     let bytes = read_bounded(path, limit, what, "")?;

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::config::Config;
 use crate::faces::{FaceChain, FrameError, SetupError, Step};
 use crate::frame::RgbImage;
+use crate::run_id::RunId;
 use crate::telemetry::{Stage, Telemetry};
 use crate::track::core::{FrameOutput, TrackCore};
 
@@ -71,9 +72,9 @@ impl FollowConfig {
                 self.threshold
             ));
         }
-        if !(self.expression_rate_hz.is_finite() && self.expression_rate_hz >= 0.0) {
+        if !(self.expression_rate_hz == 0.0 || (0.01..=1000.0).contains(&self.expression_rate_hz)) {
             return Err(format!(
-                "follow.expression_rate_hz = {} must be 0 (read every frame) or a positive rate",
+                "follow.expression_rate_hz = {} must be 0 (read every frame) or 0.01..1000 readings per second",
                 self.expression_rate_hz
             ));
         }
@@ -136,7 +137,7 @@ impl Follower {
     pub fn from_config(cfg: &Config) -> Result<Follower, SetupError> {
         Ok(Follower {
             chain: FaceChain::from_config(cfg)?,
-            core: Self::new_core(cfg),
+            core: Self::new_core(cfg, RunId::current().first_track_id),
             cfg: cfg.clone(),
         })
     }
@@ -152,13 +153,14 @@ impl Follower {
         Self::from_config(&cfg)
     }
 
-    fn new_core(cfg: &Config) -> TrackCore {
+    fn new_core(cfg: &Config, first_track_id: u64) -> TrackCore {
         TrackCore::new(
             cfg.tracker.clone(),
             cfg.smoothing.clone(),
             cfg.follow.interval,
         )
         .with_expression_rate(cfg.follow.expression_rate_hz)
+        .numbering_from(first_track_id)
     }
 
     /// One frame at time `t` (seconds, increasing): plan, detect or follow,
@@ -197,11 +199,12 @@ impl Follower {
         self.core.finish()
     }
 
-    /// Starts a new video: a fresh track core, and no background
-    /// detection left in flight from the last one.
+    /// Starts a new video: a fresh track core, numbering on from where
+    /// the last one stopped (a looped replay never reuses an id), and no
+    /// background detection left in flight from the last one.
     pub fn restart(&mut self) {
         self.chain.settle();
-        self.core = Self::new_core(&self.cfg);
+        self.core = Self::new_core(&self.cfg, self.core.next_track_id());
     }
 
     /// The track ids the core holds now (confirmed tracks).

@@ -47,5 +47,6 @@ pub mod progress;
 pub mod publish;
 pub mod report;
 pub mod ros2;
+pub mod run_id;
 pub mod telemetry;
 pub mod track;

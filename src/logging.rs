@@ -55,10 +55,75 @@ pub fn init(env: &LogEnv) {
                 .clone()
                 .or_else(|| Some(default_filter(env.terminal && !env.journal).into())),
         ));
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     if env.journal {
-        builder.with_ansi(false).event_format(Journal).init();
+        let s = builder.with_ansi(false).event_format(Journal).finish();
+        let _ = s.with(DdsGate).try_init();
     } else {
-        builder.with_ansi(env.ansi).init();
+        let s = builder.with_ansi(env.ansi).finish();
+        let _ = s.with(DdsGate).try_init();
+    }
+}
+
+/// RustDDS logs a warning for every malformed datagram it receives, and
+/// anyone who can reach its UDP ports can send them: 266,800 datagrams
+/// once made 152,785 lines. Its warnings and errors pass one per
+/// [`DDS_LOG_PERIOD_S`]; the others are counted ([`dds_lines_suppressed`])
+/// and the count is logged at the next line that passes and at exit.
+struct DdsGate;
+
+/// At most one RustDDS warning line per this many seconds.
+pub const DDS_LOG_PERIOD_S: u64 = 10;
+static DDS_THROTTLE: Throttle = Throttle::new(DDS_LOG_PERIOD_S);
+static DDS_SUPPRESSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// RustDDS warning and error lines not logged so far.
+pub fn dds_lines_suppressed() -> u64 {
+    DDS_SUPPRESSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// True for an event that may be written: everything but RustDDS's
+/// warnings and errors past one per period.
+fn dds_gate(target: &str, level: &Level, throttle: &Throttle, now_s: u64) -> bool {
+    if !target.starts_with("rustdds") || *level > Level::WARN {
+        return true;
+    }
+    match throttle.hit_at(now_s) {
+        Some(n) => {
+            if n > 1 {
+                // Said from here, this line is not itself gated (its target
+                // is ours).
+                tracing::warn!(
+                    "{} more DDS warnings were not logged in the last {DDS_LOG_PERIOD_S} s (malformed or foreign DDS traffic on this machine's network?); {} in all",
+                    n - 1,
+                    dds_lines_suppressed()
+                );
+            }
+            true
+        }
+        None => {
+            DDS_SUPPRESSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for DdsGate {
+    // Called once per event, just before it is written (`enabled` may be
+    // asked more than once per log record).
+    fn event_enabled(
+        &self,
+        event: &Event<'_>,
+        _cx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        let meta = event.metadata();
+        dds_gate(
+            meta.target(),
+            meta.level(),
+            &DDS_THROTTLE,
+            Throttle::clock(),
+        )
     }
 }
 
@@ -88,6 +153,53 @@ pub fn filter(env: Option<String>) -> EnvFilter {
         eprintln!("warning: FER_EDGE_LOG={spec:?} is not a log filter ({e}); using \"warn\"");
         EnvFilter::new("warn,rumqttd=off")
     })
+}
+
+/// A fault that can repeat thousands of times a second (a full queue, a
+/// flood of malformed datagrams) logs its first occurrence, then at most
+/// one line per period with how many happened since: the log stays
+/// readable and the journal is not flooded, and nothing goes uncounted.
+pub struct Throttle {
+    period_s: u64,
+    /// Seconds (on [`Throttle::clock`]) of the last line, and hits since.
+    state: std::sync::Mutex<(Option<u64>, u64)>,
+}
+
+impl Throttle {
+    pub const fn new(period_s: u64) -> Throttle {
+        Throttle {
+            period_s,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// One more occurrence at `now_s`: `Some(n)` when a line is due, `n`
+    /// counting this one and those not logged since the last line.
+    pub fn hit_at(&self, now_s: u64) -> Option<u64> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.1 += 1;
+        let due = st.0.is_none_or(|t| now_s >= t + self.period_s);
+        if !due {
+            return None;
+        }
+        let n = st.1;
+        *st = (Some(now_s), 0);
+        Some(n)
+    }
+
+    /// [`Self::hit_at`] now.
+    pub fn hit(&self) -> Option<u64> {
+        self.hit_at(Self::clock())
+    }
+
+    /// Whole seconds since the process first asked.
+    fn clock() -> u64 {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs()
+    }
 }
 
 /// The syslog priority journald reads from a `<N>` line prefix.
@@ -124,6 +236,37 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_throttle_logs_the_first_hit_then_one_line_per_period_with_the_count() {
+        let t = Throttle::new(10);
+        assert_eq!(t.hit_at(0), Some(1));
+        for s in 0..10 {
+            for _ in 0..1000 {
+                assert_eq!(t.hit_at(s), None);
+            }
+        }
+        assert_eq!(t.hit_at(10), Some(10_001));
+        assert_eq!(t.hit_at(10), None);
+        assert_eq!(t.hit_at(25), Some(2));
+    }
+
+    #[test]
+    fn rustdds_warnings_pass_one_per_period_and_everything_else_always() {
+        let t = Throttle::new(DDS_LOG_PERIOD_S);
+        let before = dds_lines_suppressed();
+        let passed = (0..10_000)
+            .filter(|i| dds_gate("rustdds::network::udp_listener", &Level::WARN, &t, i / 1000))
+            .count();
+        assert_eq!(passed, 1, "10,000 warnings within 10 s: one line");
+        assert!(dds_lines_suppressed() >= before + 9_999);
+        assert!(dds_gate("rustdds::x", &Level::WARN, &t, 10));
+        assert!(
+            dds_gate("rustdds::x", &Level::INFO, &t, 10),
+            "not a warning"
+        );
+        assert!(dds_gate("fer_edge::ros2", &Level::WARN, &t, 10), "ours");
+    }
 
     #[test]
     fn levels_map_to_syslog_priorities() {

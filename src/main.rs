@@ -11,6 +11,7 @@ mod cmd;
 fn main() -> ExitCode {
     // Before any thread: engines send no telemetry and write no device id.
     fer_edge::infer::turn_off_engine_telemetry();
+    fer_edge::capture::keep_gstreamer_out_of_home();
     let cli = cmd::cli::Cli::parse();
     fer_edge::logging::init(&fer_edge::logging::LogEnv::from_process());
     match cmd::dispatch(cli) {

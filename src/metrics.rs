@@ -99,6 +99,13 @@ pub fn render(snap: &Snapshot, t: &Totals) -> String {
         "Frames the camera driver lost (sequence gaps).",
         t.frames_dropped_by_source,
     );
+    single(
+        &mut o,
+        "fer_edge_source_outages_total",
+        counter,
+        "Times the source went away (camera unplugged, stream cut) and was reopened or is being.",
+        t.source_outages,
+    );
     let errors: Vec<(&str, u64)> = snap
         .stages
         .iter()

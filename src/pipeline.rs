@@ -55,6 +55,39 @@ pub enum RunError {
     BrokerDied(String),
 }
 
+/// Stop signals that arrive before the daemon's own handling starts: while
+/// the source opens and the models load (seconds on a small board), the
+/// default action would end the process by the signal, which systemd
+/// reports as a failure. They are remembered instead, and the daemon stops
+/// cleanly (exit 0) as soon as it can.
+pub mod early_stop {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static STOPPED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn remember(_signal: libc::c_int) {
+        // Only an atomic store: async-signal-safe.
+        STOPPED.store(true, Ordering::SeqCst);
+    }
+
+    /// Takes SIGTERM, SIGHUP and SIGINT from here on (tokio's handlers,
+    /// installed later, take over and chain to this one).
+    pub fn install() {
+        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
+            // SAFETY: `remember` only stores into an atomic, which is
+            // async-signal-safe; the handler lives for the whole process.
+            unsafe {
+                libc::signal(sig, remember as *const () as libc::sighandler_t);
+            }
+        }
+    }
+
+    /// True once a stop signal arrived.
+    pub fn requested() -> bool {
+        STOPPED.load(Ordering::SeqCst)
+    }
+}
+
 /// Runs the daemon until the replay ends or a signal arrives.
 pub fn run(cfg: Config) -> Result<(), RunError> {
     cfg.source.validate_for_run().map_err(RunError::Config)?;
@@ -65,6 +98,10 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     tracing::info!(source = %source.describe(), "source opened");
     let mut follower = Follower::for_source(&cfg, source.is_live())?;
     log_placements(&mut follower, (cfg.source.width, cfg.source.height));
+    if early_stop::requested() {
+        tracing::info!("stop signal during start-up: exiting before publishing anything");
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -133,7 +170,7 @@ async fn run_async(
     } else {
         None
     };
-    let discovery = Discovery::new(&cfg.homeassistant, &cfg.mqtt);
+    let mut discovery = Discovery::new(&cfg.homeassistant, &cfg.mqtt);
     let (publisher, mut connection) = publish::start(
         &cfg.mqtt,
         secrets,
@@ -206,6 +243,8 @@ async fn run_async(
     stats_tick.tick().await;
     let mut watchdog_tick =
         tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+    // Home Assistant births coalesced into one announcement per window.
+    let mut reannounce_tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_progress = 0u64;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // SIGHUP (the terminal or SSH session that started the daemon closed)
@@ -220,6 +259,10 @@ async fn run_async(
     let mut finished_by_itself = false;
     let mut broker_died = None;
     loop {
+        if early_stop::requested() {
+            tracing::info!("stop signal: shutting down");
+            break;
+        }
         tokio::select! {
             _ = &mut done_rx => {
                 finished_by_itself = true;
@@ -234,7 +277,13 @@ async fn run_async(
                 break;
             }
             (topic, payload) = connection.incoming() => {
-                for m in discovery.on_message(&topic, &payload) {
+                let now = started.elapsed().as_secs_f64();
+                for m in discovery.on_message(&topic, &payload, now) {
+                    publisher.send_event(m);
+                }
+            }
+            _ = reannounce_tick.tick(), if discovery.pending() => {
+                for m in discovery.due(started.elapsed().as_secs_f64()) {
                     publisher.send_event(m);
                 }
             }

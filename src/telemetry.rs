@@ -171,10 +171,13 @@ pub enum Counter {
     MqttRefused,
     MqttTlsFailures,
     MqttNetworkFailures,
+    /// Times the source went away (a camera unplugged, a stream cut); an
+    /// outage counts once however many reopen attempts it takes.
+    SourceOutages,
 }
 
 impl Counter {
-    const COUNT: usize = 9;
+    const COUNT: usize = 10;
 }
 
 /// Daemon-wide values that go up and down.
@@ -221,6 +224,7 @@ impl Default for Telemetry {
 pub struct Totals {
     pub frames_processed: u64,
     pub frames_dropped_by_source: u64,
+    pub source_outages: u64,
     pub tracks_active: u64,
     pub mqtt_connected: bool,
     pub mqtt_published: u64,
@@ -267,6 +271,7 @@ impl Telemetry {
         Totals {
             frames_processed: c(Counter::FramesProcessed),
             frames_dropped_by_source: g(Gauge::FramesDroppedBySource),
+            source_outages: c(Counter::SourceOutages),
             tracks_active: g(Gauge::TracksActive),
             mqtt_connected: g(Gauge::MqttConnected) == 1,
             mqtt_published: c(Counter::MqttPublished),

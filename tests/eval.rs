@@ -361,6 +361,56 @@ fn bad_sets_get_errors_that_name_the_cause() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("broken.jpg"));
 }
 
+#[test]
+fn a_csv_of_bad_rows_says_why_and_a_flood_of_them_prints_a_bounded_list() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every row bad: the error gives the reasons, not only "no labelled image".
+    let all_bad = dir.path().join("all-bad.csv");
+    std::fs::write(
+        &all_bad,
+        "emotion,pixels,Usage\n9,1 2 3,PublicTest\nx,1,PublicTest\n",
+    )
+    .unwrap();
+    let out = eval(&[all_bad.to_str().unwrap(), "--whole-image"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no labelled image") && err.contains("code 0-6"),
+        "{err}"
+    );
+    // 200,000 bad rows and one good one: scored, and a bounded list.
+    let good: Vec<String> = (0..48 * 48).map(|i| (i % 256).to_string()).collect();
+    let mut text = String::from("emotion,pixels,Usage\n");
+    for _ in 0..200_000 {
+        text.push_str("9,1 2 3,PublicTest\n");
+    }
+    text.push_str(&format!("3,{},PublicTest\n", good.join(" ")));
+    let flood = dir.path().join("flood.csv");
+    std::fs::write(&flood, text).unwrap();
+    let out = eval(&[flood.to_str().unwrap(), "--whole-image"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(runs(&out)[0]["images"].as_u64(), Some(1));
+    assert!(
+        err.lines().count() < 30,
+        "{} stderr lines",
+        err.lines().count()
+    );
+    assert!(err.contains("199980 more"), "{err}");
+    // A report path that is a file: the error names it.
+    let file = dir.path().join("taken");
+    std::fs::write(&file, "x").unwrap();
+    let out = eval(&[
+        sample().to_str().unwrap(),
+        "--whole-image",
+        "--report",
+        file.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(73), "{err}");
+    assert!(err.contains(file.to_str().unwrap()), "{err}");
+}
+
 /// The full PublicTest split from `../shared/data/fer2013/`, unpacked once.
 fn publictest() -> Option<PathBuf> {
     let tar = root().join("../shared/data/fer2013/fer2013-publictest.tar.gz");

@@ -72,6 +72,130 @@ fn check(cfg: &Path) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
+/// Files `check` creates (O_CREAT) under `home` while it reads a JPEG
+/// sequence through GStreamer (jpegdec, then videoconvert, whose kernels
+/// ORC compiles at run time), watched with strace: a file created and
+/// removed at once (ORC's `orcexec.*`) counts too.
+fn files_created_in_home(home: &Path, env: &[(&str, &str)]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = root().join("tests/data/sequences/pan1/%04d.jpg");
+    let cfg = gst_config(
+        dir.path(),
+        free_port(),
+        &format!(
+            "pipeline = \"multifilesrc location={} index=0 ! image/jpeg,framerate=15/1 ! jpegdec\"",
+            seq.display()
+        ),
+    );
+    let trace = dir.path().join("strace.log");
+    let mut cmd = Command::new("strace");
+    cmd.args([
+        "-f",
+        "-qq",
+        "-e",
+        "trace=open,openat,creat,mkdir,mkdirat",
+        "-o",
+    ])
+    .arg(&trace)
+    .arg(env!("CARGO_BIN_EXE_fer-edge"))
+    .current_dir(root())
+    .args(["check", "--config"])
+    .arg(&cfg)
+    .env("HOME", home)
+    .env_remove("XDG_RUNTIME_DIR")
+    .env_remove("GSETTINGS_BACKEND")
+    .env_remove("ORC_CODE")
+    .env("XDG_CACHE_HOME", home.join(".cache"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .output()
+        .expect("strace runs (tools/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let home = home.to_string_lossy().to_string();
+    std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .filter(|l| (l.contains("O_CREAT") || l.contains("mkdir")) && !l.contains("= -1"))
+        .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+        .filter(|p| p.starts_with(&home))
+        .collect()
+}
+
+#[test]
+fn the_gstreamer_source_writes_nothing_into_home_but_gstreamers_plugin_cache() {
+    let home = tempfile::tempdir().unwrap();
+    let written = files_created_in_home(home.path(), &[]);
+    let unexpected: Vec<&String> = written
+        .iter()
+        .filter(|p| !p.contains("/.cache/gstreamer-1.0"))
+        .collect();
+    assert!(unexpected.is_empty(), "written into $HOME: {unexpected:?}");
+    // The control: with ORC's run-time compiler allowed (what a user who
+    // sets ORC_CODE gets), the watch sees its code file, so it can tell.
+    let home = tempfile::tempdir().unwrap();
+    let allowed = files_created_in_home(home.path(), &[("ORC_CODE", "")]);
+    assert!(
+        allowed.iter().any(|p| p.contains("orcexec")),
+        "ORC wrote no code file under $HOME ({allowed:?}): the check above can no longer tell"
+    );
+}
+
+/// Runs `cmd` to its end; its exit code and its peak resident memory (MB).
+fn peak_rss_of(mut cmd: Command) -> (Option<i32>, String, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("out.log");
+    let child = cmd
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("err.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: a plain rusage struct filled by the kernel for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    let text = std::fs::read_to_string(&log).unwrap()
+        + &std::fs::read_to_string(dir.path().join("err.log")).unwrap();
+    (code, text, usage.ru_maxrss as f64 / 1024.0)
+}
+
+#[test]
+fn a_frame_whose_header_claims_20000x20000_is_refused_before_decoding_at_little_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let frame = std::fs::read(root().join("tests/data/sequences/pan1/0000.jpg")).unwrap();
+    let bomb = dir.path().join("bomb.jpg");
+    std::fs::write(&bomb, declaring(frame, 20000, 20000)).unwrap();
+    let cfg = gst_config(
+        dir.path(),
+        free_port(),
+        &format!(
+            "uri = \"file://{}\"\nopen_timeout_ms = 3000",
+            bomb.display()
+        ),
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fer-edge"));
+    cmd.current_dir(root())
+        .args(["check", "--config"])
+        .arg(&cfg);
+    let (code, text, peak_mb) = peak_rss_of(cmd);
+    assert_eq!(code, Some(69), "{text}");
+    assert!(
+        text.contains("20000x20000 refused before decoding") && text.contains("max_pixels"),
+        "{text}"
+    );
+    // Decoded, the frame would take 1.2 GB as RGB (1.83 GB peak before the
+    // guard); the packaged unit allows 512 MB.
+    assert!(peak_mb < 300.0, "check peaked at {peak_mb:.0} MB");
+    eprintln!("check on a 20000x20000 JPEG header: peak RSS {peak_mb:.0} MB");
+}
+
 #[test]
 fn check_reads_a_videotestsrc_pipeline_and_refuses_an_unreachable_camera_with_a_hint() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,6 +220,13 @@ fn check_reads_a_videotestsrc_pipeline_and_refuses_an_unreachable_camera_with_a_
     );
 }
 
+/// A credentials file as the README says to make one (mode 600).
+fn write_private(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 #[test]
 fn a_wrong_login_is_refused_naming_the_credentials_file_and_never_shown() {
     let _g = serial();
@@ -103,7 +234,7 @@ fn a_wrong_login_is_refused_naming_the_credentials_file_and_never_shown() {
     let cam = free_port();
     let _camera = rtsp_camera(cam);
     let creds = dir.path().join("camera-login");
-    std::fs::write(&creds, "robot:wrong-password\n").unwrap();
+    write_private(&creds, "robot:wrong-password\n");
     let cfg = gst_config(
         dir.path(),
         free_port(),
@@ -128,7 +259,7 @@ fn the_daemon_reads_an_rtsp_camera_and_lives_through_its_restart() {
     let cam = free_port();
     let mut camera = rtsp_camera(cam);
     let creds = dir.path().join("camera-login");
-    std::fs::write(&creds, "robot:s3cret\n").unwrap();
+    write_private(&creds, "robot:s3cret\n");
     let port = free_port();
     let cfg = gst_config(
         dir.path(),
@@ -401,7 +532,7 @@ fn an_rtsp_camera_publishes_the_tracks_the_replay_of_its_frames_does() {
     let replayed = replay_of(dir.path(), &pan6, 5.0);
     let cam = free_port();
     let creds = dir.path().join("camera-login");
-    std::fs::write(&creds, "robot:s3cret\n").unwrap();
+    write_private(&creds, "robot:s3cret\n");
     let port = free_port();
     let cfg = stream_config(
         dir.path(),
@@ -548,7 +679,7 @@ fn calibrate_surveys_an_rtsp_camera_given_as_source() {
     let cam = free_port();
     let _camera = rtsp_camera(cam);
     let creds = dir.path().join("camera-login");
-    std::fs::write(&creds, "robot:s3cret\n").unwrap();
+    write_private(&creds, "robot:s3cret\n");
     // The config names another camera; --source replaces it, URL intact.
     let cfg = gst_config(
         dir.path(),

@@ -1107,6 +1107,26 @@ fn refused_by_run_and_check(extra: &str, key: &str) {
     }
 }
 
+/// A `[source]` naming an RTSP camera whose login is in a file written
+/// with `mode` (through a symbolic link when `link`).
+fn camera_login(dir: &tempfile::TempDir, name: &str, text: &str, mode: u32, link: bool) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let file = dir.path().join(format!("{name}-login"));
+    std::fs::write(&file, text).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+    let named = if link {
+        let l = dir.path().join(format!("{name}-login-link"));
+        std::os::unix::fs::symlink(&file, &l).unwrap();
+        l
+    } else {
+        file
+    };
+    format!(
+        "[source]\nkind = \"gstreamer\"\nuri = \"rtsp://127.0.0.1:1/cam\"\ncredentials_file = \"{}\"",
+        named.display()
+    )
+}
+
 #[test]
 fn configs_that_would_start_broken_are_refused_by_run_and_by_check() {
     let _g = serial();
@@ -1145,6 +1165,31 @@ fn configs_that_would_start_broken_are_refused_by_run_and_by_check() {
         (
             "[mqtt]\nembedded = false\nusername = \"u\"\npassword_file = \"/dev/zero\"".into(),
             "character device",
+        ),
+        // Periods that round to a zero Duration panicked the timer after
+        // `check` had said ok (issue 29, case 8).
+        (
+            "[mqtt]\nstats_interval_s = 1e-300".into(),
+            "mqtt.stats_interval_s",
+        ),
+        ("[source]\nfps = 1e-300".into(), "source.fps"),
+        (
+            "[follow]\nexpression_rate_hz = 1e-300".into(),
+            "follow.expression_rate_hz",
+        ),
+        // A camera's credentials file: world-readable, a symbolic link,
+        // malformed (issue 29, case 11).
+        (
+            camera_login(&dir, "open", "robot:pw\n", 0o644, false),
+            "chmod 600",
+        ),
+        (
+            camera_login(&dir, "link", "robot:pw\n", 0o600, true),
+            "symbolic link",
+        ),
+        (
+            camera_login(&dir, "bad", "no colon here\n", 0o600, false),
+            "user:password",
         ),
     ];
     for (extra, key) in &cases {

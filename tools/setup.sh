@@ -16,6 +16,8 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 # pip fetches the onnxruntime wheel below.
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# The privacy tests watch which files the daemon creates with strace.
+command -v strace >/dev/null 2>&1 || need+=(strace)
 # TLS fault tests make their certificates with openssl.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The GStreamer source (cargo feature `gstreamer`): headers to build it,

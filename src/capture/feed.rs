@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{CaptureError, Frame, FrameSource};
-use crate::telemetry::{Gauge, Stage, Telemetry};
+use crate::telemetry::{Counter, Gauge, Stage, Telemetry};
 
 /// A time the source delivered no frames.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -310,6 +310,7 @@ fn capture_loop(
                 let t = now();
                 update(&mut |c| {
                     if c.outages.last().is_none_or(|o| o.to_s.is_some()) {
+                        telemetry.add(Counter::SourceOutages, 1);
                         tracing::warn!("{e}");
                         c.outages.push(Outage {
                             from_s: t,
@@ -441,5 +442,10 @@ mod tests {
         assert_eq!(snap.stages["skipped"].dropped, 2);
         assert_eq!(snap.stages["capture"].frames_in, 3);
         assert_eq!(snap.stages["capture"].errors, 3);
+        assert_eq!(
+            telemetry.totals().source_outages,
+            1,
+            "one outage, reported twice"
+        );
     }
 }

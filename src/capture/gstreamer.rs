@@ -11,6 +11,15 @@
 //! ones. The negotiated caps are logged once per connection; a size change
 //! mid-stream is followed frame by frame.
 //!
+//! Bounded before decoding: every decoder in the pipeline (those
+//! `decodebin` plugs in, and a user pipeline's own) gets a probe on its
+//! input that reads the frame size the parser in front of it announced
+//! (JPEG's header, H.264's SPS): a size over `max_pixels` is refused there,
+//! its frames dropped before the decoder allocates anything and counted as
+//! frame errors. (A user pipeline with a decoder but no parser in front,
+//! `... ! jpegdec`, gives the size only once decoded; put `jpegparse` or
+//! `h264parse` before the decoder.) The RGB frame is checked again after.
+//!
 //! Faults: a stream that errors or ends (a camera reboot, a network cut, a
 //! server restart) is torn down and reopened with exponential backoff; each
 //! failed attempt is [`CaptureError::Unavailable`], which the capture feed
@@ -18,6 +27,8 @@
 //! cannot deliver its first frame within `open_timeout_ms` is
 //! [`CaptureError::Open`] with GStreamer's reason and a hint.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
@@ -40,6 +51,93 @@ struct Running {
     caps_logged: bool,
     /// A sample pulled while opening, handed out first.
     first: Option<gst::Sample>,
+    /// Frames the size guard dropped before decoding, and the last size
+    /// it refused.
+    refused: Arc<Refused>,
+    /// `refused` frames already reported.
+    reported: u64,
+}
+
+/// What the decoders' size guards refused.
+#[derive(Default)]
+struct Refused {
+    frames: AtomicU64,
+    size: Mutex<Option<(u64, u64)>>,
+}
+
+/// Puts a size guard on the input of `element` when it is a decoder: a
+/// caps event announcing more than `max_pixels` is swallowed and the
+/// frames after it are dropped (counted), until caps within the limit.
+fn guard_decoder(element: &gst::Element, max_pixels: u64, refused: &Arc<Refused>) {
+    let is_decoder = element
+        .factory()
+        .is_some_and(|f| f.klass().contains("Decoder"));
+    if !is_decoder {
+        return;
+    }
+    for pad in element.sink_pads() {
+        let refused = refused.clone();
+        let oversized = AtomicBool::new(false);
+        pad.add_probe(
+            gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::BUFFER,
+            move |_, info| match &info.data {
+                Some(gst::PadProbeData::Event(ev)) => {
+                    let gst::EventView::Caps(c) = ev.view() else {
+                        return gst::PadProbeReturn::Ok;
+                    };
+                    let size = c.caps().structure(0).and_then(|st| {
+                        let w = st.get::<i32>("width").ok()?;
+                        let h = st.get::<i32>("height").ok()?;
+                        Some((w.max(0) as u64, h.max(0) as u64))
+                    });
+                    let over = size.is_some_and(|(w, h)| w * h > max_pixels);
+                    oversized.store(over, Ordering::SeqCst);
+                    if over {
+                        *refused.size.lock().unwrap_or_else(|e| e.into_inner()) = size;
+                        return gst::PadProbeReturn::Drop;
+                    }
+                    gst::PadProbeReturn::Ok
+                }
+                Some(gst::PadProbeData::Buffer(_)) if oversized.load(Ordering::SeqCst) => {
+                    refused.frames.fetch_add(1, Ordering::SeqCst);
+                    gst::PadProbeReturn::Drop
+                }
+                _ => gst::PadProbeReturn::Ok,
+            },
+        );
+    }
+}
+
+/// Guards every decoder of `pipeline`, those there now and those a
+/// `decodebin` adds once it knows the stream.
+fn guard_decoders(pipeline: &gst::Pipeline, max_pixels: u64) -> Arc<Refused> {
+    let refused = Arc::new(Refused::default());
+    for element in pipeline.iterate_recurse().into_iter().flatten() {
+        guard_decoder(&element, max_pixels, &refused);
+    }
+    let r = refused.clone();
+    pipeline.connect_deep_element_added(move |_, _, element| {
+        guard_decoder(element, max_pixels, &r);
+    });
+    refused
+}
+
+impl Refused {
+    /// True once a size was refused.
+    fn any(&self) -> bool {
+        self.size.lock().map(|s| s.is_some()).unwrap_or(true)
+    }
+
+    /// Frames refused so far, and why, in words.
+    fn reason(&self, max_pixels: u64) -> String {
+        let n = self.frames.load(Ordering::SeqCst);
+        match *self.size.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((w, h)) => format!(
+                "{n} frame(s) of {w}x{h} refused before decoding: over source.max_pixels = {max_pixels}"
+            ),
+            None => format!("{n} frame(s) refused before decoding: over source.max_pixels"),
+        }
+    }
 }
 
 impl Drop for Running {
@@ -86,20 +184,6 @@ fn description(cfg: &SourceConfig) -> String {
     )
 }
 
-/// `user:password` from the first line of `path`.
-fn read_login(path: &std::path::Path) -> Result<(String, String), String> {
-    let text = crate::fileio::read_text_bounded(path, 4096, "a credentials file")
-        .map_err(|e| format!("source.credentials_file: {e}"))?;
-    let line = text.lines().next().unwrap_or("").trim_end();
-    match line.split_once(':') {
-        Some((u, p)) if !u.is_empty() => Ok((u.to_string(), p.to_string())),
-        _ => Err(format!(
-            "source.credentials_file {}: the first line must be user:password",
-            path.display()
-        )),
-    }
-}
-
 pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
     let open_err = |reason: String| CaptureError::Open {
         what: what(cfg),
@@ -107,7 +191,7 @@ pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
     };
     gst::init().map_err(|e| open_err(format!("cannot start GStreamer: {e}")))?;
     let login = match &cfg.credentials_file {
-        Some(p) => Some(read_login(p).map_err(open_err)?),
+        Some(p) => Some(super::read_login(p).map_err(open_err)?),
         None => None,
     };
     let mut s = GstSource {
@@ -167,6 +251,13 @@ impl GstSource {
         if let (Some(uri), Some(src)) = (&self.cfg.uri, pipeline.by_name(SRC)) {
             if src.has_property("location") {
                 src.set_property("location", uri);
+                // rtspsrc waits 20 s on a stalled TCP connection by
+                // default (a server that drips a byte at a time, or
+                // announces a body it never sends): no longer than the
+                // whole open may take.
+                if src.has_property("tcp-timeout") {
+                    src.set_property("tcp-timeout", self.cfg.open_timeout_ms * 1000);
+                }
                 if let Some((u, p)) = &self.login {
                     src.set_property("user-id", u);
                     src.set_property("user-pw", p);
@@ -175,11 +266,14 @@ impl GstSource {
                 src.set_property("uri", uri);
             }
         }
+        let refused = guard_decoders(&pipeline, self.cfg.max_pixels);
         let mut running = Running {
             pipeline,
             sink,
             caps_logged: false,
             first: None,
+            refused,
+            reported: 0,
         };
         let start = |state| {
             running.pipeline.set_state(state).map_err(|_| {
@@ -206,12 +300,25 @@ impl GstSource {
                 running.first = Some(s);
                 return Ok(running);
             }
+            // Frames refused for their size explain an end or a silence.
+            let refused = running.refused.any();
+            let because = |what: String| match refused {
+                true => format!("{what}: {}", running.refused.reason(self.cfg.max_pixels)),
+                false => what,
+            };
             if let Some(e) = bus_error(&running.pipeline) {
-                return Err(e);
+                return Err(because(e));
             }
             if running.sink.is_eos() {
-                return Err("the stream ended before its first frame".into());
+                return Err(because("the stream ended before its first frame".into()));
             }
+        }
+        if running.refused.any() {
+            return Err(format!(
+                "no frame within {} ms: {}",
+                self.cfg.open_timeout_ms,
+                running.refused.reason(self.cfg.max_pixels)
+            ));
         }
         Err(format!(
             "no frame within {} ms (source.open_timeout_ms)",
@@ -333,7 +440,18 @@ impl FrameSource for GstSource {
             }
         }
         let timeout = self.cfg.read_timeout_ms;
+        let max_pixels = self.cfg.max_pixels;
         let r = self.running.as_mut().expect("started above");
+        // Frames the size guard dropped since the last call: one frame
+        // error for them (the feed counts it), and the stream goes on.
+        let refused = r.refused.frames.load(Ordering::SeqCst);
+        if refused > r.reported {
+            r.reported = refused;
+            return Err(CaptureError::Frame {
+                what: what(&self.cfg),
+                reason: r.refused.reason(max_pixels),
+            });
+        }
         let log_caps = !r.caps_logged;
         r.caps_logged = true;
         let sample = match r.first.take() {

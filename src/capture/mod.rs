@@ -191,8 +191,10 @@ impl SourceConfig {
     /// Checks values (no file access). `analyze` ignores `[source]`, so a
     /// missing replay path is only an error for `run` ([`Self::validate_for_run`]).
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.fps > 0.0 && self.fps <= 240.0) {
-            return Err(format!("source.fps = {} must be in (0, 240]", self.fps));
+        // A replay's frame n is due at n / fps: a vanishing fps makes that
+        // time infinite, which no Duration holds.
+        if !(0.1..=240.0).contains(&self.fps) {
+            return Err(format!("source.fps = {} must be in 0.1..240", self.fps));
         }
         if !(16..=8192).contains(&self.width) || !(16..=8192).contains(&self.height) {
             return Err(format!(
@@ -252,10 +254,36 @@ impl SourceConfig {
                     .into(),
             );
         }
+        if self.kind == SourceKind::Gstreamer && !cfg!(feature = "gstreamer") {
+            // A configuration error (78), not an unreachable camera (69):
+            // systemd must not restart into it every 2 s.
+            return Err("source.kind = \"gstreamer\", but this fer-edge was built without GStreamer: rebuild with the default features (`cargo build --release`; needs libgstreamer1.0-dev and libgstreamer-plugins-base1.0-dev), or use kind = \"v4l2\" or \"replay\"".into());
+        }
         if self.kind == SourceKind::Gstreamer && self.uri.is_some() == self.pipeline.is_some() {
             return Err("source.kind = \"gstreamer\" needs one of source.uri (rtsp://, http://, file://) or source.pipeline (a GStreamer pipeline producing raw video)".into());
         }
+        // A malformed or unsafe credentials file is a configuration error
+        // (78: systemd does not restart into it), found before any camera
+        // is tried.
+        if let Some(p) = &self.credentials_file {
+            read_login(p)?;
+        }
         Ok(())
+    }
+}
+
+/// `user:password` from the first line of a camera's credentials file
+/// (a private regular file: see [`crate::fileio::read_private_text`]).
+pub(crate) fn read_login(path: &std::path::Path) -> Result<(String, String), String> {
+    let text = crate::fileio::read_private_text(path, 4096, "a camera's password")
+        .map_err(|e| format!("source.credentials_file: {e}"))?;
+    let line = text.lines().next().unwrap_or("").trim_end();
+    match line.split_once(':') {
+        Some((u, p)) if !u.is_empty() => Ok((u.to_string(), p.to_string())),
+        _ => Err(format!(
+            "source.credentials_file {}: the first line must be user:password",
+            crate::fileio::shown(path)
+        )),
     }
 }
 
@@ -342,13 +370,51 @@ pub fn list_cameras() -> Vec<CameraInfo> {
 /// A URI without its user information (`rtsp://user:pw@host/x` →
 /// `rtsp://host/x`): what logs and errors show of a camera's address.
 pub fn redact(uri: &str) -> String {
-    let Some((scheme, rest)) = uri.split_once("://") else {
+    let (scheme, rest) = match uri.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        // `admin:pw@10.0.0.5/cam`: a URI without its scheme still carries
+        // the password.
+        None => (None, uri),
+    };
+    // A password holding '/' or '@' (`admin:s3cret/PW@host/cam`, not
+    // percent-encoded as it should be) ends the authority early: take the
+    // last '@' when a `user:` may come before it. A path with '@' after a
+    // port is hidden too; hiding too much is the safe side.
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let at = rest
+        .rfind('@')
+        .filter(|&at| rest[..at].contains(':'))
+        .or_else(|| authority.rfind('@'));
+    let Some(at) = at else {
         return uri.to_string();
     };
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    match authority.rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-        None => uri.to_string(),
+    match scheme {
+        Some(scheme) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => rest[at + 1..].to_string(),
+    }
+}
+
+/// Privacy by default for GStreamer and the libraries under it: nothing
+/// written into the user's home. Without this, GLib's settings open
+/// `~/.cache/dconf/user` for writing, and ORC (which compiles
+/// `videoconvert`'s kernels at run time) writes its code to
+/// `$XDG_RUNTIME_DIR`, else to `$HOME/orcexec.*`. So GLib keeps its settings
+/// in memory (`GSETTINGS_BACKEND=memory`) and, where no runtime directory
+/// (a RAM file system) is set, ORC runs its portable C code instead
+/// (`ORC_CODE=backup`, ~2 ms more per 640x480 frame converted). Values the
+/// user set are kept. GStreamer's own plugin cache
+/// (`~/.cache/gstreamer-1.0/registry.*`, the list of installed plugins) is
+/// left where GStreamer keeps it; `GST_REGISTRY` moves it.
+///
+/// Call it first thing in `main`, before any thread starts: it sets
+/// process environment variables.
+pub fn keep_gstreamer_out_of_home() {
+    if std::env::var_os("GSETTINGS_BACKEND").is_none() {
+        std::env::set_var("GSETTINGS_BACKEND", "memory");
+    }
+    let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
+    if runtime_dir.is_none() && std::env::var_os("ORC_CODE").is_none() {
+        std::env::set_var("ORC_CODE", "backup");
     }
 }
 
@@ -424,6 +490,23 @@ mod tests {
         );
         assert_eq!(redact("rtsp://10.0.0.5/a@b"), "rtsp://10.0.0.5/a@b");
         assert_eq!(redact("file:///tmp/x.mp4"), "file:///tmp/x.mp4");
+        // A password with '/' in it, and a URI without its scheme.
+        assert_eq!(
+            redact("rtsp://admin:s3cret/PW@10.0.0.5/cam"),
+            "rtsp://10.0.0.5/cam"
+        );
+        assert_eq!(redact("admin:s3cret@10.0.0.5/cam"), "10.0.0.5/cam");
+        assert_eq!(redact("admin:s3/cret@10.0.0.5/cam"), "10.0.0.5/cam");
+        for uri in [
+            "rtsp://admin:s3cret/PW@10.0.0.5/cam",
+            "admin:s3cret@10.0.0.5/cam",
+            "http://u:p@ss/w:rd@h/x",
+        ] {
+            assert!(
+                !redact(uri).contains("s3cret") && !redact(uri).contains("rd@"),
+                "{uri}"
+            );
+        }
     }
 
     #[cfg(not(feature = "gstreamer"))]

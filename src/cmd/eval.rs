@@ -17,8 +17,17 @@ pub fn command(
     use fer_edge::eval;
     use std::io::Write as _;
     let set = eval::open(opts).map_err(exit::usage)?;
-    for s in &set.skipped {
+    // A few reasons are worth reading; two million lines are not.
+    const SHOWN: usize = 20;
+    for s in set.skipped.iter().take(SHOWN) {
         eprintln!("skipped: {s}");
+    }
+    if set.skipped.len() > SHOWN {
+        eprintln!(
+            "skipped: {} more (all {} are left out of the results; the first {SHOWN} are listed above)",
+            set.skipped.len() - SHOWN,
+            set.skipped.len()
+        );
     }
     let models: Vec<Option<PathBuf>> = match models.len() {
         0 => vec![None],
@@ -50,7 +59,16 @@ pub fn command(
         }
     }
     if let Some(dir) = report {
-        eval::write_report(dir, &runs).map_err(|e| (exit::EX_CANTCREAT, e.into()))?;
+        eval::write_report(dir, &runs).map_err(|e| {
+            (
+                exit::EX_CANTCREAT,
+                format!(
+                    "cannot write the report into {} ({e}): --report names a folder to create or reuse",
+                    dir.display()
+                )
+                .into(),
+            )
+        })?;
         eprintln!(
             "eval: report written to {}",
             dir.join("report.html").display()

@@ -10,6 +10,8 @@ pub fn command(
     config: &ConfigArgs,
     source: Option<std::path::PathBuf>,
 ) -> Result<ExitCode, Failure> {
+    // First of all: a SIGTERM from here on stops the daemon cleanly.
+    fer_edge::pipeline::early_stop::install();
     let mut cfg = load_config(&config.files, None)?;
     if let Some(s) = source {
         set_source(&mut cfg, s);

@@ -168,6 +168,14 @@ pub fn open(
             ("folders", _) => " (expected <root>/<label>/*.jpg|png)".into(),
             _ => String::new(),
         };
+        // Every row was refused: say why, or the user has nothing to fix.
+        let hint = match set.skipped.len() {
+            0 => hint,
+            n => format!(
+                "{hint}: all {n} rows or files were skipped, first because {}",
+                set.skipped[..n.min(3)].join("; ")
+            ),
+        };
         return Err(DatasetError::Empty {
             path: path.to_path_buf(),
             hint,

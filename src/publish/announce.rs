@@ -251,6 +251,7 @@ impl Announcer {
         });
         SummaryMsg {
             schema_version: SCHEMA_VERSION,
+            run: &crate::run_id::RunId::current().id,
             timestamp: unix,
             faces: n,
             mean_valence: mean(|f| f.valence),

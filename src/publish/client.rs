@@ -70,7 +70,12 @@ impl Publisher {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.outbox.try_send((seq, msg)) {
             self.telemetry.add(Counter::MqttDroppedQueueFull, 1);
-            tracing::warn!("MQTT outbox full or closed, message dropped: {e}");
+            static FULL: crate::logging::Throttle = crate::logging::Throttle::new(10);
+            if let Some(n) = FULL.hit() {
+                tracing::warn!(
+                    "MQTT outbox full or closed: {n} message(s) dropped since the last such line ({e}; all counted in stats mqtt.dropped_queue_full)"
+                );
+            }
         }
     }
 
@@ -460,14 +465,23 @@ async fn publish_loop(mut s: PublishLoop) {
                     }
                     publish_frame(&s, frame, frame_qos);
                 }
-                if msg.retain && msg.topic != s.topics.status() {
-                    if msg.payload.is_empty() {
-                        s.retained.remove(&msg.topic);
-                    } else {
-                        s.retained.insert(msg.topic.clone(), msg.payload.clone());
+                if seq == 0 && stale_retained(&s.retained, &msg, &s.topics.status()) {
+                    // A retained message re-queued after a session reset
+                    // whose topic has a newer payload since (re-sent by
+                    // the reconnect): sending it again would put an old
+                    // track list over the new one, and a subscriber would
+                    // end a face that is still there.
+                    tracing::debug!("not re-sending a stale retained message on {}", msg.topic);
+                } else {
+                    if msg.retain && msg.topic != s.topics.status() {
+                        if msg.payload.is_empty() {
+                            s.retained.remove(&msg.topic);
+                        } else {
+                            s.retained.insert(msg.topic.clone(), msg.payload.clone());
+                        }
                     }
+                    publish_event(&s, msg, event_qos).await;
                 }
-                publish_event(&s, msg, event_qos).await;
             }
             // No event waits: the held message may go.
             () = std::future::ready(()), if s.held.is_some() => {
@@ -479,6 +493,22 @@ async fn publish_loop(mut s: PublishLoop) {
             // Every channel closed: the client is shutting down.
             else => return,
         }
+    }
+}
+
+/// True for a retained message (not `status`) whose topic's latest
+/// payload is another one: a later message replaced it, or removed it.
+fn stale_retained(
+    retained: &std::collections::BTreeMap<String, Vec<u8>>,
+    msg: &Message,
+    status: &str,
+) -> bool {
+    if !msg.retain || msg.topic == status {
+        return false;
+    }
+    match retained.get(&msg.topic) {
+        Some(latest) => *latest != msg.payload,
+        None => !msg.payload.is_empty(),
     }
 }
 
@@ -542,5 +572,58 @@ impl RetainedIf for PublishOptions {
         } else {
             self
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retained(topic: &str, payload: &[u8]) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: payload.to_vec(),
+            retain: true,
+            captured_at: None,
+        }
+    }
+
+    #[test]
+    fn a_requeued_track_list_older_than_the_latest_is_stale() {
+        let mut latest = std::collections::BTreeMap::new();
+        latest.insert("d/faces/tracked".to_string(), b"[5]".to_vec());
+        assert!(stale_retained(
+            &latest,
+            &retained("d/faces/tracked", b"[]"),
+            "d/status"
+        ));
+        assert!(!stale_retained(
+            &latest,
+            &retained("d/faces/tracked", b"[5]"),
+            "d/status"
+        ));
+        // Removed since: only the removal itself may go again.
+        latest.clear();
+        assert!(stale_retained(
+            &latest,
+            &retained("d/faces/tracked", b"[5]"),
+            "d/status"
+        ));
+        assert!(!stale_retained(
+            &latest,
+            &retained("d/faces/tracked", b""),
+            "d/status"
+        ));
+        // Status and plain events are never stale.
+        assert!(!stale_retained(
+            &latest,
+            &retained("d/status", b"online"),
+            "d/status"
+        ));
+        let event = Message {
+            retain: false,
+            ..retained("d/events", b"{}")
+        };
+        assert!(!stale_retained(&latest, &event, "d/status"));
     }
 }

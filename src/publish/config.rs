@@ -194,9 +194,11 @@ impl MqttConfig {
                 return Err(format!("mqtt.{k} = {q}: QoS is 0, 1 or 2"));
             }
         }
-        if !(self.stats_interval_s >= 0.0 && self.stats_interval_s <= 86_400.0) {
+        // A period rounds to a Duration: 1e-300 s is zero, and a zero
+        // period panics the timer (`period must be non-zero`).
+        if !(self.stats_interval_s == 0.0 || (0.1..=86_400.0).contains(&self.stats_interval_s)) {
             return Err(format!(
-                "mqtt.stats_interval_s = {} must be 0..86400",
+                "mqtt.stats_interval_s = {} must be 0 (no stats) or 0.1..86400 seconds",
                 self.stats_interval_s
             ));
         }
@@ -204,9 +206,9 @@ impl MqttConfig {
             ("max_rate_hz", self.max_rate_hz),
             ("summary_rate_hz", self.summary_rate_hz),
         ] {
-            if !(0.0..=1000.0).contains(&v) {
+            if !(v == 0.0 || (0.01..=1000.0).contains(&v)) {
                 return Err(format!(
-                    "mqtt.{k} = {v} must be 0..1000 messages per second (0: {})",
+                    "mqtt.{k} = {v} must be 0 or 0.01..1000 messages per second (0: {})",
                     if k == "max_rate_hz" {
                         "every processed frame"
                     } else {

@@ -51,6 +51,12 @@ impl HomeAssistantConfig {
 /// The sensors, by object id.
 const SENSORS: [&str; 4] = ["people", "expression", "valence", "arousal"];
 
+/// Home Assistant births within this many seconds of an announcement are
+/// answered together, by one more announcement when the window ends: a
+/// flood of births (a flapping Home Assistant, or anyone who may publish
+/// `homeassistant/status`) costs at most one set of configs per window.
+pub const REANNOUNCE_WINDOW_S: f64 = 5.0;
+
 /// The discovery side of one daemon.
 #[derive(Debug, Clone)]
 pub struct Discovery {
@@ -60,6 +66,10 @@ pub struct Discovery {
     node_id: String,
     labels: LabelSet,
     summary_enabled: bool,
+    /// When (seconds on the caller's monotonic clock) a birth was last
+    /// answered, and whether a birth since waits for the window's end.
+    announced_at: Option<f64>,
+    pending: bool,
 }
 
 impl Discovery {
@@ -71,6 +81,8 @@ impl Discovery {
             node_id: node_id(&mqtt.topic_prefix, &mqtt.device_id),
             labels: mqtt.labels,
             summary_enabled: mqtt.summary_rate_hz > 0.0,
+            announced_at: None,
+            pending: false,
         }
     }
 
@@ -104,13 +116,23 @@ impl Discovery {
             .collect()
     }
 
-    /// What a message on a subscribed topic calls for: the configs again
-    /// when Home Assistant comes online; the removal of a config left by
-    /// an earlier run when disabled.
-    pub fn on_message(&self, topic: &str, payload: &[u8]) -> Vec<Message> {
+    /// What a message on a subscribed topic calls for at `now_s`: the
+    /// configs again when Home Assistant comes online (at once, or at the
+    /// end of the re-announce window if one was sent within it: see
+    /// [`Self::due`]); the removal of a config left by an earlier run when
+    /// disabled.
+    pub fn on_message(&mut self, topic: &str, payload: &[u8], now_s: f64) -> Vec<Message> {
         if self.cfg.enabled {
             if topic == self.birth_topic() && payload == b"online" {
+                let recent = self
+                    .announced_at
+                    .is_some_and(|t| now_s - t < REANNOUNCE_WINDOW_S);
+                if recent {
+                    self.pending = true;
+                    return Vec::new();
+                }
                 tracing::info!("Home Assistant came online: announcing the device again");
+                self.announced_at = Some(now_s);
                 return self.start();
             }
             return Vec::new();
@@ -128,6 +150,26 @@ impl Discovery {
             }];
         }
         Vec::new()
+    }
+
+    /// True while births wait for the re-announce window to end.
+    pub fn pending(&self) -> bool {
+        self.pending
+    }
+
+    /// The one announcement owed to the births of the last window, once
+    /// it has ended (call it about every second while [`Self::pending`]).
+    pub fn due(&mut self, now_s: f64) -> Vec<Message> {
+        let ended = self
+            .announced_at
+            .is_none_or(|t| now_s - t >= REANNOUNCE_WINDOW_S);
+        if !(self.pending && ended) {
+            return Vec::new();
+        }
+        self.pending = false;
+        self.announced_at = Some(now_s);
+        tracing::info!("Home Assistant came online again: announcing the device once for the births since the last announcement");
+        self.start()
     }
 
     fn birth_topic(&self) -> String {
@@ -207,19 +249,27 @@ impl Discovery {
     }
 }
 
-/// Home Assistant's node id: `{topic_prefix}_{device_id}` with anything
-/// but `[a-zA-Z0-9_-]` replaced by `_`.
+/// Home Assistant's node id: `{topic_prefix}_{device_id}` when that uses
+/// only `[a-zA-Z0-9_-]` (the characters Home Assistant allows) and the
+/// prefix has no `_` (which would make the split ambiguous). Otherwise
+/// each other character becomes `_` and 8 hex digits of the SHA-256 of
+/// the exact prefix and device id follow, so that two devices whose ids
+/// differ only there (`hall.1` and `hall_1`, or `hall/1` under another
+/// prefix) never share their sensors.
 fn node_id(prefix: &str, device_id: &str) -> String {
-    format!("{prefix}_{device_id}")
+    use sha2::Digest as _;
+    let plain = format!("{prefix}_{device_id}");
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if plain.chars().all(allowed) && !prefix.contains('_') {
+        return plain;
+    }
+    let digest = sha2::Sha256::digest(format!("{prefix}\0{device_id}").as_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let mapped: String = plain
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+        .map(|c| if allowed(c) { c } else { '_' })
+        .collect();
+    format!("{mapped}_{tag}")
 }
 
 #[cfg(test)]
@@ -245,33 +295,84 @@ mod tests {
         let d = discovery(true);
         let msgs = d.start();
         assert_eq!(msgs.len(), 4);
+        let node = node_id("fer-edge", "hall.1");
+        assert!(node.starts_with("fer-edge_hall_1_"), "{node}");
         assert_eq!(
             msgs[0].topic,
-            "homeassistant/sensor/fer-edge_hall_1/people/config"
+            format!("homeassistant/sensor/{node}/people/config")
         );
         for m in &msgs {
             assert!(m.retain);
             let v: Value = serde_json::from_slice(&m.payload).unwrap();
-            assert_eq!(v["device"]["identifiers"][0], "fer-edge_hall_1");
+            assert_eq!(v["device"]["identifiers"][0], node.as_str());
             assert_eq!(v["availability"][0]["topic"], "fer-edge/hall.1/status");
             assert_eq!(v["state_topic"], "fer-edge/hall.1/summary");
         }
         assert_eq!(d.subscriptions(), vec!["homeassistant/status"]);
-        assert_eq!(d.on_message("homeassistant/status", b"online").len(), 4);
-        assert!(d.on_message("homeassistant/status", b"offline").is_empty());
+        let mut d = d;
+        assert_eq!(
+            d.on_message("homeassistant/status", b"online", 0.0).len(),
+            4
+        );
+        assert!(d
+            .on_message("homeassistant/status", b"offline", 0.1)
+            .is_empty());
+    }
+
+    #[test]
+    fn devices_whose_ids_differ_only_in_characters_home_assistant_refuses_stay_apart() {
+        let ids = [
+            node_id("fer-edge", "hall_1"),
+            node_id("fer-edge", "hall.1"),
+            node_id("fer-edge", "hall/1"),
+            node_id("fer-edge", "hall 1"),
+            node_id("fer.edge", "hall_1"),
+            node_id("fer-edge_hall", "1"),
+        ];
+        let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len(), "{ids:?}");
+        // A plain id keeps its readable node id, as before.
+        assert_eq!(node_id("fer-edge", "kiosk-1"), "fer-edge_kiosk-1");
+        for id in &ids {
+            assert!(id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        }
+    }
+
+    #[test]
+    fn a_flood_of_births_is_answered_by_one_announcement_per_window() {
+        let mut d = discovery(true);
+        let mut sent = 0;
+        // 5,000 births over 2 s, then the window runs out.
+        for i in 0..5_000 {
+            let t = i as f64 * 0.0004;
+            sent += d.on_message("homeassistant/status", b"online", t).len();
+            sent += d.due(t).len();
+        }
+        assert_eq!(sent, 4, "the first birth is answered at once");
+        assert!(d.pending());
+        assert!(d.due(REANNOUNCE_WINDOW_S - 0.01).is_empty());
+        assert_eq!(d.due(REANNOUNCE_WINDOW_S).len(), 4, "one more for the rest");
+        assert!(!d.pending() && d.due(100.0).is_empty());
+        // A birth long after is answered at once again.
+        assert_eq!(
+            d.on_message("homeassistant/status", b"online", 100.0).len(),
+            4
+        );
     }
 
     #[test]
     fn disabled_it_removes_only_configs_that_are_still_there() {
-        let d = discovery(false);
+        let mut d = discovery(false);
         assert!(d.start().is_empty());
         let topic = d.config_topic("valence");
-        let out = d.on_message(&topic, b"{}");
+        let out = d.on_message(&topic, b"{}", 0.0);
         assert_eq!(out.len(), 1);
         assert!(out[0].payload.is_empty() && out[0].retain);
-        assert!(d.on_message(&topic, b"").is_empty(), "already removed");
+        assert!(d.on_message(&topic, b"", 0.0).is_empty(), "already removed");
         assert!(d
-            .on_message("homeassistant/sensor/other/valence/config", b"{}")
+            .on_message("homeassistant/sensor/other/valence/config", b"{}", 0.0)
             .is_empty());
     }
 }

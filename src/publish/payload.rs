@@ -21,7 +21,7 @@ use crate::track::core::TrackSummary;
 
 /// The payloads' version; `schema/mqtt.schema.json` lists what changed
 /// in each (`x-changes`).
-pub const SCHEMA_VERSION: &str = "1.3";
+pub const SCHEMA_VERSION: &str = "1.4";
 
 /// Topic names of one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +128,8 @@ pub struct Raw {
 #[derive(Debug, Serialize)]
 pub struct ExpressionMsg {
     pub schema_version: &'static str,
+    /// This start of the daemon ([`crate::run_id`]): changes at every restart.
+    pub run: &'static str,
     pub track_id: u64,
     /// Unix time of the frame's capture, seconds.
     pub timestamp: f64,
@@ -193,6 +195,7 @@ impl ExpressionMsg {
         let labels = wording.labels;
         ExpressionMsg {
             schema_version: SCHEMA_VERSION,
+            run: &crate::run_id::RunId::current().id,
             track_id,
             timestamp: stamp.unix,
             frame_time: stamp.frame_time,
@@ -236,6 +239,8 @@ impl ExpressionMsg {
 #[derive(Debug, Serialize)]
 pub struct TrackedMsg {
     pub schema_version: &'static str,
+    /// This start of the daemon ([`crate::run_id`]): changes at every restart.
+    pub run: &'static str,
     pub timestamp: f64,
     pub track_ids: Vec<u64>,
 }
@@ -245,6 +250,7 @@ impl TrackedMsg {
     pub fn new(track_ids: &[u64]) -> TrackedMsg {
         TrackedMsg {
             schema_version: SCHEMA_VERSION,
+            run: &crate::run_id::RunId::current().id,
             timestamp: unix_now(),
             track_ids: track_ids.to_vec(),
         }
@@ -255,6 +261,8 @@ impl TrackedMsg {
 #[derive(Debug, Serialize)]
 pub struct EventMsg {
     pub schema_version: &'static str,
+    /// This start of the daemon ([`crate::run_id`]): changes at every restart.
+    pub run: &'static str,
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub track_id: u64,
@@ -291,6 +299,7 @@ impl EventMsg {
     pub fn new(track_id: u64, timestamp: f64) -> EventMsg {
         EventMsg {
             schema_version: SCHEMA_VERSION,
+            run: &crate::run_id::RunId::current().id,
             kind: "new",
             track_id,
             timestamp,
@@ -356,6 +365,8 @@ pub struct SummaryFace {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SummaryMsg {
     pub schema_version: &'static str,
+    /// This start of the daemon ([`crate::run_id`]): changes at every restart.
+    pub run: &'static str,
     pub timestamp: f64,
     /// Faces tracked now.
     pub faces: usize,
@@ -424,6 +435,8 @@ pub struct ConnectFailures {
 #[derive(Debug, Serialize)]
 pub struct StatsMsg {
     pub schema_version: &'static str,
+    /// This start of the daemon ([`crate::run_id`]): changes at every restart.
+    pub run: &'static str,
     pub timestamp: f64,
     pub uptime_s: f64,
     pub source: String,
@@ -438,6 +451,8 @@ pub struct StatsMsg {
     pub frames_skipped: u64,
     /// Frames the camera driver lost (sequence gaps).
     pub frames_dropped_by_source: u64,
+    /// Times the source went away and was reopened (or is being).
+    pub source_outages: u64,
     pub frame_errors: u64,
     pub faces_tracked: usize,
     pub stages: std::collections::BTreeMap<String, StageSnapshot>,
@@ -472,6 +487,7 @@ impl StatsMsg {
         let errors = |k: Stage| get(k).map(|s| s.errors).unwrap_or(0);
         StatsMsg {
             schema_version: SCHEMA_VERSION,
+            run: &crate::run_id::RunId::current().id,
             timestamp: unix_now(),
             uptime_s: (up * 1000.0).round() / 1000.0,
             source: ctx.source.clone(),
@@ -484,6 +500,7 @@ impl StatsMsg {
             frames_processed: processed,
             frames_skipped: get(Stage::Skipped).map(|s| s.dropped).unwrap_or(0),
             frames_dropped_by_source: totals.frames_dropped_by_source,
+            source_outages: totals.source_outages,
             frame_errors: errors(Stage::Capture) + errors(Stage::Inference),
             faces_tracked: totals.tracks_active as usize,
             stages: snap.stages,

@@ -13,7 +13,7 @@ use rustdds::{
 use serde::Serialize;
 
 use super::msgs::{self, Header};
-use super::{Ros2Config, Ros2Error, Update};
+use super::{DiscoveryRange, Network, Ros2Config, Ros2Error, Update};
 
 type Writer<T> = DataWriter<T, CDRSerializerAdapter<T>>;
 
@@ -43,13 +43,22 @@ fn entity_error(what: &str, e: impl std::fmt::Debug) -> Ros2Error {
 }
 
 impl Node {
-    pub fn join(cfg: &Ros2Config) -> Result<Node, Ros2Error> {
-        let participant = DomainParticipantBuilder::new(cfg.domain_id)
-            .build()
-            .map_err(|e| Ros2Error::Participant {
-                domain: cfg.domain_id,
-                why: format!("{e:?}"),
-            })?;
+    pub fn join(cfg: &Ros2Config, net: &Network) -> Result<Node, Ros2Error> {
+        let mut builder = DomainParticipantBuilder::new(net.domain_id);
+        if net.range == DiscoveryRange::Localhost {
+            // Multicast joins and sends, and the locators advertised in
+            // discovery, on loopback only: nothing about the people in
+            // front of the camera goes onto the LAN. (RustDDS still binds
+            // its unicast ports on the wildcard address; it advertises and
+            // sends only loopback locators. A firewall is the hard limit.)
+            builder = builder
+                .with_only_networks([std::net::Ipv4Addr::LOCALHOST])
+                .same_host_loopback(true);
+        }
+        let participant = builder.build().map_err(|e| Ros2Error::Participant {
+            domain: net.domain_id,
+            why: format!("{e:?}"),
+        })?;
         // Reliable and transient local, depth 1: matches ROS 2's default
         // QoS, sensor-data (best effort) and latched subscribers alike.
         let qos = QosPolicyBuilder::new()

@@ -4,7 +4,9 @@
 //!
 //! In: every frame's [`FrameOutput`] and [`FrameStamp`] from the inference
 //! thread ([`Ros2Output::send`] never blocks: a bounded queue, drops
-//! counted and logged). Out, on DDS domain `[ros2] domain_id`, with ROS 2's
+//! counted and logged). Out, on DDS domain `[ros2] domain_id` (or
+//! `ROS_DOMAIN_ID`), on loopback only unless `discovery_range` (or ROS 2's
+//! `ROS_AUTOMATIC_DISCOVERY_RANGE`) says `subnet`, with ROS 2's
 //! topic and type naming (`rt/...`, `pkg::msg::dds_::Name_`):
 //! - `/humans/faces/tracked` (`hri_msgs/IdsList`): the face ids tracked
 //!   now, sent when they change; reliable, transient local, depth 1 (a
@@ -43,8 +45,18 @@ use crate::track::core::{FaceOutput, FrameOutput};
 pub struct Ros2Config {
     /// Publish the ROS4HRI topics.
     pub enabled: bool,
-    /// The robot's ROS_DOMAIN_ID.
-    pub domain_id: u16,
+    /// The robot's ROS_DOMAIN_ID. Unset: `ROS_DOMAIN_ID` from the
+    /// environment, as every ROS 2 node reads it, else 0.
+    pub domain_id: Option<u16>,
+    /// Who can discover fer-edge and receive its messages: `localhost`
+    /// (this machine only: discovery and data on loopback, no multicast on
+    /// the LAN) or `subnet` (the robot's other machines too). Unset: ROS
+    /// 2's environment (`ROS_AUTOMATIC_DISCOVERY_RANGE`, or the older
+    /// `ROS_LOCALHOST_ONLY=1`), else `localhost`: fer-edge's messages
+    /// describe people's faces and emotions, so they stay on the machine
+    /// unless the integrator says otherwise (ROS 2 itself defaults to
+    /// the subnet).
+    pub discovery_range: Option<DiscoveryRange>,
     /// `header.frame_id` of every message: the camera's TF frame.
     pub frame_id: String,
     /// Frames waiting for the DDS thread; more are dropped and counted.
@@ -55,20 +67,55 @@ impl Default for Ros2Config {
     fn default() -> Self {
         Ros2Config {
             enabled: false,
-            domain_id: 0,
+            domain_id: None,
+            discovery_range: None,
             frame_id: "camera".into(),
             queue_capacity: 8,
         }
     }
 }
 
+/// How far DDS discovery and data reach (ROS 2's automatic discovery
+/// range, less `OFF`, which would leave nobody to publish to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscoveryRange {
+    Localhost,
+    Subnet,
+}
+
+/// The domain and range the ROS 2 side runs on, and where each came from
+/// (said in the start-up log line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub domain_id: u16,
+    pub range: DiscoveryRange,
+    pub domain_from: &'static str,
+    pub range_from: &'static str,
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let range = match self.range {
+            DiscoveryRange::Localhost => "localhost only",
+            DiscoveryRange::Subnet => "the subnet",
+        };
+        write!(
+            f,
+            "DDS domain {} (from {}), discovery {range} (from {})",
+            self.domain_id, self.domain_from, self.range_from
+        )
+    }
+}
+
+/// RTPS port numbers overflow past 232 (ROS 2's documented limit).
+const MAX_DOMAIN_ID: u16 = 232;
+
 impl Ros2Config {
     pub fn validate(&self) -> Result<(), String> {
-        // RTPS port numbers overflow past 232 (ROS 2's documented limit).
-        if self.domain_id > 232 {
+        if let Some(d) = self.domain_id.filter(|d| *d > MAX_DOMAIN_ID) {
             return Err(format!(
-                "ros2.domain_id = {} is out of range: use the robot's ROS_DOMAIN_ID, 0..232",
-                self.domain_id
+                "ros2.domain_id = {d} is out of range: use the robot's ROS_DOMAIN_ID, 0..{MAX_DOMAIN_ID}"
             ));
         }
         if self.queue_capacity == 0 {
@@ -77,7 +124,62 @@ impl Ros2Config {
         if self.enabled && !cfg!(feature = "ros2") {
             return Err(Ros2Error::NotBuilt.to_string());
         }
+        if self.enabled {
+            self.network(|k| std::env::var(k).ok())?;
+        }
         Ok(())
+    }
+
+    /// The domain and discovery range: the config's keys, else ROS 2's
+    /// environment variables (read through `env`), else domain 0 and
+    /// localhost.
+    pub fn network(&self, env: impl Fn(&str) -> Option<String>) -> Result<Network, String> {
+        let (domain_id, domain_from) = match (self.domain_id, env("ROS_DOMAIN_ID")) {
+            (Some(d), _) => (d, "ros2.domain_id"),
+            (None, Some(v)) if !v.trim().is_empty() => {
+                let d = v
+                    .trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|d| *d <= MAX_DOMAIN_ID)
+                    .ok_or_else(|| {
+                        format!(
+                            "ROS_DOMAIN_ID={v:?} in the environment is not a domain id 0..{MAX_DOMAIN_ID}: fix it, or set ros2.domain_id"
+                        )
+                    })?;
+                (d, "ROS_DOMAIN_ID")
+            }
+            _ => (0, "the default"),
+        };
+        let range_env = env("ROS_AUTOMATIC_DISCOVERY_RANGE").filter(|v| !v.trim().is_empty());
+        let (range, range_from) = match (self.discovery_range, range_env) {
+            (Some(r), _) => (r, "ros2.discovery_range"),
+            (None, Some(v)) => match v.trim().to_ascii_uppercase().as_str() {
+                "LOCALHOST" => (DiscoveryRange::Localhost, "ROS_AUTOMATIC_DISCOVERY_RANGE"),
+                "SUBNET" | "SYSTEM_DEFAULT" => {
+                    (DiscoveryRange::Subnet, "ROS_AUTOMATIC_DISCOVERY_RANGE")
+                }
+                "OFF" => {
+                    return Err("ROS_AUTOMATIC_DISCOVERY_RANGE=OFF leaves no other process to publish to: set it to LOCALHOST or SUBNET, set ros2.discovery_range, or set ros2.enabled = false".into())
+                }
+                _ => {
+                    return Err(format!(
+                        "ROS_AUTOMATIC_DISCOVERY_RANGE={v:?} is not one of LOCALHOST, SUBNET, SYSTEM_DEFAULT, OFF"
+                    ))
+                }
+            },
+            (None, None) => match env("ROS_LOCALHOST_ONLY").as_deref().map(str::trim) {
+                Some("1") => (DiscoveryRange::Localhost, "ROS_LOCALHOST_ONLY"),
+                Some("0") => (DiscoveryRange::Subnet, "ROS_LOCALHOST_ONLY"),
+                _ => (DiscoveryRange::Localhost, "fer-edge's privacy default"),
+            },
+        };
+        Ok(Network {
+            domain_id,
+            range,
+            domain_from,
+            range_from,
+        })
     }
 }
 
@@ -90,6 +192,8 @@ pub enum Ros2Error {
     Participant { domain: u16, why: String },
     #[error("cannot create the DDS {what}: {why}")]
     Entity { what: String, why: String },
+    #[error("{0}")]
+    Environment(String),
 }
 
 /// What the DDS thread needs of one frame.
@@ -121,7 +225,10 @@ impl Ros2Output {
         }
         #[cfg(feature = "ros2")]
         {
-            let mut node = dds::Node::join(cfg)?;
+            let net = cfg
+                .network(|k| std::env::var(k).ok())
+                .map_err(Ros2Error::Environment)?;
+            let mut node = dds::Node::join(cfg, &net)?;
             let (tx, rx) = std::sync::mpsc::sync_channel::<Update>(cfg.queue_capacity);
             let thread = std::thread::Builder::new()
                 .name("ros2".into())
@@ -136,9 +243,8 @@ impl Ros2Output {
                     why: e.to_string(),
                 })?;
             tracing::info!(
-                domain_id = cfg.domain_id,
-                "publishing ROS4HRI topics on ROS 2 (DDS domain {}): /humans/faces/tracked, /humans/faces/<id>/expression and /roi",
-                cfg.domain_id
+                domain_id = net.domain_id,
+                "publishing ROS4HRI topics on ROS 2 ({net}): /humans/faces/tracked, /humans/faces/<id>/expression and /roi"
             );
             Ok(Some(Ros2Output {
                 tx: Some(tx),
@@ -194,6 +300,13 @@ impl Ros2Output {
         if dropped > 0 {
             tracing::warn!("ROS 2 output dropped {dropped} frames' readings (queue full)");
         }
+        let quiet = crate::logging::dds_lines_suppressed();
+        if quiet > 0 {
+            tracing::warn!(
+                "{quiet} DDS warnings were not logged (at most one per {} s)",
+                crate::logging::DDS_LOG_PERIOD_S
+            );
+        }
     }
 }
 
@@ -205,7 +318,7 @@ mod tests {
     fn bad_values_name_their_key_and_a_build_without_ros2_refuses_enabled() {
         assert!(Ros2Config::default().validate().is_ok());
         let e = Ros2Config {
-            domain_id: 233,
+            domain_id: Some(233),
             ..Default::default()
         }
         .validate()
@@ -227,6 +340,70 @@ mod tests {
             assert!(on.is_ok());
         } else {
             assert!(on.unwrap_err().contains("--features ros2"));
+        }
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_domain_and_range_follow_ros_2s_environment_unless_the_config_sets_them() {
+        let plain = Ros2Config::default();
+        let n = plain.network(env(&[])).unwrap();
+        assert_eq!((n.domain_id, n.range), (0, DiscoveryRange::Localhost));
+        assert_eq!(n.range_from, "fer-edge's privacy default");
+        let n = plain
+            .network(env(&[
+                ("ROS_DOMAIN_ID", "42"),
+                ("ROS_AUTOMATIC_DISCOVERY_RANGE", "SUBNET"),
+            ]))
+            .unwrap();
+        assert_eq!((n.domain_id, n.range), (42, DiscoveryRange::Subnet));
+        assert_eq!(
+            (n.domain_from, n.range_from),
+            ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")
+        );
+        assert!(
+            n.to_string().contains("domain 42 (from ROS_DOMAIN_ID)"),
+            "{n}"
+        );
+        let n = plain.network(env(&[("ROS_LOCALHOST_ONLY", "0")])).unwrap();
+        assert_eq!(n.range, DiscoveryRange::Subnet);
+        // The newer variable wins over the older one, as in ROS 2 Iron on.
+        let n = plain
+            .network(env(&[
+                ("ROS_LOCALHOST_ONLY", "0"),
+                ("ROS_AUTOMATIC_DISCOVERY_RANGE", "localhost"),
+            ]))
+            .unwrap();
+        assert_eq!(n.range, DiscoveryRange::Localhost);
+        // The config wins over the environment.
+        let set = Ros2Config {
+            domain_id: Some(7),
+            discovery_range: Some(DiscoveryRange::Subnet),
+            ..Default::default()
+        };
+        let n = set
+            .network(env(&[
+                ("ROS_DOMAIN_ID", "42"),
+                ("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
+            ]))
+            .unwrap();
+        assert_eq!((n.domain_id, n.range), (7, DiscoveryRange::Subnet));
+        // Bad values name the variable.
+        for (k, v) in [
+            ("ROS_DOMAIN_ID", "300"),
+            ("ROS_DOMAIN_ID", "x"),
+            ("ROS_AUTOMATIC_DISCOVERY_RANGE", "OFF"),
+            ("ROS_AUTOMATIC_DISCOVERY_RANGE", "LAN"),
+        ] {
+            let e = plain.network(env(&[(k, v)])).unwrap_err();
+            assert!(e.contains(k), "{k}={v}: {e}");
         }
     }
 }

@@ -187,6 +187,18 @@ impl TrackCore {
         }
     }
 
+    /// Numbers new tracks from `first` on (the run's first track id, or
+    /// where the previous core of the same run stopped).
+    pub fn numbering_from(mut self, first: u64) -> TrackCore {
+        self.tracker = self.tracker.numbering_from(first);
+        self
+    }
+
+    /// The id the next new track will get.
+    pub fn next_track_id(&self) -> u64 {
+        self.tracker.next_id()
+    }
+
     /// Reads each confirmed face's expression at most `hz` times a second
     /// (0: on every frame). Between two readings a followed face keeps its
     /// box fresh and its last reading ([`Plan::held`]), which its smoother
@@ -375,7 +387,8 @@ impl TrackCore {
 /// A fraction in [0, 1) that differs between consecutive ids (the golden
 /// ratio's multiples, modulo 1).
 fn phase(id: u64) -> f64 {
-    (id as f64 * 0.618_033_988_749_895).fract()
+    // Ids start high (the run's start in ms): keep the product exact.
+    ((id % (1 << 24)) as f64 * 0.618_033_988_749_895).fract()
 }
 
 /// True when box `b` lies on the face of box `k`: overlapping, or its

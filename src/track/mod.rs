@@ -130,6 +130,18 @@ impl Tracker {
         }
     }
 
+    /// Numbers new tracks from `first` on (see [`crate::run_id`]: ids
+    /// are never reused across restarts of a device).
+    pub fn numbering_from(mut self, first: u64) -> Tracker {
+        self.next_id = first.max(1);
+        self
+    }
+
+    /// The id the next new track will get.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
     /// Confirmed tracks, in id order.
     pub fn confirmed(&self) -> impl Iterator<Item = &Track> {
         self.tracks.iter().filter(|t| t.confirmed)

@@ -1,13 +1,26 @@
-"""`Client`: paho-mqtt subscribed to one fer-edge device, feeding `Tracks`."""
+"""`Client`: paho-mqtt subscribed to one fer-edge device, feeding `Tracks`.
+
+paho calls our handlers on its network thread, and an exception there ends
+that thread for good: nothing more is received, silently. So a message that
+is not fer-edge's (`BadMessage`) is refused with a logged reason and
+counted in `refused`, and an exception raised by the application's own
+callbacks (`on_message`, `Tracks.on_new`, `Tracks.on_end`) is logged with
+its traceback; either way the next message is read.
+"""
 from __future__ import annotations
 
 import argparse
+import logging
+import time
+from collections import Counter
 from typing import Callable, Optional
 
 import paho.mqtt.client as mqtt
 
-from .messages import parse
+from .messages import BadMessage, parse
 from .tracks import Tracks
+
+log = logging.getLogger("fer_edge_client")
 
 
 class Client:
@@ -21,6 +34,9 @@ class Client:
         self.host, self.port = host, port
         self.base = f"{prefix}/{device}"
         self.tracks = Tracks()
+        #: Messages refused, by reason.
+        self.refused: Counter = Counter()
+        self._logged_at = 0.0
         self.on_message: Optional[Callable[[str, object], None]] = None
         self.mqtt = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         if username:
@@ -32,12 +48,31 @@ class Client:
         client.subscribe(self.base + "/#", qos=1)
 
     def _message(self, client, userdata, m) -> None:
-        msg = parse(m.topic, m.payload)
+        try:
+            msg = parse(m.topic, m.payload)
+        except BadMessage as e:
+            self._refuse(m.topic, str(e))
+            return
         if msg is None:
             return
-        self.tracks.apply(msg)
-        if self.on_message:
-            self.on_message(m.topic, msg)
+        try:
+            self.tracks.apply(msg)
+            if self.on_message:
+                self.on_message(m.topic, msg)
+        except Exception:  # the application's callback: keep the loop alive
+            log.exception("fer_edge_client: a callback raised on %s; the client goes on", m.topic)
+
+    def _refuse(self, topic: str, reason: str) -> None:
+        """Counts a refused message; logs the first of each reason, then at
+        most one line every 10 s with the counts (a flood of bad messages
+        must not flood the log)."""
+        key = reason.split(":")[0]
+        self.refused[key] += 1
+        now = time.monotonic()
+        if self.refused[key] == 1 or now - self._logged_at >= 10:
+            self._logged_at = now
+            log.warning("fer_edge_client: refused a message on %s: %s (refused so far: %s)",
+                        topic, reason, dict(self.refused))
 
     def connect(self) -> "Client":
         self.mqtt.connect(self.host, self.port, keepalive=30)

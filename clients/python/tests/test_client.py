@@ -13,7 +13,7 @@ from dataclasses import fields
 
 import pytest
 
-from fer_edge_client import Client, Event, Expression, Summary, Tracked, parse
+from fer_edge_client import Client, Event, Expression, Summary, Tracked, Tracks, parse
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 HERE = pathlib.Path(__file__).resolve().parent
@@ -115,7 +115,7 @@ def test_the_dataclasses_follow_the_schema_and_parse_picks_them_by_topic():
         assert ours == theirs, f"{name}: only ours {ours - theirs}, only the schema's {theirs - ours}"
     assert parse("fer-edge/k/status", b"online") == "online"
     assert parse("fer-edge/k/faces/tracked", b"") is None, "a cleared retained message"
-    t = parse("fer-edge/k/faces/tracked", b'{"schema_version":"1.3","timestamp":1.0,"track_ids":[3],"new_key":1}')
+    t = parse("fer-edge/k/faces/tracked", b'{"schema_version":"1.4","timestamp":1.0,"track_ids":[3],"new_key":1}')
     assert isinstance(t, Tracked) and t.track_ids == [3] and t.extra == {"new_key": 1}
 
 
@@ -189,7 +189,7 @@ def test_the_ros2_bridge_converts_to_hri_msgs_fields():
     sys.path.insert(0, str(ROOT / "clients/python/examples"))
     import ros2_bridge as b
 
-    e = Expression(schema_version="1.3", track_id=7, timestamp=1.0, frame_time=0.0, frame_seq=0,
+    e = Expression(schema_version="1.4", track_id=7, timestamp=1.0, frame_time=0.0, frame_seq=0,
                    expression="fear", confidence=0.8, valence=-0.5, arousal=0.6, probabilities={},
                    bbox=[64, 48, 64, 96], bbox_normalized=[0.1, 0.1, 0.1, 0.2], frame_width=640,
                    frame_height=480, model="m", va_source="model", calibrated=False)
@@ -197,3 +197,105 @@ def test_the_ros2_bridge_converts_to_hri_msgs_fields():
     assert b.expression_fields(e) == {"expression": "scared", "valence": -0.5, "arousal": 0.6, "confidence": 0.8}
     r = b.roi_fields(e)
     assert r["xmin"] == pytest.approx(0.1) and r["ymax"] == pytest.approx(0.3)
+
+
+def _payload(kind: str, **over) -> bytes:
+    base = {
+        "tracked": {"schema_version": "1.4", "run": "00000000000000aa", "timestamp": 10.0, "track_ids": [5]},
+        "new": {"schema_version": "1.4", "run": "00000000000000aa", "type": "new", "track_id": 5, "timestamp": 9.0},
+    }[kind]
+    return json.dumps({**base, **over}).encode()
+
+
+HOSTILE = [
+    ("events", b"\xff\xfe garbage"),
+    ("events", b'{"garbage":1}'),
+    ("events", b'{"schema_version":"1.4","type":"new","timestamp":1.0}'),
+    ("faces/tracked", b'{"schema_version":"1.4","timestamp":1.0,"track_ids":null}'),
+    ("status", b"\xff\xfeonline"),
+    ("events", b'{"schema_version":"1.4","type":"new","track_id":NaN,"timestamp":1.0}'),
+    ("events", b'{"schema_version":"1.4","type":"new","track_id":3,"timestamp":NaN}'),
+    ("events", b'{"schema_version":"1.4","type":"new","track_id":"x","timestamp":1.0,"pad":"' + b"a" * (8 << 20) + b'"}'),
+    ("events", b"[" * 100_000 + b"]" * 100_000),
+    ("summary", b'{"schema_version":"1.4","timestamp":1.0,"faces":1,"tracks":[7],"dominant_expression":null,"mean_valence":null,"mean_arousal":null}'),
+    ("faces/9/expression", b'{"schema_version":"1.4","track_id":9}'),
+    ("faces/tracked", b'{"schema_version":"1.4","timestamp":1.0,"track_ids":["a",{}]}'),
+]
+
+
+def test_every_hostile_payload_is_refused_with_a_reason_and_the_client_reads_on(mosquitto, caplog):
+    import paho.mqtt.client as mqtt
+
+    c = client(mosquitto.port)
+    wait(lambda: c.mqtt.is_connected(), 10, "the client to connect")
+    time.sleep(0.3)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    survived = []
+    with caplog.at_level("WARNING", logger="fer_edge_client"):
+        for i, (topic, payload) in enumerate(HOSTILE):
+            pub.publish(f"fer-edge/py-kiosk/{topic}", payload, qos=1).wait_for_publish(10)
+            # After each hostile message a good one must still arrive.
+            pub.publish("fer-edge/py-kiosk/events", _payload("new", track_id=100 + i, timestamp=100.0 + i), qos=1).wait_for_publish(10)
+            wait(lambda: 100 + i in c.tracks.present, 10, f"a good message after hostile payload {i}")
+            survived.append(i)
+    pub.loop_stop()
+    c.stop()
+    assert survived == list(range(len(HOSTILE)))
+    assert sum(c.refused.values()) == len(HOSTILE), c.refused
+    assert c.mqtt._thread is None or not c.mqtt._thread.is_alive()  # stopped by us, not by an exception
+    assert "refused a message" in caplog.text
+
+
+def test_a_callback_that_raises_does_not_stop_the_client(mosquitto):
+    import paho.mqtt.client as mqtt
+
+    c = client(mosquitto.port)
+    wait(lambda: c.mqtt.is_connected(), 10, "the client to connect")
+    time.sleep(0.3)
+    c.tracks.on_new = lambda face: 1 / 0
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    for tid in (1, 2):
+        pub.publish("fer-edge/py-kiosk/events", _payload("new", track_id=tid), qos=1).wait_for_publish(10)
+    wait(lambda: 2 in c.tracks.present, 10, "the second face despite the first callback's exception")
+    pub.loop_stop()
+    c.stop()
+
+
+def test_tracks_never_revive_an_ended_face_and_keep_a_bounded_past():
+    t = Tracks(max_gone=3)
+    t.apply(parse("fer-edge/k/events", _payload("new", track_id=1)))
+    t.apply(parse("fer-edge/k/events", _payload("new", track_id=1, type="end", timestamp=11.0)))
+    late = parse("fer-edge/k/faces/1/expression", json.dumps({
+        "schema_version": "1.4", "run": "00000000000000aa", "track_id": 1, "timestamp": 10.5, "frame_time": 0.0,
+        "frame_seq": 3, "expression": "happy", "confidence": 0.9, "valence": 0.5, "arousal": 0.1,
+        "probabilities": {}, "bbox": [0, 0, 1, 1], "bbox_normalized": [0, 0, 0.1, 0.1], "frame_width": 10,
+        "frame_height": 10, "model": "m", "va_source": "derived", "calibrated": False}).encode())
+    t.apply(late)
+    assert t.present == {} and [f.track_id for f in t.gone] == [1], "a late expression does not bring the face back"
+    for tid in range(2, 12):
+        t.apply(parse("fer-edge/k/events", _payload("new", track_id=tid)))
+        t.apply(parse("fer-edge/k/events", _payload("new", track_id=tid, type="end")))
+    assert [f.track_id for f in t.gone] == [9, 10, 11]
+
+
+def test_a_new_run_ends_the_old_runs_faces_and_a_stale_list_ends_nobody():
+    t = Tracks()
+    t.apply(parse("fer-edge/k/events", _payload("new", track_id=5, timestamp=20.0)))
+    # A retained list from before the face was announced (republished after
+    # a broker restart) must not end it.
+    t.apply(parse("fer-edge/k/faces/tracked", _payload("tracked", track_ids=[], timestamp=15.0)))
+    assert list(t.present) == [5]
+    # The daemon crashed and started again: a new run, ids never reused.
+    t.apply(parse("fer-edge/k/faces/tracked", _payload("tracked", run="00000000000000bb", track_ids=[7], timestamp=30.0)))
+    assert list(t.present) == [7] and t.run == "00000000000000bb"
+    (old,) = t.gone
+    assert old.track_id == 5 and old.end is None and old.end_reason == "restart"
+    # A late message of the old run is ignored.
+    t.apply(parse("fer-edge/k/events", _payload("new", track_id=6, timestamp=21.0)))
+    assert list(t.present) == [7]
+    t.apply("offline")
+    assert t.present == {} and t.gone[-1].end_reason == "offline"

@@ -242,7 +242,7 @@ def train(args):
         print(json.dumps({"resumed_from_epoch": ck["epoch"]}), flush=True)
     for epoch in range(start, args.epochs):
         model.train()
-        t = time.time()
+        t, cpu = time.time(), time.process_time()
         order = torch.randperm(len(ytr), generator=gen)
         total, seen = 0.0, 0
         for i in range(steps):
@@ -258,7 +258,8 @@ def train(args):
         acc, per_class = evaluate(model, xte, yte, device)
         row = {"epoch": epoch, "train_loss": round(total / seen, 4), "publictest_accuracy": round(acc, 4),
                "per_class": {k: round(v, 3) for k, v in per_class.items()}, "lr": round(sched.get_last_lr()[0], 5),
-               "seconds": round(time.time() - t, 1), "params": params, "head": args.head, "width": args.width}
+               "seconds": round(time.time() - t, 1), "cpu_seconds": round(time.process_time() - cpu, 1),
+               "params": params, "head": args.head, "width": args.width}
         print(json.dumps(row), flush=True)
         with open(os.path.join(args.out, "history.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
