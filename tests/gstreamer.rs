@@ -150,6 +150,8 @@ fn the_gstreamer_source_writes_nothing_into_home_but_gstreamers_plugin_cache() {
 fn peak_rss_of(mut cmd: Command) -> (Option<i32>, String, f64) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("out.log");
+    // Reaped below with wait4, which also gives its rusage.
+    #[allow(clippy::zombie_processes)]
     let child = cmd
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::fs::File::create(dir.path().join("err.log")).unwrap())
