@@ -70,7 +70,9 @@ pub fn init(env: &LogEnv) {
 /// anyone who can reach its UDP ports can send them: 266,800 datagrams
 /// once made 152,785 lines. Its warnings and errors pass one per
 /// [`DDS_LOG_PERIOD_S`]; the others are counted ([`dds_lines_suppressed`])
-/// and the count is logged at the next line that passes and at exit.
+/// and the count is logged when the ROS 2 output stops. (Nothing is logged
+/// from inside the gate: an event emitted while another is being
+/// dispatched would re-enter the subscriber.)
 struct DdsGate;
 
 /// At most one RustDDS warning line per this many seconds.
@@ -90,18 +92,7 @@ fn dds_gate(target: &str, level: &Level, throttle: &Throttle, now_s: u64) -> boo
         return true;
     }
     match throttle.hit_at(now_s) {
-        Some(n) => {
-            if n > 1 {
-                // Said from here, this line is not itself gated (its target
-                // is ours).
-                tracing::warn!(
-                    "{} more DDS warnings were not logged in the last {DDS_LOG_PERIOD_S} s (malformed or foreign DDS traffic on this machine's network?); {} in all",
-                    n - 1,
-                    dds_lines_suppressed()
-                );
-            }
-            true
-        }
+        Some(_) => true,
         None => {
             DDS_SUPPRESSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             false
