@@ -108,7 +108,11 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for DdsGate {
         event: &Event<'_>,
         _cx: tracing_subscriber::layer::Context<'_, S>,
     ) -> bool {
-        let meta = event.metadata();
+        // RustDDS logs through the `log` crate; tracing-log turns each
+        // record into an event whose own target is "log".
+        use tracing_log::NormalizeEvent;
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         dds_gate(
             meta.target(),
             meta.level(),

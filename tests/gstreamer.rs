@@ -302,6 +302,21 @@ fn the_daemon_reads_an_rtsp_camera_and_lives_through_its_restart() {
             >= before + 10),
         "expressions again after the camera came back"
     );
+    // The outage is counted where the README says: `stats` (and /metrics,
+    // which renders the same totals).
+    let outages = |m: &[(String, String)]| {
+        on(m, "/stats")
+            .iter()
+            .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+            .filter_map(|s| s["source_outages"].as_u64())
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(
+        sub.wait_for(Duration::from_secs(10), |m| outages(m) >= 1),
+        "stats count the camera's outage: {:?}",
+        on(&sub.snapshot(), "/stats").last()
+    );
     d.stop_cleanly();
     let msgs = sub.stop();
     check_schema(&msgs);
@@ -730,4 +745,54 @@ fn calibrate_surveys_an_rtsp_camera_given_as_source() {
     let faces = &report["figures"]["faces"];
     assert_eq!(faces["most_faces_in_a_frame"], 1, "{faces}");
     assert!(faces["readings"].as_u64().unwrap() >= 20, "{faces}");
+}
+
+/// A hostile "camera" on a local port: it accepts RTSP connections and
+/// answers each with `first`, then drips one byte every half second and
+/// never finishes. Runs until the test's process ends.
+fn dripping_camera(first: &'static [u8]) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut conn = conn;
+                if conn.write_all(first).is_err() {
+                    return;
+                }
+                while conn.write_all(b" ").is_ok() {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn an_rtsp_server_that_drips_or_promises_a_body_it_never_sends_cannot_outlast_open_timeout() {
+    // Before: each held `check` (and every reopen of `run`) ~20 s,
+    // rtspsrc's own TCP timeout, against open_timeout_ms = 2000.
+    let dir = tempfile::tempdir().unwrap();
+    for (what, first) in [
+        ("drips a byte every 0.5 s", &b"R"[..]),
+        (
+            "announces 999999999 bytes",
+            &b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 999999999\r\n\r\n"[..],
+        ),
+    ] {
+        let port = dripping_camera(first);
+        let cfg = gst_config(
+            dir.path(),
+            free_port(),
+            &format!("uri = \"rtsp://127.0.0.1:{port}/cam\"\nopen_timeout_ms = 2000"),
+        );
+        let started = std::time::Instant::now();
+        let (code, text) = check(&cfg);
+        let took = started.elapsed();
+        assert_eq!(code, Some(69), "{what}: {text}");
+        // The bound is the setting plus start-up and teardown, far from 20 s.
+        assert!(took < Duration::from_secs(8), "{what}: {took:?}\n{text}");
+    }
 }

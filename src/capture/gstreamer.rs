@@ -140,9 +140,55 @@ impl Refused {
     }
 }
 
+/// How long a pipeline's teardown may hold the caller. rtspsrc joins its
+/// own thread when it stops, and that thread may be blocked reading from a
+/// server that drips a byte at a time: such a teardown goes on in the
+/// background instead of holding the frame loop (or `check`).
+const TEARDOWN_WAIT: Duration = Duration::from_secs(1);
+
+/// Teardowns still blocked in the background; past [`MAX_STUCK`] no new
+/// connection is opened (each holds a thread and a socket), so a hostile
+/// server cannot make fer-edge pile them up.
+static STUCK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+const MAX_STUCK: usize = 4;
+
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+        // 0: closing, 1: closed, 2: left to close in the background.
+        let state = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let (pipeline, closing) = (self.pipeline.clone(), state.clone());
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("gst-teardown".into())
+            .spawn(move || {
+                let _ = pipeline.set_state(gst::State::Null);
+                if closing.swap(1, Ordering::SeqCst) == 2 {
+                    STUCK.fetch_sub(1, Ordering::SeqCst);
+                    tracing::info!("a camera connection that was slow to close has closed");
+                }
+                let _ = done_tx.send(());
+            });
+        if spawned.is_err() {
+            let _ = self.pipeline.set_state(gst::State::Null);
+            return;
+        }
+        if done_rx.recv_timeout(TEARDOWN_WAIT).is_ok() {
+            return;
+        }
+        STUCK.fetch_add(1, Ordering::SeqCst);
+        if state
+            .compare_exchange(0, 2, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            // It closed in the meantime.
+            STUCK.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        tracing::warn!(
+            "the camera's connection did not close within {} s (a server that holds it open, \
+             sending a byte at a time?): it is left to close in the background",
+            TEARDOWN_WAIT.as_secs()
+        );
     }
 }
 
@@ -231,6 +277,13 @@ fn hint(cfg: &SourceConfig, reason: &str) -> String {
 impl GstSource {
     /// Builds and starts the pipeline, and waits for its first frame.
     fn start(&self) -> Result<Running, String> {
+        let stuck = STUCK.load(Ordering::SeqCst);
+        if stuck >= MAX_STUCK {
+            return Err(format!(
+                "{stuck} earlier connections to this source are still stuck closing \
+                 (the server holds them open); no new one until they close"
+            ));
+        }
         let element = gst::parse::launch(&description(&self.cfg))
             .map_err(|e| format!("the pipeline does not parse: {e}"))?;
         let pipeline = element

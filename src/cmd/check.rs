@@ -72,7 +72,15 @@ pub fn command(
     }
     say!("mqtt:     {}", mqtt_summary(&cfg.mqtt, &secrets));
     // The source, opened as `run` opens it: the first frame proves it.
+    let no_source =
+        cfg.source.kind == fer_edge::capture::SourceKind::Replay && cfg.source.path.is_none();
     if let Err(why) = cfg.source.validate_for_run() {
+        if !no_source {
+            // A source that is configured but wrong (a world-readable
+            // credentials file, a missing uri) is the config error `run`
+            // would stop at.
+            return Err(exit::config_msg(format!("source: {why}")));
+        }
         // `check` of engines and models alone (no config, or one without a
         // source) still checks them; `run` would stop here.
         say!("source:   none: {why}");

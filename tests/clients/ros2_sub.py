@@ -7,9 +7,14 @@ Like libhri, it reads /humans/faces/tracked and subscribes to each listed
 face's `expression` and `roi` topics. Prints one JSON line per sample:
 {"topic": ..., "data": {...}}.
 
-usage: ros2_sub.py DOMAIN_ID SECONDS
+usage: ros2_sub.py DOMAIN_ID SECONDS [localhost|subnet]
+
+`localhost` configures Cyclone DDS as rmw_cyclonedds does for
+ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST: the loopback interface only, no
+multicast, unicast discovery of peers on 127.0.0.1.
 """
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -21,6 +26,16 @@ from cyclonedds.idl.types import float32, int32, sequence, uint32
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
+
+LOCALHOST = (
+    "<CycloneDDS><Domain Id=\"any\"><General>"
+    "<Interfaces><NetworkInterface address=\"127.0.0.1\"/></Interfaces>"
+    "<AllowMulticast>false</AllowMulticast></General>"
+    "<Discovery><ParticipantIndex>auto</ParticipantIndex>"
+    "<MaxAutoParticipantIndex>32</MaxAutoParticipantIndex>"
+    "<Peers><Peer address=\"localhost\"/></Peers></Discovery>"
+    "</Domain></CycloneDDS>"
+)
 
 
 @dataclass
@@ -64,6 +79,8 @@ class NormalizedRegionOfInterest2D(
 
 def main():
     domain, seconds = int(sys.argv[1]), float(sys.argv[2])
+    if len(sys.argv) > 3 and sys.argv[3] == "localhost":
+        os.environ["CYCLONEDDS_URI"] = LOCALHOST
     dp = DomainParticipant(domain)
     # ROS 2's default subscription QoS (reliable, volatile, depth 10) for
     # per-face topics; libhri reads the tracked list as latched.

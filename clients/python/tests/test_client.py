@@ -299,3 +299,33 @@ def test_a_new_run_ends_the_old_runs_faces_and_a_stale_list_ends_nobody():
     assert list(t.present) == [7]
     t.apply("offline")
     assert t.present == {} and t.gone[-1].end_reason == "offline"
+
+
+def test_broker_flaps_end_no_face_falsely_and_adopt_none_twice(tmp_path, mosquitto):
+    # Issue 29.7: with mosquitto restarted every 2 s a track got `new`, an
+    # end without a summary, then was adopted again. The flaps start before
+    # the daemon, so that the track list changes ([] then [id]) while
+    # sessions are being reset and queued lists re-sent.
+    broker = mosquitto.port
+    c = client(broker)
+    seen = []
+    d = None
+    try:
+        for i in range(14):
+            if i == 1:
+                d = daemon(tmp_path, broker, "pan1", live=True)
+            mosquitto.stop()
+            time.sleep(0.3 + 0.1 * (i % 3))
+            mosquitto.start()
+            time.sleep(1.2 + 0.2 * (i % 4))
+            seen.extend(t for t in c.tracks.present if t not in seen)
+        wait(lambda: any(f.readings > 5 for f in c.tracks.present.values()), 30, "readings after the flaps")
+        seen.extend(t for t in c.tracks.present if t not in seen)
+        assert len(seen) == 1, f"one person, one face: {seen}"
+        assert list(c.tracks.present) == seen, c.tracks.present
+        assert c.tracks.gone == [], [(f.track_id, f.end_reason) for f in c.tracks.gone]
+        c.stop()
+    finally:
+        if d is not None:
+            d.kill()
+            d.wait()
