@@ -12,7 +12,9 @@
 #   bash tools/long-train.sh stop   [NAME]   stop it (resumable; an epoch in progress is lost)
 #
 # NAME picks tools/emotion_gcn/runs/NAME/args: one line of `fer2013 train`
-# arguments (without --data/--out/--resume). Default: the teacher run.
+# arguments (without --data/--out/--resume); `{runs}` in it stands for the
+# runs folder (a student names its teacher's checkpoint as
+# `--teacher {runs}/TEACHER/best.pt`). Default: the teacher run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 verb=${1:-status}
@@ -39,7 +41,7 @@ start)
   mkdir -p "$run_dir"
   # shellcheck disable=SC2046
   (cd tools/emotion_gcn && ORT_DISABLE_TELEMETRY=1 nohup nice -n 19 "$venv/bin/python" -m emotion_gcn.fer2013 train \
-     --data "$data" --out "$run_dir" --resume $(cat "../../$log_dir/args") >>"$run_dir/train.log" 2>&1 &
+     --data "$data" --out "$run_dir" --resume $(sed "s|{runs}|$cache/runs|g" "../../$log_dir/args") >>"$run_dir/train.log" 2>&1 &
    echo $! >"$pid_file")
   echo "long-train: $name started (pid $(cat "$pid_file")), log $run_dir/train.log"
   ;;

@@ -219,6 +219,19 @@ def train(args):
     xte, yte = load_split(os.path.join(args.data, "publictest"))
     print(json.dumps({"loaded": {"training": len(ytr), "publictest": len(yte)}, "seconds": round(time.time() - t0, 1),
                       "device": str(device), "threads": torch.get_num_threads()}), flush=True)
+    teacher = None
+    if args.teacher:
+        # Knowledge distillation (Hinton et al. 2015): the student also
+        # matches the teacher's softened class distribution.
+        tk = torch.load(args.teacher, map_location=device, weights_only=False)
+        tc = tk["config"]
+        teacher = FerNet(tc["width"], tc["head"], tc.get("dropout", 0.3)).to(device)
+        teacher.load_state_dict(tk["model_state_dict"])
+        teacher.eval()
+        cfg["teacher"] = {"sha256": sha256(args.teacher), "width": tc["width"], "head": tc["head"],
+                          "alpha": args.distill_alpha, "temperature": args.temperature}
+        t_acc, _ = evaluate(teacher, xte, yte, device)
+        print(json.dumps({"teacher": cfg["teacher"], "teacher_publictest_accuracy": round(t_acc, 4)}), flush=True)
     weights = class_weights(ytr, args.class_weights).to(device)
     print(json.dumps({"class_weights": {c: round(float(w), 3) for c, w in zip(CLASSES, weights)}}), flush=True)
     model = FerNet(args.width, args.head, args.dropout).to(device)
@@ -248,7 +261,13 @@ def train(args):
         for i in range(steps):
             ix = order[i * args.batch:(i + 1) * args.batch]
             x = augment(normalise(xtr[ix]).to(device), gen)
-            loss = F.cross_entropy(model(x), ytr[ix].to(device), weight=weights, label_smoothing=0.1)
+            logits = model(x)
+            loss = F.cross_entropy(logits, ytr[ix].to(device), weight=weights, label_smoothing=0.1)
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = F.softmax(teacher(x) / args.temperature, dim=1)
+                kd = F.kl_div(F.log_softmax(logits / args.temperature, dim=1), soft, reduction="batchmean")
+                loss = args.distill_alpha * args.temperature ** 2 * kd + (1 - args.distill_alpha) * loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -383,6 +402,9 @@ def main(argv=None):
     t.add_argument("--class-weights", choices=["none", "sqrt", "inverse"], default="none",
                    help="weight the loss against class imbalance (thesis §3.3)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    t.add_argument("--teacher", help="a trained checkpoint (best.pt) to distil from")
+    t.add_argument("--distill-alpha", type=float, default=0.7, help="weight of the distillation term")
+    t.add_argument("--temperature", type=float, default=4.0, help="softmax temperature of the distillation term")
     e = sub.add_parser("export", help="checkpoint -> fer-edge bundle (ONNX checked against PyTorch)")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--out", required=True)
