@@ -500,6 +500,8 @@ fn models_named_in_a_config_file_are_found_beside_it_from_any_folder() {
         .current_dir(elsewhere.path())
         .args(["check", "--config"])
         .arg(&cfg)
+        .arg("--source")
+        .arg(root().join("tests/data/sequences/pan1"))
         .output()
         .unwrap();
     assert!(

@@ -464,3 +464,54 @@ fn a_url_given_as_source_stays_a_url() {
         "the URL was taken for a path: {err}"
     );
 }
+
+/// `check` as the go-live gate (issue 30.3): it fails where `run` would
+/// publish nothing or stop.
+#[test]
+fn check_fails_for_an_unreachable_broker_and_a_config_without_a_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("site.toml");
+    let pan1 = root().join("tests/data/sequences/pan1");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[source]\nkind = \"replay\"\npath = \"{}\"\n[mqtt]\nembedded = false\nhost = \"127.0.0.1\"\nport = {port}\n",
+            pan1.display()
+        ),
+    )
+    .unwrap();
+    let check = |cfgs: &[&std::path::Path]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fer-edge"));
+        c.current_dir(root()).arg("check");
+        for f in cfgs {
+            c.arg("--config").arg(f);
+        }
+        let o = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.code(), text)
+    };
+    // Nothing listens: before, `ok`.
+    let (code, text) = check(&[&cfg]);
+    assert_eq!(code, Some(69), "{text}");
+    assert!(text.contains(&format!("127.0.0.1:{port}")) || text.contains("refused"), "{text}");
+    // The broker is there: connected, and the source read.
+    let _broker = mosquitto(port, dir.path());
+    let (code, text) = check(&[&cfg]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("connected") && text.contains("first frame"), "{text}");
+    // A config without a source: `run` would exit 78, so does `check`.
+    let bare = dir.path().join("bare.toml");
+    std::fs::write(&bare, "[mqtt]\ndevice_id = \"lobby\"\n").unwrap();
+    let (code, text) = check(&[&bare]);
+    assert_eq!(code, Some(78), "{text}");
+    assert!(text.contains("source.path"), "{text}");
+    // With neither a config nor a source it checks engines and models only.
+    let (code, text) = check(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("not a deployment"), "{text}");
+}

@@ -24,6 +24,7 @@ pub fn command(
     backend: Option<String>,
     source: Option<PathBuf>,
 ) -> Result<ExitCode, Failure> {
+    let engines_only = config.is_empty() && source.is_none();
     let mut cfg = load_config(config, None)?;
     if let Some(b) = backend {
         set_engine(&mut cfg, b)?;
@@ -71,21 +72,40 @@ pub fn command(
         say!("model:    {:<16} {:<12} {}", p.model, p.engine, p.placement);
     }
     say!("mqtt:     {}", mqtt_summary(&cfg.mqtt, &secrets));
-    // The source, opened as `run` opens it: the first frame proves it.
-    let no_source =
-        cfg.source.kind == fer_edge::capture::SourceKind::Replay && cfg.source.path.is_none();
-    if let Err(why) = cfg.source.validate_for_run() {
-        if !no_source {
-            // A source that is configured but wrong (a world-readable
-            // credentials file, a missing uri) is the config error `run`
-            // would stop at.
-            return Err(exit::config_msg(format!("source: {why}")));
+    if !cfg.mqtt.embedded {
+        // The go-live gate: the broker `run` would publish to answers,
+        // with `run`'s login and TLS.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(exit::io)?;
+        let wait = std::time::Duration::from_secs(5);
+        match rt.block_on(fer_edge::publish::probe(&cfg.mqtt, &secrets, wait)) {
+            Ok(()) => say!("mqtt:     connected and logged in; disconnected"),
+            Err(why) => {
+                return Err((
+                    exit::EX_UNAVAILABLE,
+                    format!("mqtt: {why} (`fer-edge run` would keep retrying and publish nothing)")
+                        .into(),
+                ))
+            }
         }
-        // `check` of engines and models alone (no config, or one without a
-        // source) still checks them; `run` would stop here.
-        say!("source:   none: {why}");
-        say!("ok (but for the source)");
-        return Ok(ExitCode::SUCCESS);
+    }
+    // The source, opened as `run` opens it: the first frame proves it.
+    if let Err(why) = cfg.source.validate_for_run() {
+        if engines_only {
+            // `fer-edge check` with neither a config nor a source checks
+            // this machine's engines and the models, nothing more.
+            say!("source:   none (no --config or --source given: engines and models checked, not a deployment)");
+            say!("ok");
+            return Ok(ExitCode::SUCCESS);
+        }
+        // A config without a source, or with a wrong one (a world-readable
+        // credentials file, a missing uri), is the config error `run`
+        // would stop at.
+        return Err(exit::config_msg(format!(
+            "source: {why} (`fer-edge run` would stop here too)"
+        )));
     }
     match fer_edge::capture::probe(&cfg.source, std::time::Duration::from_secs(5)) {
         Ok(p) => say!(

@@ -119,39 +119,14 @@ pub fn start(
     telemetry: Arc<Telemetry>,
     subscriptions: Vec<String>,
 ) -> Result<(Publisher, Connection), PublishError> {
-    let (host, port, login) = if let Some(b) = embedded {
-        (
-            b.internal.ip().to_string(),
-            b.internal.port(),
-            Some(b.daemon_login.clone()),
-        )
-    } else {
-        let (h, p) = (cfg.host.clone(), cfg.port);
-        let login = cfg
-            .username
-            .as_ref()
-            .map(|u| (u.clone(), secrets.password.clone().unwrap_or_default()));
-        (h, p, login)
-    };
     let topics = cfg.topics();
-    let mut opts = MqttOptions::new(cfg.client_id(), Broker::tcp(host, port));
-    opts.set_keep_alive(cfg.keep_alive_s.max(1));
+    let mut opts = options(cfg, secrets, embedded, cfg.client_id());
     opts.set_last_will(LastWill::new(
         topics.status(),
         "offline",
         qos(cfg.qos_events),
         true,
     ));
-    if let Some((user, password)) = login {
-        opts.set_credentials(user, password.into_bytes());
-    }
-    if cfg.tls.enabled && !cfg.embedded {
-        opts.set_transport(Transport::Tls(TlsConfiguration::Simple {
-            ca: secrets.ca.clone().unwrap_or_default(),
-            alpn: None,
-            client_auth: secrets.client_auth.clone(),
-        }));
-    }
     let (client, eventloop) = AsyncClient::builder(opts)
         .capacity(64)
         .try_build()
@@ -268,6 +243,80 @@ pub enum FailureCause {
     Tls,
     /// Unreachable, reset, timed out: usually passes by itself.
     Network,
+}
+
+/// The connection options `run` uses: the embedded broker's internal
+/// listener with the daemon's own login, or `[mqtt] host:port` with the
+/// configured login and TLS.
+fn options(
+    cfg: &MqttConfig,
+    secrets: &Secrets,
+    embedded: Option<&broker::EmbeddedBroker>,
+    client_id: String,
+) -> MqttOptions {
+    let (host, port, login) = if let Some(b) = embedded {
+        (
+            b.internal.ip().to_string(),
+            b.internal.port(),
+            Some(b.daemon_login.clone()),
+        )
+    } else {
+        let (h, p) = (cfg.host.clone(), cfg.port);
+        let login = cfg
+            .username
+            .as_ref()
+            .map(|u| (u.clone(), secrets.password.clone().unwrap_or_default()));
+        (h, p, login)
+    };
+    let mut opts = MqttOptions::new(client_id, Broker::tcp(host, port));
+    opts.set_keep_alive(cfg.keep_alive_s.max(1));
+    if let Some((user, password)) = login {
+        opts.set_credentials(user, password.into_bytes());
+    }
+    if cfg.tls.enabled && !cfg.embedded {
+        opts.set_transport(Transport::Tls(TlsConfiguration::Simple {
+            ca: secrets.ca.clone().unwrap_or_default(),
+            alpn: None,
+            client_auth: secrets.client_auth.clone(),
+        }));
+    }
+    opts
+}
+
+/// `check`'s proof that `run` will reach the external broker: one
+/// connection with `run`'s address, login and TLS (under a client id of
+/// its own, `<client_id>-check`, so a running daemon is not knocked off),
+/// closed at once. The error names the cause and the fix, as `run`'s log
+/// would.
+pub async fn probe(cfg: &MqttConfig, secrets: &Secrets, timeout: Duration) -> Result<(), String> {
+    let opts = options(cfg, secrets, None, format!("{}-check", cfg.client_id()));
+    let (client, mut eventloop) = AsyncClient::builder(opts)
+        .capacity(4)
+        .try_build()
+        .map_err(|e| e.to_string())?;
+    let connected = tokio::time::timeout(timeout, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(diagnose(&e, cfg).1),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "no answer from the MQTT broker at {}:{} within {} s: is it running and reachable (mqtt.host, mqtt.port)?",
+            cfg.host,
+            cfg.port,
+            timeout.as_secs()
+        ))
+    });
+    if connected.is_ok() {
+        let _ = client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
+    }
+    connected
 }
 
 /// Names the cause of a failed connection attempt and its fix.

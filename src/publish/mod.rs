@@ -47,7 +47,7 @@ pub mod names;
 pub mod payload;
 mod secrets;
 
-pub use client::{diagnose, start, Connection, FailureCause, Publisher};
+pub use client::{diagnose, probe, start, Connection, FailureCause, Publisher};
 pub use config::{BrokerConfig, MqttConfig, TlsConfig};
 pub use payload::{MqttStats, Topics};
 pub use secrets::{pem, Secrets};
