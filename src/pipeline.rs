@@ -28,7 +28,7 @@ use crate::faces::SetupError;
 use crate::follow::Follower;
 use crate::publish::announce::{Announcer, Outgoing, Shaping};
 use crate::publish::homeassistant::Discovery;
-use crate::publish::payload::{self, FrameStamp, StatsContext, StatsMsg, Wording};
+use crate::publish::payload::{self, FrameStamp, SourceMsg, StatsContext, StatsMsg, Wording};
 use crate::publish::MqttStats;
 use crate::publish::{self, Message, PublishError, Publisher};
 use crate::ros2::Ros2Output;
@@ -94,7 +94,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     // Files (password, certificates, users) are read and checked before
     // anything starts, as `fer-edge check` does.
     let secrets = publish::Secrets::load(&cfg.mqtt)?;
-    let source = capture::open(&cfg.source)?;
+    let source = capture::open_for_run(&cfg.source)?;
     tracing::info!(source = %source.describe(), "source opened");
     let mut follower = Follower::for_source(&cfg, source.is_live())?;
     log_placements(&mut follower, (cfg.source.width, cfg.source.height));
@@ -245,6 +245,9 @@ async fn run_async(
         tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
     // Home Assistant births coalesced into one announcement per window.
     let mut reannounce_tick = tokio::time::interval(Duration::from_secs(1));
+    // The retained `source` state, looked at once a second.
+    let mut source_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut source_state = SourceState::default();
     let mut last_progress = 0u64;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // SIGHUP (the terminal or SSH session that started the daemon closed)
@@ -287,19 +290,29 @@ async fn run_async(
                     publisher.send_event(m);
                 }
             }
+            _ = source_tick.tick() => {
+                if let Some(m) = source_state.changed(&feed, publisher.topics()) {
+                    publisher.send_event(m);
+                }
+            }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = sighup.recv() => { tracing::info!("SIGHUP: shutting down as for SIGTERM"); break; }
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = stats_tick.tick(), if stats_every.is_some() => {
                 publisher.send_event(stats(&telemetry, &publisher));
                 // `systemctl status` shows why a device publishes nothing.
-                let health = MqttStats::from(&telemetry.totals()).health();
+                let mut health = MqttStats::from(&telemetry.totals()).health();
+                if let Some(o) = feed.outage() {
+                    health = format!("{health}; SOURCE UNAVAILABLE: {}", o.reason);
+                }
                 notify_systemd(&[sd_notify::NotifyState::Status(&health)]);
             }
             _ = watchdog_tick.tick(), if watchdog_every.is_some() => {
-                // Only a pipeline that makes progress feeds the watchdog.
+                // Only a pipeline that makes progress feeds the watchdog,
+                // or one whose camera is down and being reopened with
+                // backoff: restarting the daemon would not bring it back.
                 let now = telemetry.count(Counter::FramesProcessed);
-                if now != last_progress {
+                if now != last_progress || feed.outage().is_some() {
                     notify_systemd(&[sd_notify::NotifyState::Watchdog]);
                     last_progress = now;
                 }
@@ -386,6 +399,28 @@ fn send(publisher: &Publisher, msgs: Vec<Outgoing>) {
             Outgoing::Event(m) => publisher.send_event(m),
             Outgoing::Frame(m) => publisher.send_frame(m),
         }
+    }
+}
+
+/// The source state last published on `source`: None before the first
+/// (sent once the first frame arrives or the first outage starts).
+#[derive(Default)]
+struct SourceState {
+    down: Option<bool>,
+}
+
+impl SourceState {
+    /// The `source` message to send when the feed's state differs from
+    /// what was last published.
+    fn changed(&mut self, feed: &Feed, topics: &publish::Topics) -> Option<Message> {
+        let outage = feed.outage();
+        let down = outage.is_some();
+        if self.down == Some(down) || (!down && feed.counts().delivered == 0) {
+            return None;
+        }
+        self.down = Some(down);
+        let msg = SourceMsg::new(outage.as_ref().map(|o| o.reason.as_str()));
+        Some(Message::json(topics.source(), &msg, true))
     }
 }
 

@@ -445,10 +445,11 @@ fn on_change_and_expression_changed_events_through_mosquitto_with_a_retained_sum
 fn a_url_given_as_source_stays_a_url() {
     // `--source rtsp://…` must reach the GStreamer source as that URL (not
     // a path under the working folder), with or without the feature built.
+    // (`check`: `run` waits for a camera that is down at start.)
     let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
         .current_dir(root())
         .args([
-            "run",
+            "check",
             "--config",
             "config/fer-edge.toml",
             "--source",
@@ -498,12 +499,18 @@ fn check_fails_for_an_unreachable_broker_and_a_config_without_a_source() {
     // Nothing listens: before, `ok`.
     let (code, text) = check(&[&cfg]);
     assert_eq!(code, Some(69), "{text}");
-    assert!(text.contains(&format!("127.0.0.1:{port}")) || text.contains("refused"), "{text}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}")) || text.contains("refused"),
+        "{text}"
+    );
     // The broker is there: connected, and the source read.
     let _broker = mosquitto(port, dir.path());
     let (code, text) = check(&[&cfg]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("connected") && text.contains("first frame"), "{text}");
+    assert!(
+        text.contains("connected") && text.contains("first frame"),
+        "{text}"
+    );
     // A config without a source: `run` would exit 78, so does `check`.
     let bare = dir.path().join("bare.toml");
     std::fs::write(&bare, "[mqtt]\ndevice_id = \"lobby\"\n").unwrap();

@@ -796,3 +796,69 @@ fn an_rtsp_server_that_drips_or_promises_a_body_it_never_sends_cannot_outlast_op
         assert!(took < Duration::from_secs(8), "{what}: {took:?}\n{text}");
     }
 }
+
+#[test]
+fn a_camera_that_is_down_when_the_daemon_starts_is_waited_for_not_restarted_into() {
+    // Before: `run` exited 69 and systemd restarted it every 2 s.
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cam = free_port();
+    let creds = dir.path().join("camera-login");
+    write_private(&creds, "robot:s3cret\n");
+    let port = free_port();
+    let cfg = gst_config(
+        dir.path(),
+        port,
+        &format!(
+            "uri = \"rtsp://127.0.0.1:{cam}/cam\"\ncredentials_file = \"{}\"\nopen_timeout_ms = 2000",
+            creds.display()
+        ),
+    );
+    // `check` still fails fast: it is the go-live gate.
+    let (code, text) = check(&cfg);
+    assert_eq!(code, Some(69), "{text}");
+    let mut d = daemon(&cfg);
+    assert!(
+        wait_for_port(port, Duration::from_secs(60)),
+        "embedded broker listens"
+    );
+    let sub = Subscriber::start(port);
+    let state = |m: &[(String, String)]| -> Vec<Value> {
+        on(m, "/source")
+            .iter()
+            .map(|p| serde_json::from_str(p).unwrap())
+            .collect()
+    };
+    // The retained `source` says why nothing is published.
+    assert!(
+        sub.wait_for(Duration::from_secs(10), |m| state(m)
+            .iter()
+            .any(|s| s["state"] == "unavailable")),
+        "source unavailable: {:?}",
+        state(&sub.snapshot())
+    );
+    assert!(
+        retained(port, "fer-edge/test-kiosk/source").is_some_and(|s| s.contains("unavailable")),
+        "retained"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(d.alive(), "the daemon waits for the camera");
+    let _camera = rtsp_camera(cam);
+    assert!(
+        sub.wait_for(Duration::from_secs(60), |m| expressions(m).len() >= 10),
+        "expressions once the camera is up"
+    );
+    assert!(
+        sub.wait_for(Duration::from_secs(5), |m| state(m)
+            .last()
+            .is_some_and(|s| s["state"] == "ok")),
+        "source ok again: {:?}",
+        state(&sub.snapshot())
+    );
+    d.stop_cleanly();
+    let msgs = sub.stop();
+    check_schema(&msgs);
+    assert_eq!(on(&msgs, "/status").first().copied(), Some("online"));
+    let text = format!("{:?}", state(&msgs));
+    assert!(!text.contains("s3cret"), "{text}");
+}

@@ -220,6 +220,16 @@ impl Feed {
         self.stop.load(Ordering::SeqCst)
     }
 
+    /// The outage going on now, if the source is down (a camera being
+    /// reopened with backoff): it is waited for, not stuck.
+    pub fn outage(&self) -> Option<Outage> {
+        let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.outages
+            .last()
+            .filter(|o| o.to_s.is_none() && c.ended_at_s.is_none())
+            .cloned()
+    }
+
     /// What the source did so far.
     pub fn counts(&self) -> FeedCounts {
         self.counts

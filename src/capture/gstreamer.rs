@@ -231,6 +231,24 @@ fn description(cfg: &SourceConfig) -> String {
 }
 
 pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
+    open_as(cfg, false)
+}
+
+/// As [`open`], but a camera that cannot be reached now is not an error:
+/// the source starts down and is retried with backoff, as a camera lost
+/// once running is. A pipeline that does not parse still is.
+pub fn open_waiting(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
+    open_as(cfg, true)
+}
+
+/// Start failures that no retry can mend: the description itself.
+const DESCRIPTION_ERRORS: [&str; 3] = [
+    "the pipeline does not parse",
+    "the description is not a pipeline",
+    "fer-edge's appsink is missing",
+];
+
+fn open_as(cfg: &SourceConfig, wait: bool) -> Result<Box<dyn FrameSource>, CaptureError> {
     let open_err = |reason: String| CaptureError::Open {
         what: what(cfg),
         reason,
@@ -250,8 +268,19 @@ pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
         attempt: 0,
         size: None,
     };
-    let r = s.start().map_err(|e| open_err(hint(cfg, &e)))?;
-    s.running = Some(r);
+    match s.start() {
+        Ok(r) => s.running = Some(r),
+        Err(e) if wait && !DESCRIPTION_ERRORS.iter().any(|d| e.starts_with(d)) => {
+            tracing::warn!(
+                source = %what(cfg),
+                "the camera cannot be opened now ({}); retrying with backoff (up to {} s apart)",
+                hint(cfg, &e),
+                cfg.reopen_max_backoff_s
+            );
+            let _ = s.lost(e);
+        }
+        Err(e) => return Err(open_err(hint(cfg, &e))),
+    }
     Ok(Box::new(s))
 }
 

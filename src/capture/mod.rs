@@ -427,6 +427,19 @@ pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
     }
 }
 
+/// Opens the configured source for `run`: a camera (V4L2 or GStreamer)
+/// that is down when the daemon starts is an outage retried with backoff,
+/// as one lost once running is (systemd restarting the daemon every 2 s
+/// helps no one). Config errors, and a replay that is not there, still
+/// stop the start; `check` and `calibrate` use [`open`], which fails fast.
+pub fn open_for_run(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
+    match cfg.kind {
+        SourceKind::Replay => open(cfg),
+        SourceKind::V4l2 => v4l2::open_waiting(cfg),
+        SourceKind::Gstreamer => gstreamer::open_waiting(cfg),
+    }
+}
+
 /// What [`probe`] saw of a source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probe {

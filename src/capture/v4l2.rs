@@ -55,16 +55,37 @@ pub struct V4l2Source {
 
 pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
     let open = open_device(cfg)?;
-    Ok(Box::new(V4l2Source {
+    Ok(source(cfg, Some(open)))
+}
+
+/// As [`open`], but a camera that is absent or busy now is not an error:
+/// the source starts closed and is reopened with backoff, as a camera
+/// unplugged once running is.
+pub fn open_waiting(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
+    match open_device(cfg) {
+        Ok(open) => Ok(source(cfg, Some(open))),
+        Err(e) => {
+            tracing::warn!(
+                device = %cfg.device.display(),
+                "the camera cannot be opened now ({e}); retrying with backoff (up to {} s apart)",
+                cfg.reopen_max_backoff_s
+            );
+            Ok(source(cfg, None))
+        }
+    }
+}
+
+fn source(cfg: &SourceConfig, open: Option<Open>) -> Box<dyn FrameSource> {
+    Box::new(V4l2Source {
         cfg: cfg.clone(),
-        open: Some(open),
+        open,
         reopen_attempt: 0,
         next_try: Instant::now(),
         last_seq: None,
         dropped: 0,
         seq: 0,
         epoch: None,
-    }))
+    })
 }
 
 fn open_device(cfg: &SourceConfig) -> Result<Open, CaptureError> {

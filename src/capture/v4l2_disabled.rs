@@ -5,6 +5,11 @@ use std::path::{Path, PathBuf};
 
 use super::{CameraInfo, CaptureError, FrameSource, SourceConfig};
 
+/// A build without the feature cannot wait for what it cannot open.
+pub fn open_waiting(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
+    open(cfg)
+}
+
 pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
     Err(CaptureError::Open {
         what: cfg.device.display().to_string(),

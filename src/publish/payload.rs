@@ -10,7 +10,8 @@
 //! `faces/{track_id}/expression` (per frame and track, or capped and on
 //! change; the fields of ROS4HRI's `hri_msgs/Expression` and more),
 //! `events` (`new`/`expression_changed`/`end`), `summary` (retained: who
-//! is present and the group's mood), `stats`.
+//! is present and the group's mood), `stats`, `source` (retained: whether
+//! the camera delivers, and why not).
 
 use serde::Serialize;
 
@@ -52,6 +53,10 @@ impl Topics {
     }
     pub fn summary(&self) -> String {
         format!("{}/summary", self.base)
+    }
+
+    pub fn source(&self) -> String {
+        format!("{}/source", self.base)
     }
 }
 
@@ -253,6 +258,35 @@ impl TrackedMsg {
             run: &crate::run_id::RunId::current().id,
             timestamp: unix_now(),
             track_ids: track_ids.to_vec(),
+        }
+    }
+}
+
+/// `source` (retained): whether the camera delivers frames. Sent when the
+/// state changes: `unavailable` with the reason when the source goes down
+/// (or is down when the daemon starts), `ok` when frames come.
+#[derive(Debug, Serialize)]
+pub struct SourceMsg {
+    pub schema_version: &'static str,
+    /// This start of the daemon ([`crate::run_id`]): changes at every restart.
+    pub run: &'static str,
+    pub timestamp: f64,
+    /// `ok` or `unavailable`.
+    pub state: &'static str,
+    /// Why it is unavailable (credentials redacted); absent when `ok`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl SourceMsg {
+    /// `ok`, or `unavailable` for `reason`.
+    pub fn new(down: Option<&str>) -> SourceMsg {
+        SourceMsg {
+            schema_version: SCHEMA_VERSION,
+            run: &crate::run_id::RunId::current().id,
+            timestamp: unix_now(),
+            state: if down.is_some() { "unavailable" } else { "ok" },
+            reason: down.map(str::to_string),
         }
     }
 }

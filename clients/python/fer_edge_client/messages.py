@@ -38,6 +38,7 @@ _CHECKS = {
     "Event": {"type": str, "track_id": int, "timestamp": _NUMBER},
     "Tracked": {"timestamp": _NUMBER, "track_ids": list},
     "Summary": {"timestamp": _NUMBER, "faces": int, "tracks": list},
+    "Source": {"timestamp": _NUMBER, "state": str},
 }
 
 
@@ -140,6 +141,17 @@ class Tracked:
 
 
 @dataclass
+class Source:
+    """`source` (retained): whether the camera delivers frames."""
+    schema_version: str
+    timestamp: float
+    state: str
+    run: Optional[str] = None
+    reason: Optional[str] = None
+    extra: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass
 class SummaryFace:
     track_id: int
     expression: str
@@ -163,7 +175,7 @@ class Summary:
     extra: dict = field(default_factory=dict, repr=False)
 
 
-Message = Union[Expression, Event, Tracked, Summary, str, dict]
+Message = Union[Expression, Event, Tracked, Summary, Source, str, dict]
 
 
 def parse(topic: str, payload: bytes) -> Optional[Message]:
@@ -207,6 +219,11 @@ def parse(topic: str, payload: bytes) -> Optional[Message]:
         except TypeError as e:
             raise BadMessage(f"summary: a face entry is malformed: {e}") from None
         return s
+    if tail == ["source"]:
+        m = _build(Source, _json(payload))
+        if m.state not in ("ok", "unavailable"):
+            raise BadMessage(f"source: state {str(m.state)[:40]!r} is neither ok nor unavailable")
+        return m
     if tail == ["stats"]:
         d = _json(payload)
         if not isinstance(d, dict):

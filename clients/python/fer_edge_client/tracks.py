@@ -29,7 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
-from .messages import Event, Expression, Summary, Tracked
+from .messages import Event, Expression, Source, Summary, Tracked
 
 #: Track ids of ended faces remembered, per run.
 MAX_ENDED = 10_000
@@ -68,6 +68,8 @@ class Tracks:
         self.max_gone = max_gone
         self.summary: Optional[Summary] = None
         self.status: Optional[str] = None
+        #: The latest `source` state (is the camera delivering?).
+        self.source: Optional[Source] = None
         #: The daemon's current run.
         self.run: Optional[str] = None
         self.on_new: Optional[Callable[[Face], None]] = None
@@ -160,3 +162,5 @@ class Tracks:
                     self._end(tid, None, "untracked")
         elif isinstance(msg, Summary):
             self.summary = msg
+        elif isinstance(msg, Source):
+            self.source = msg

@@ -13,7 +13,7 @@ from dataclasses import fields
 
 import pytest
 
-from fer_edge_client import Client, Event, Expression, Summary, Tracked, Tracks, parse
+from fer_edge_client import Client, Event, Expression, Source, Summary, Tracked, Tracks, parse
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 HERE = pathlib.Path(__file__).resolve().parent
@@ -109,7 +109,8 @@ def client(port: int) -> Client:
 
 def test_the_dataclasses_follow_the_schema_and_parse_picks_them_by_topic():
     schema = json.loads((ROOT / "schema/mqtt.schema.json").read_text())
-    for cls, name in ((Expression, "expression"), (Event, "event"), (Tracked, "tracked"), (Summary, "summary")):
+    for cls, name in ((Expression, "expression"), (Event, "event"), (Tracked, "tracked"), (Summary, "summary"),
+                      (Source, "source")):
         ours = {f.name for f in fields(cls)} - {"extra"}
         theirs = set(schema["$defs"][name]["properties"])
         assert ours == theirs, f"{name}: only ours {ours - theirs}, only the schema's {theirs - ours}"
@@ -117,6 +118,8 @@ def test_the_dataclasses_follow_the_schema_and_parse_picks_them_by_topic():
     assert parse("fer-edge/k/faces/tracked", b"") is None, "a cleared retained message"
     t = parse("fer-edge/k/faces/tracked", b'{"schema_version":"1.4","timestamp":1.0,"track_ids":[3],"new_key":1}')
     assert isinstance(t, Tracked) and t.track_ids == [3] and t.extra == {"new_key": 1}
+    src = parse("fer-edge/k/source", b'{"schema_version":"1.4","timestamp":1.0,"state":"unavailable","reason":"no route"}')
+    assert isinstance(src, Source) and src.state == "unavailable" and src.reason == "no route"
 
 
 def test_tracks_rebuild_every_face_of_a_group_replay(tmp_path, mosquitto):
