@@ -170,7 +170,12 @@ async fn run_async(
     } else {
         None
     };
-    let mut discovery = Discovery::new(&cfg.homeassistant, &cfg.mqtt);
+    let running = follower.chain().emotion_model().manifest();
+    let mut discovery = Discovery::new(
+        &cfg.homeassistant,
+        &cfg.mqtt,
+        &format!("{} {}", running.name, running.version),
+    );
     let (publisher, mut connection) = publish::start(
         &cfg.mqtt,
         secrets,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 const PREFIX: &str = "homeassistant/sensor/fer-edge_test-kiosk";
+const OCCUPANCY: &str = "homeassistant/binary_sensor/fer-edge_test-kiosk/occupancy/config";
 
 fn configs(msgs: &[(String, String)]) -> Vec<(String, Value)> {
     msgs.iter()
@@ -38,8 +39,8 @@ fn retained_until(
     }
 }
 
-/// `<discovery_prefix>/sensor/<node_id>/<object_id>/config`, ids of
-/// `[a-zA-Z0-9_-]` (the schema's `x-topic-pattern`).
+/// `<discovery_prefix>/<sensor|binary_sensor>/<node_id>/<object_id>/config`,
+/// ids of `[a-zA-Z0-9_-]` (the schemas' `x-topic-pattern`).
 fn discovery_topic(topic: &str) -> bool {
     let id = |s: &str| {
         !s.is_empty()
@@ -47,7 +48,11 @@ fn discovery_topic(topic: &str) -> bool {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     };
     let p: Vec<&str> = topic.split('/').collect();
-    p.len() == 5 && p[1] == "sensor" && id(p[2]) && id(p[3]) && p[4] == "config"
+    p.len() == 5
+        && (p[1] == "sensor" || p[1] == "binary_sensor")
+        && id(p[2])
+        && id(p[3])
+        && p[4] == "config"
 }
 
 #[test]
@@ -61,26 +66,38 @@ fn home_assistant_discovers_the_device_sees_it_come_and_go_and_loses_it_when_dis
     let ha = Subscriber::start_on(port, "homeassistant/#");
     let mut d = daemon(&cfg);
     assert!(
-        ha.wait_for(Duration::from_secs(60), |m| configs(m).len() >= 4),
-        "four discovery configs: {:?}",
+        ha.wait_for(Duration::from_secs(60), |m| configs(m).len() >= 5),
+        "five discovery configs: {:?}",
         ha.snapshot()
     );
 
     // Each config follows the documented schema and topic layout.
-    let schema: Value = serde_json::from_slice(
-        &std::fs::read(root().join("tests/data/homeassistant/mqtt-sensor-discovery.schema.json"))
-            .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
+    let validator = |name: &str| {
+        let schema: Value = serde_json::from_slice(
+            &std::fs::read(root().join("tests/data/homeassistant").join(name)).unwrap(),
+        )
+        .unwrap();
+        jsonschema::validator_for(&schema).unwrap()
+    };
+    let sensor = validator("mqtt-sensor-discovery.schema.json");
+    let binary = validator("mqtt-binary-sensor-discovery.schema.json");
     let found = configs(&ha.snapshot());
     let mut unique = std::collections::BTreeSet::new();
-    for (topic, c) in &found[..4] {
-        let errors: Vec<String> = validator.iter_errors(c).map(|e| e.to_string()).collect();
+    for (topic, c) in &found[..5] {
+        let v = if topic == OCCUPANCY { &binary } else { &sensor };
+        let errors: Vec<String> = v.iter_errors(c).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{topic}: {errors:?}\n{c}");
         assert!(
-            discovery_topic(topic) && topic.starts_with(PREFIX),
+            discovery_topic(topic) && (topic.starts_with(PREFIX) || topic == OCCUPANCY),
             "{topic}"
+        );
+        // The device's model is the emotion model it runs.
+        assert!(
+            c["device"]["model"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("fer-edge (fer-minixception")),
+            "{}",
+            c["device"]
         );
         assert!(unique.insert(c["unique_id"].as_str().unwrap().to_string()));
         assert_eq!(c["device"]["identifiers"][0], "fer-edge_test-kiosk");
@@ -98,7 +115,13 @@ fn home_assistant_discovers_the_device_sees_it_come_and_go_and_loses_it_when_dis
     .expect("a retained summary");
     let summary: Value = serde_json::from_str(&summary).unwrap();
     assert_eq!(summary["faces"], 1, "{summary}");
-    for (topic, c) in &found[..4] {
+    // Somebody is there: the occupancy template renders ON.
+    let occupancy = &found.iter().find(|(t, _)| t == OCCUPANCY).unwrap().1;
+    assert_eq!(
+        occupancy["value_template"],
+        "{{ 'ON' if value_json.faces > 0 else 'OFF' }}"
+    );
+    for (topic, c) in &found[..5] {
         assert_eq!(c["state_topic"], "fer-edge/test-kiosk/summary");
         let template = c["value_template"].as_str().unwrap();
         for k in template.split("value_json.").skip(1) {
@@ -147,7 +170,7 @@ fn home_assistant_discovers_the_device_sees_it_come_and_go_and_loses_it_when_dis
         .status()
         .unwrap();
     assert!(
-        ha.wait_for(Duration::from_secs(10), |m| configs(m).len() >= before + 4),
+        ha.wait_for(Duration::from_secs(10), |m| configs(m).len() >= before + 5),
         "announced again after Home Assistant's birth message"
     );
 
@@ -166,8 +189,11 @@ fn home_assistant_discovers_the_device_sees_it_come_and_go_and_loses_it_when_dis
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, text.replace("enabled = true\n", "")).unwrap();
     let mut d = daemon(&cfg);
-    for object in ["people", "expression", "valence", "arousal"] {
-        let topic = format!("{PREFIX}/{object}/config");
+    let topics = ["people", "expression", "valence", "arousal"]
+        .map(|o| format!("{PREFIX}/{o}/config"))
+        .into_iter()
+        .chain([OCCUPANCY.to_string()]);
+    for topic in topics {
         let left = retained_until(port, &topic, Duration::from_secs(30), |s| s.is_none());
         assert_eq!(left, None, "{topic} still retained");
     }

@@ -1,17 +1,20 @@
 //! Home Assistant MQTT discovery: one device per fer-edge instance, with
-//! four sensors that read the retained `summary` topic.
+//! an occupancy binary sensor and four sensors that read the retained
+//! `summary` topic.
 //!
 //! In: `[homeassistant]` and `[mqtt]`. Out: retained discovery configs on
-//! `{discovery_prefix}/sensor/{node_id}/{object_id}/config` (Home
+//! `{discovery_prefix}/{component}/{node_id}/{object_id}/config` (Home
 //! Assistant's documented layout), sent at start and again when Home
 //! Assistant announces itself (`{discovery_prefix}/status` = `online`);
 //! with `enabled = false`, empty retained payloads that remove the configs
 //! a previous run left (only those the broker still holds). Availability
 //! is fer-edge's retained `status` (`online`/`offline`, also its last will).
 //!
-//! The sensors: people present (with each face as an attribute), the
-//! dominant expression (an enum sensor), and the mean valence and arousal
-//! of the people present (unknown with nobody present).
+//! The entities: somebody present (a `binary_sensor` of class occupancy,
+//! the first thing a kiosk automation wants), people present (with each
+//! face as an attribute), the dominant expression (an enum sensor), and
+//! the mean valence and arousal of the people present (unknown with
+//! nobody present). The device's model is the emotion model it runs.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -48,8 +51,14 @@ impl HomeAssistantConfig {
     }
 }
 
-/// The sensors, by object id.
-const SENSORS: [&str; 4] = ["people", "expression", "valence", "arousal"];
+/// The entities, as (Home Assistant component, object id).
+const ENTITIES: [(&str, &str); 5] = [
+    ("binary_sensor", "occupancy"),
+    ("sensor", "people"),
+    ("sensor", "expression"),
+    ("sensor", "valence"),
+    ("sensor", "arousal"),
+];
 
 /// Home Assistant births within this many seconds of an announcement are
 /// answered together, by one more announcement when the window ends: a
@@ -65,6 +74,8 @@ pub struct Discovery {
     device_id: String,
     node_id: String,
     labels: LabelSet,
+    /// The emotion model the daemon runs (`name version`).
+    model: String,
     summary_enabled: bool,
     /// When (seconds on the caller's monotonic clock) a birth was last
     /// answered, and whether a birth since waits for the window's end.
@@ -73,13 +84,14 @@ pub struct Discovery {
 }
 
 impl Discovery {
-    pub fn new(cfg: &HomeAssistantConfig, mqtt: &MqttConfig) -> Discovery {
+    pub fn new(cfg: &HomeAssistantConfig, mqtt: &MqttConfig, model: &str) -> Discovery {
         Discovery {
             cfg: cfg.clone(),
             topics: mqtt.topics(),
             device_id: mqtt.device_id.clone(),
             node_id: node_id(&mqtt.topic_prefix, &mqtt.device_id),
             labels: mqtt.labels,
+            model: model.to_string(),
             summary_enabled: mqtt.summary_rate_hz > 0.0,
             announced_at: None,
             pending: false,
@@ -93,10 +105,15 @@ impl Discovery {
         if self.cfg.enabled {
             vec![self.birth_topic()]
         } else {
-            vec![format!(
-                "{}/sensor/{}/+/config",
-                self.cfg.discovery_prefix, self.node_id
-            )]
+            ["sensor", "binary_sensor"]
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}/{c}/{}/+/config",
+                        self.cfg.discovery_prefix, self.node_id
+                    )
+                })
+                .collect()
         }
     }
 
@@ -110,9 +127,9 @@ impl Discovery {
                 "homeassistant.enabled = true but mqtt.summary_rate_hz = 0: the sensors read the summary topic and will stay unknown; set summary_rate_hz (1 is the default)"
             );
         }
-        SENSORS
+        ENTITIES
             .iter()
-            .map(|object| Message::json(self.config_topic(object), &self.config(object), true))
+            .map(|(_, object)| Message::json(self.config_topic(object), &self.config(object), true))
             .collect()
     }
 
@@ -137,7 +154,7 @@ impl Discovery {
             }
             return Vec::new();
         }
-        let ours = SENSORS.iter().any(|o| self.config_topic(o) == topic);
+        let ours = ENTITIES.iter().any(|(_, o)| self.config_topic(o) == topic);
         if ours && !payload.is_empty() {
             tracing::info!(
                 "homeassistant.enabled = false: removing the discovery config {topic} an earlier run left"
@@ -176,10 +193,14 @@ impl Discovery {
         format!("{}/status", self.cfg.discovery_prefix)
     }
 
-    /// `<discovery_prefix>/sensor/<node_id>/<object_id>/config`.
+    /// `<discovery_prefix>/<component>/<node_id>/<object_id>/config`.
     pub fn config_topic(&self, object: &str) -> String {
+        let component = ENTITIES
+            .iter()
+            .find(|(_, o)| *o == object)
+            .map_or("sensor", |(c, _)| c);
         format!(
-            "{}/sensor/{}/{object}/config",
+            "{}/{component}/{}/{object}/config",
             self.cfg.discovery_prefix, self.node_id
         )
     }
@@ -199,7 +220,7 @@ impl Discovery {
                 "identifiers": [self.node_id.clone()],
                 "name": format!("fer-edge {}", self.device_id),
                 "manufacturer": "fer-edge",
-                "model": "fer-edge (Emotion-GCN)",
+                "model": format!("fer-edge ({})", self.model),
                 "sw_version": env!("CARGO_PKG_VERSION"),
             },
             "origin": {
@@ -208,6 +229,11 @@ impl Discovery {
             },
         });
         let extra = match object {
+            "occupancy" => json!({
+                "name": "Somebody present",
+                "device_class": "occupancy",
+                "value_template": "{{ 'ON' if value_json.faces > 0 else 'OFF' }}",
+            }),
             "people" => json!({
                 "name": "People present",
                 "icon": "mdi:account-group",
@@ -287,6 +313,7 @@ mod tests {
                 ..Default::default()
             },
             &mqtt,
+            "fernet-w24 1.0.0",
         )
     }
 
@@ -294,25 +321,33 @@ mod tests {
     fn configs_follow_the_topic_layout_and_name_one_device() {
         let d = discovery(true);
         let msgs = d.start();
-        assert_eq!(msgs.len(), 4);
+        assert_eq!(msgs.len(), 5);
         let node = node_id("fer-edge", "hall.1");
         assert!(node.starts_with("fer-edge_hall_1_"), "{node}");
         assert_eq!(
             msgs[0].topic,
+            format!("homeassistant/binary_sensor/{node}/occupancy/config")
+        );
+        assert_eq!(
+            msgs[1].topic,
             format!("homeassistant/sensor/{node}/people/config")
         );
+        let occupancy: Value = serde_json::from_slice(&msgs[0].payload).unwrap();
+        assert_eq!(occupancy["device_class"], "occupancy");
         for m in &msgs {
             assert!(m.retain);
             let v: Value = serde_json::from_slice(&m.payload).unwrap();
             assert_eq!(v["device"]["identifiers"][0], node.as_str());
             assert_eq!(v["availability"][0]["topic"], "fer-edge/hall.1/status");
             assert_eq!(v["state_topic"], "fer-edge/hall.1/summary");
+            // The model it runs, not a hard-coded name.
+            assert_eq!(v["device"]["model"], "fer-edge (fernet-w24 1.0.0)");
         }
         assert_eq!(d.subscriptions(), vec!["homeassistant/status"]);
         let mut d = d;
         assert_eq!(
             d.on_message("homeassistant/status", b"online", 0.0).len(),
-            4
+            5
         );
         assert!(d
             .on_message("homeassistant/status", b"offline", 0.1)
@@ -350,15 +385,15 @@ mod tests {
             sent += d.on_message("homeassistant/status", b"online", t).len();
             sent += d.due(t).len();
         }
-        assert_eq!(sent, 4, "the first birth is answered at once");
+        assert_eq!(sent, 5, "the first birth is answered at once");
         assert!(d.pending());
         assert!(d.due(REANNOUNCE_WINDOW_S - 0.01).is_empty());
-        assert_eq!(d.due(REANNOUNCE_WINDOW_S).len(), 4, "one more for the rest");
+        assert_eq!(d.due(REANNOUNCE_WINDOW_S).len(), 5, "one more for the rest");
         assert!(!d.pending() && d.due(100.0).is_empty());
         // A birth long after is answered at once again.
         assert_eq!(
             d.on_message("homeassistant/status", b"online", 100.0).len(),
-            4
+            5
         );
     }
 
@@ -371,6 +406,9 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert!(out[0].payload.is_empty() && out[0].retain);
         assert!(d.on_message(&topic, b"", 0.0).is_empty(), "already removed");
+        let occupancy = d.config_topic("occupancy");
+        assert!(occupancy.contains("/binary_sensor/"), "{occupancy}");
+        assert_eq!(d.on_message(&occupancy, b"{}", 0.0).len(), 1);
         assert!(d
             .on_message("homeassistant/sensor/other/valence/config", b"{}", 0.0)
             .is_empty());
