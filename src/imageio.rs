@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use crate::frame::RgbImage;
 
 /// File extensions read from folders (files named explicitly are always tried).
-pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
+pub const IMAGE_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "pgm", "ppm", "pnm", "pbm",
+];
 
 /// Expands files and folders into the list of images to read. A folder
 /// contributes its files with an image extension, sorted by name; a path
@@ -80,13 +82,15 @@ pub fn decode_file_within(path: &Path, limit: u64, max_pixels: u64) -> Result<Rg
 /// can declare 12000×12000 and cost gigabytes once decoded and searched.
 pub const PIXEL_LIMIT_DEFAULT: u64 = 8192 * 8192;
 
-/// Decodes PNG or JPEG bytes into RGB, refusing truncated JPEGs and
+/// Decodes image bytes (PNG, JPEG, BMP, TIFF, WebP, PNM) into RGB,
+/// refusing truncated JPEGs and
 /// images over [`PIXEL_LIMIT_DEFAULT`].
 pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage, String> {
     decode_bytes_within(bytes, PIXEL_LIMIT_DEFAULT)
 }
 
-/// Decodes PNG or JPEG bytes into RGB. The size the header declares is
+/// Decodes image bytes (PNG, JPEG, BMP, TIFF, WebP, PNM) into RGB. The
+/// size the header declares is
 /// checked against `max_pixels` before anything is decoded, and the
 /// decoder may allocate no more than that frame needs.
 pub fn decode_bytes_within(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, String> {

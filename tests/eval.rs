@@ -318,14 +318,11 @@ fn several_models_and_engines_are_scored_side_by_side_with_a_report() {
 fn bad_sets_get_errors_that_name_the_cause() {
     let dir = tempfile::tempdir().unwrap();
     // An unknown class folder: the accepted names are listed.
-    std::fs::create_dir(dir.path().join("contempt")).unwrap();
+    std::fs::create_dir(dir.path().join("bored")).unwrap();
     let out = eval(&[dir.path().to_str().unwrap(), "--whole-image"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("\"contempt\"") && err.contains("angry"),
-        "{err}"
-    );
+    assert!(err.contains("\"bored\"") && err.contains("angry"), "{err}");
     // An empty set is an error, not a 0% result.
     let empty = tempfile::tempdir().unwrap();
     std::fs::create_dir(empty.path().join("happy")).unwrap();
@@ -456,4 +453,90 @@ fn the_full_publictest_split_reproduces_the_published_figures() {
     assert_eq!(r["model"], "fernet-w24");
     let acc = r["accuracy"].as_f64().unwrap();
     assert!((acc - 0.6105).abs() < 0.003, "{acc}");
+}
+
+/// Issue 30.7 and 33: every image's reading as a CSV, class names under the
+/// report's bars, `--usage` refused where it means nothing, AffectNet's
+/// `contempt` left out with a note, and TIFF, BMP, WebP and PGM faces read.
+#[test]
+fn predictions_csv_named_bars_other_image_formats_and_contempt_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set");
+    let mut images = 0;
+    for class in ["happy", "sad", "surprise"] {
+        std::fs::create_dir_all(set.join(class)).unwrap();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(sample().join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for (k, ext) in ["tiff", "bmp", "webp", "pgm", "png"].iter().enumerate() {
+            let img = image::open(&files[k]).unwrap().to_luma8();
+            let out = set.join(class).join(format!("{k}.{ext}"));
+            img.save(&out).unwrap();
+            images += 1;
+        }
+    }
+    std::fs::create_dir_all(set.join("contempt")).unwrap();
+    std::fs::copy(set.join("happy/4.png"), set.join("contempt/x.png")).unwrap();
+    let csv = dir.path().join("predictions.csv");
+    let report = dir.path().join("report");
+    let out = eval(&[
+        set.to_str().unwrap(),
+        "--whole-image",
+        "--predictions",
+        csv.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let r = &ok(&out)[0];
+    assert_eq!(r["images"].as_u64(), Some(images), "every format read: {r}");
+    assert_eq!(r["unreadable"].as_u64(), Some(0), "{r}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"contempt\" left out"), "{err}");
+    // One row per image, with the header; the correct ones agree with the
+    // JSON's accuracy.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("model,engine,image,label,prediction,confidence,face_found,error")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len() as u64, images);
+    let correct = rows.iter().filter(|c| c[3] == c[4]).count() as f64;
+    let accuracy = r["accuracy"].as_f64().unwrap();
+    assert!(
+        (correct / images as f64 - accuracy).abs() < 1e-9,
+        "{correct} vs {accuracy}"
+    );
+    for c in &rows {
+        assert_eq!(c.len(), 8, "{c:?}");
+        assert!(c[2].ends_with(".tiff") || c[2].contains('.'), "{c:?}");
+        let p: f64 = c[5].parse().unwrap();
+        assert!((0.0..=1.0).contains(&p) && c[6] == "true", "{c:?}");
+    }
+    // The report's per-class chart names its classes.
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    let bars = html
+        .split("Per class: precision")
+        .nth(1)
+        .expect("the bar chart");
+    let bars = &bars[..bars.find("</svg>").unwrap()];
+    for class in ["neutral", "happy", "sad", "anger"] {
+        assert!(
+            bars.contains(&format!(">\n{class}\n<")) || bars.contains(&format!(">{class}<")),
+            "{class} not under its bars"
+        );
+    }
+    // --usage picks FER2013 CSV rows; on folders it is refused, not ignored.
+    let out = eval(&[
+        set.to_str().unwrap(),
+        "--whole-image",
+        "--usage",
+        "PublicTest",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--usage") && err.contains("folder"), "{err}");
 }

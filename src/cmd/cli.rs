@@ -131,6 +131,11 @@ pub enum Command {
         /// report.json into this folder.
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
+        /// Also write every image's reading into this CSV, for error
+        /// analysis: model, engine, image, label, prediction, confidence,
+        /// face_found, error.
+        #[arg(long, value_name = "FILE.csv")]
+        predictions: Option<PathBuf>,
         /// Largest image file read, in MiB.
         #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
         max_image_mb: u64,

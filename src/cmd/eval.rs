@@ -13,6 +13,7 @@ pub fn command(
     engines: Vec<String>,
     opts: &fer_edge::eval::EvalOptions,
     report: Option<&std::path::Path>,
+    predictions: Option<&std::path::Path>,
 ) -> Result<ExitCode, Failure> {
     use fer_edge::eval;
     use std::io::Write as _;
@@ -73,6 +74,23 @@ pub fn command(
             "eval: report written to {}",
             dir.join("report.html").display()
         );
+    }
+    if let Some(path) = predictions {
+        let mut csv = String::from(eval::Prediction::CSV_HEADER);
+        csv.push('\n');
+        for r in &runs {
+            for p in &r.predictions {
+                csv += &p.csv_row(r);
+                csv.push('\n');
+            }
+        }
+        fer_edge::fileio::write_atomic(path, csv.as_bytes()).map_err(|e| {
+            (
+                exit::EX_CANTCREAT,
+                format!("cannot write --predictions {}: {e}", path.display()).into(),
+            )
+        })?;
+        eprintln!("eval: every image's reading written to {}", path.display());
     }
     let unreadable: usize = runs.iter().map(|r| r.unreadable).max().unwrap_or(0);
     if unreadable > 0 {

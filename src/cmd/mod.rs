@@ -114,6 +114,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             images,
             limit,
             report,
+            predictions,
             max_image_mb,
         } => {
             let opts = fer_edge::eval::EvalOptions {
@@ -124,7 +125,14 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 limit,
                 max_image_bytes: max_image_mb << 20,
             };
-            eval::command(&config.files, model, backend, &opts, report.as_deref())
+            eval::command(
+                &config.files,
+                model,
+                backend,
+                &opts,
+                report.as_deref(),
+                predictions.as_deref(),
+            )
         }
         Command::Bench {
             peak: true, json, ..

@@ -82,7 +82,16 @@ pub enum DatasetError {
     UnknownCsv { path: PathBuf, header: String },
     #[error("{path}: no labelled image{hint}")]
     Empty { path: PathBuf, hint: String },
+    #[error("--usage {usage} picks rows of a FER2013 CSV by its Usage column; {path} is {what}, which has none: leave --usage out, or give fer2013.csv")]
+    UsageNotApplicable {
+        path: PathBuf,
+        usage: String,
+        what: &'static str,
+    },
 }
+
+/// Folder names of classes outside the seven, left out with a note.
+pub const IGNORED_LABELS: &[&str] = &["contempt", "contemptuous"];
 
 /// Folder names accepted as labels, with the class each means.
 pub const LABEL_NAMES: &[(&str, Expression)] = &[
@@ -157,6 +166,16 @@ pub fn open(
             });
         }
     };
+    if let (Some(u), false) = (usage, set.format == "fer2013-csv") {
+        return Err(DatasetError::UsageNotApplicable {
+            path: path.to_path_buf(),
+            usage: u.to_string(),
+            what: match set.format {
+                "folders" => "a folder of class folders",
+                _ => "an AffectNet CSV",
+            },
+        });
+    }
     if limit > 0 && set.samples.len() > limit {
         set.samples.truncate(limit);
     }
@@ -208,6 +227,14 @@ fn folders(root: &Path) -> Result<Dataset, DatasetError> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if name.starts_with('.') {
+            continue;
+        }
+        if IGNORED_LABELS.contains(&name.to_ascii_lowercase().as_str()) {
+            // AffectNet's eighth class: not one of the seven the models read.
+            set.skipped.push(format!(
+                "{}: folder {name:?} left out (not one of the seven expressions fer-edge reads)",
+                dir.display()
+            ));
             continue;
         }
         let truth = parse_label(&name).ok_or_else(|| DatasetError::UnknownLabel {
@@ -463,12 +490,26 @@ mod tests {
             truths,
             [Expression::Surprise, Expression::Anger, Expression::Fear]
         );
+        // AffectNet's eighth class is left out with a note, not an error.
         std::fs::create_dir(dir.path().join("contempt")).unwrap();
-        let err = open(dir.path(), None, None, 0).unwrap_err().to_string();
+        std::fs::write(dir.path().join("contempt/4.jpg"), b"x").unwrap();
+        let set = open(dir.path(), None, None, 0).unwrap();
+        assert_eq!(set.samples.len(), 3);
         assert!(
-            err.contains("\"contempt\"") && err.contains("angry"),
-            "{err}"
+            set.skipped
+                .iter()
+                .any(|s| s.contains("\"contempt\" left out")),
+            "{:?}",
+            set.skipped
         );
+        // --usage means nothing to folders: said, not ignored.
+        let err = open(dir.path(), Some("PublicTest"), None, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--usage") && err.contains("folder"), "{err}");
+        std::fs::create_dir(dir.path().join("bored")).unwrap();
+        let err = open(dir.path(), None, None, 0).unwrap_err().to_string();
+        assert!(err.contains("\"bored\"") && err.contains("angry"), "{err}");
         let empty = tempfile::tempdir().unwrap();
         assert!(matches!(
             open(empty.path(), None, None, 0),

@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::EvalRun;
 use crate::page::{escape, figure, plot_err, Plot, FONT, H, STYLE, W};
@@ -97,25 +98,34 @@ fn class_bars(run: &EvalRun) -> Plot {
         let mut chart = ChartBuilder::on(&root)
             .caption("Per class: precision (blue), recall (orange)", (FONT, 16))
             .margin(12)
-            .x_label_area_size(30)
+            .x_label_area_size(10)
             .y_label_area_size(40)
-            .build_cartesian_2d(0f64..n as f64, 0f64..1.0)
+            // Room under 0 for the class names, each centred under its pair
+            // of bars (axis labels fall where the mesh puts them, which is
+            // not under the bars: the names were missing).
+            .build_cartesian_2d(0f64..n as f64, -0.1f64..1.0)
             .map_err(plot_err)?;
-        let names: Vec<&str> = pc.iter().map(|c| c.class).collect();
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(n * 2)
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                if (x - x.floor() - 0.5).abs() < 0.01 && i < names.len() {
-                    names[i].to_string()
-                } else {
+            .x_labels(0)
+            .y_labels(6)
+            .y_label_formatter(&|y| {
+                if *y < 0.0 {
                     String::new()
+                } else {
+                    format!("{y:.1}")
                 }
             })
             .y_desc("share")
             .draw()
+            .map_err(plot_err)?;
+        let label =
+            TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
+        chart
+            .draw_series(pc.iter().enumerate().map(|(i, c)| {
+                Text::new(c.class.to_string(), (i as f64 + 0.5, -0.05), label.clone())
+            }))
             .map_err(plot_err)?;
         let blue = RGBColor(31, 95, 168);
         let orange = RGBColor(230, 126, 34);

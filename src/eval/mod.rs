@@ -32,7 +32,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::faces::{FaceChain, SetupError};
 use crate::fileio::shown;
-use crate::frame::{BBox, FaceReading, RgbImage};
+use crate::frame::{BBox, Expression, FaceReading, RgbImage};
 use dataset::{Dataset, DatasetError, Pixels, Sample};
 use metrics::{Dimension, Outcome, Scores};
 
@@ -110,6 +110,53 @@ pub struct EvalRun {
     pub unreadable_files: Vec<String>,
     pub seconds: f64,
     pub images_per_s: f64,
+    /// Every image's reading, in the set's order (`eval --predictions`).
+    #[serde(skip)]
+    pub predictions: Vec<Prediction>,
+}
+
+/// One image's reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub image: String,
+    pub truth: Expression,
+    /// The expression read, with its probability; None when no face was
+    /// found or the image could not be read.
+    pub reading: Option<(Expression, f32)>,
+    /// Why the image could not be read.
+    pub error: Option<String>,
+}
+
+impl Prediction {
+    /// The CSV header of [`Self::csv_row`].
+    pub const CSV_HEADER: &'static str =
+        "model,engine,image,label,prediction,confidence,face_found,error";
+
+    /// One CSV row (RFC 4180 quoting) for `run`'s model and engine.
+    pub fn csv_row(&self, run: &EvalRun) -> String {
+        let q = |s: &str| {
+            if s.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        };
+        let (pred, conf) = match self.reading {
+            Some((e, p)) => (e.name().to_string(), format!("{p:.4}")),
+            None => (String::new(), String::new()),
+        };
+        format!(
+            "{},{},{},{},{},{},{},{}",
+            q(&run.model),
+            q(&run.engine),
+            q(&self.image),
+            self.truth.name(),
+            pred,
+            conf,
+            self.error.is_none() && self.reading.is_some(),
+            q(self.error.as_deref().unwrap_or(""))
+        )
+    }
 }
 
 impl EvalOptions {
@@ -153,20 +200,39 @@ pub fn run(
     let mut outcomes = Vec::with_capacity(set.samples.len());
     let (mut valence, mut arousal) = (Vec::new(), Vec::new());
     let mut unreadable = Vec::new();
+    let mut predictions = Vec::with_capacity(set.samples.len());
     for s in &set.samples {
+        let mut p = Prediction {
+            image: s.id.clone(),
+            truth: s.truth,
+            reading: None,
+            error: None,
+        };
         match read(&mut chain, s, opts) {
             Ok(reading) => {
                 if let (Some([v, a]), Some((_, ev, ea))) = (s.va, reading) {
                     valence.push((ev, v));
                     arousal.push((ea, a));
                 }
+                p.reading = reading.map(|(probs, _, _)| {
+                    let (i, best) = probs
+                        .iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .expect("seven probabilities");
+                    (Expression::ALL[i], *best)
+                });
                 outcomes.push(Outcome {
                     truth: s.truth,
                     probabilities: reading.map(|(p, _, _)| p),
                 });
             }
-            Err(reason) => unreadable.push(format!("{}: {reason}", s.id)),
+            Err(reason) => {
+                p.error = Some(reason.clone());
+                unreadable.push(format!("{}: {reason}", s.id));
+            }
         }
+        predictions.push(p);
         tick();
     }
     let seconds = t0.elapsed().as_secs_f64();
@@ -200,6 +266,7 @@ pub fn run(
         unreadable_files: unreadable.into_iter().take(NAMED_FAILURES).collect(),
         images_per_s: outcomes.len() as f64 / seconds.max(1e-9),
         seconds,
+        predictions,
     })
 }
 
