@@ -152,6 +152,23 @@ fn recommendations_follow_the_data_and_the_written_file_runs_the_daemon() {
         stdout.contains("[faces]") && stdout.contains("min_face_size"),
         "{stdout}"
     );
+    // The whole cost is said up front: the survey, then the engine timing.
+    let err = String::from_utf8_lossy(&o.stderr);
+    let said = err.find("then timing each engine").expect(&err);
+    assert!(said < err.find("engines timed in").expect(&err), "{err}");
+    // The speed table keeps to five columns; the stages are rows of their
+    // own table (it was clipped: one column per stage).
+    let html = std::fs::read_to_string(dir.path().join("out/report.html")).unwrap();
+    let speed_html = &html[html.find("id=\"speed\"").unwrap()..];
+    let first_row = &speed_html[..speed_html.find("</tr>").unwrap()];
+    assert_eq!(first_row.matches("<th>").count(), 5, "{first_row}");
+    assert!(speed_html.contains("<th>stage (median ms)</th>"));
+    for stage in ["detect", "emotion"] {
+        assert!(
+            speed_html.contains(&format!("<tr><th>{stage}</th>")),
+            "{stage}"
+        );
+    }
     // Privacy: no image of a face without --save-frames.
     for e in walk(&dir.path().join("out")) {
         let ext = e.extension().and_then(|x| x.to_str()).unwrap_or("");

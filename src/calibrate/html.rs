@@ -100,6 +100,9 @@ fn heatmap(counts: &[u32], frame: [u32; 2]) -> Plot {
     Ok(svg)
 }
 
+/// Width of the legend column beside a chart of several lines, in pixels.
+const LEGEND_W: u32 = 170;
+
 /// Lines over time, one per named series.
 fn lines(
     title: &str,
@@ -118,9 +121,13 @@ fn lines(
     {
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
+        // With several series the legend gets a column of its own at the
+        // right, so that it never covers a curve.
+        let legend = series.len() > 1;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, (FONT, 18))
             .margin(12)
+            .margin_right(if legend { LEGEND_W } else { 12 })
             .x_label_area_size(40)
             .y_label_area_size(50)
             .build_cartesian_2d(0f32..x_max, y)
@@ -139,19 +146,19 @@ fn lines(
                     points.iter().copied(),
                     colour.stroke_width(2),
                 ))
-                .map_err(plot_err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2))
-                });
-        }
-        if series.len() > 1 && series.len() <= 12 {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
                 .map_err(plot_err)?;
+            if legend && i < 12 {
+                let x = W as i32 - LEGEND_W as i32 + 8;
+                let y = 44 + 18 * i as i32;
+                root.draw(&PathElement::new(
+                    [(x, y), (x + 16, y)],
+                    colour.stroke_width(2),
+                ))
+                .map_err(plot_err)?;
+                let shown: String = name.chars().take(24).collect();
+                root.draw(&Text::new(shown, (x + 22, y - 7), (FONT, 12)))
+                    .map_err(plot_err)?;
+            }
         }
         root.present().map_err(plot_err)?;
     }
@@ -377,22 +384,29 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
             .iter()
             .flat_map(|s| s.stages_ms_p50.keys())
             .collect();
-        out += "<div class=\"wide\"><table><tr><th>engine</th><th>setting</th><th>frames/s</th><th>faces read</th><th>end to end (ms)</th>";
-        for s in &stages {
-            let _ = write!(out, "<th>{} (ms)</th>", escape(s));
-        }
-        out += "</tr>\n";
+        // Five columns per run; the stages (as many as the pipeline has)
+        // are rows of a second table, one column per run, so that neither
+        // grows wider than the page.
+        out += "<div class=\"wide\"><table><tr><th>engine</th><th>setting</th><th>frames/s</th><th>faces read</th><th>end to end (ms)</th></tr>\n";
         for s in &r.speed {
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.0}%</td><td>{:.1}</td>",
+                "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.0}%</td><td>{:.1}</td></tr>",
                 escape(&s.engine),
                 s.variant,
                 s.frames_per_s,
                 s.coverage * 100.0,
                 s.end_to_end_ms_p50
             );
-            for k in &stages {
+        }
+        out += "</table></div>\n<div class=\"wide\"><table><tr><th>stage (median ms)</th>";
+        for s in &r.speed {
+            let _ = write!(out, "<th>{} ({})</th>", escape(&s.engine), s.variant);
+        }
+        out += "</tr>\n";
+        for k in &stages {
+            let _ = write!(out, "<tr><th>{}</th>", escape(k));
+            for s in &r.speed {
                 let _ = write!(
                     out,
                     "<td>{}</td>",

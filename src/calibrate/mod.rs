@@ -171,6 +171,21 @@ pub fn run(cfg: &Config, opts: &CalibrateOptions) -> Result<Outcome, CalibrateEr
     // The engines are timed as the run went (an unpaced replay detects on
     // the frame thread).
     let cfg_raw = follower.config().clone();
+    // Say up front what the whole run costs: the survey, then the timing
+    // of each engine on its frames (a "20 s" run once took 71 s unsaid).
+    eprintln!(
+        "calibrate: surveying {} for {:.0} s{}",
+        source.describe(),
+        opts.duration.as_secs_f64(),
+        if opts.speed_runs > 0 {
+            format!(
+                ", then timing each engine on those frames ({} rounds; --speed-runs 0 skips it)",
+                opts.speed_runs
+            )
+        } else {
+            String::new()
+        }
+    );
     let run = survey_source(&mut follower, source, opts)?;
     drop(follower);
     let figures = run.survey.figures();
@@ -504,7 +519,13 @@ fn time_engines(
         frames.len(),
         opts.speed_runs
     );
-    match crate::bench::run_on(&cfgs, frames, opts.speed_runs, false) {
+    let timing = std::time::Instant::now();
+    let timed = crate::bench::run_on(&cfgs, frames, opts.speed_runs, false);
+    eprintln!(
+        "calibrate: engines timed in {:.0} s",
+        timing.elapsed().as_secs_f64()
+    );
+    match timed {
         Ok(reports) => {
             let speed = reports
                 .into_iter()

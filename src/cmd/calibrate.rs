@@ -135,6 +135,20 @@ fn calibrate(cfg: &Config, opts: &CalibrateOptions, json: bool) -> Result<ExitCo
                 .into(),
         )
     })?;
+    // Exit 1 for a PROBLEM (the report's first lines say what to fix);
+    // warnings (exposure, blur, a face small in the frame) are advice on a
+    // complete, usable calibration, so they exit 0 and are counted here:
+    // a provisioning script must not fail on advice.
+    let warnings = report
+        .advice
+        .iter()
+        .filter(|a| a.level == fer_edge::calibrate::advice::Level::Warning)
+        .count();
+    if warnings > 0 {
+        eprintln!(
+            "calibrate: {warnings} warning(s) above: advice, not failures (exit 0; a PROBLEM exits 1)"
+        );
+    }
     Ok(if report.has_problems() {
         ExitCode::from(exit::INPUT_FAILED)
     } else {

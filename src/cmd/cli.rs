@@ -208,7 +208,8 @@ pub enum Command {
     /// each with the measured reason), `report.json` and a self-contained
     /// `report.html` into `--out`, and prints the advice. Exit code 0 when
     /// the report was written, 1 when it was written and names a problem
-    /// (no faces, no frames, a camera that vanished, no baseline), 69 when
+    /// (no faces, no frames, a camera that vanished, no baseline; warnings
+    /// such as exposure are advice and exit 0), 69 when
     /// the source cannot be opened or `--list` finds no camera, 73 when the
     /// output folder cannot be written, 78 for config or model errors.
     Calibrate {
