@@ -95,3 +95,28 @@ fn a_stop_signal_while_the_models_load_ends_the_daemon_with_exit_0() {
         );
     }
 }
+
+/// The per-camera template unit is the service unit but for the lines that
+/// name its instance: a hardening or limit changed in one cannot be
+/// forgotten in the other.
+#[test]
+fn the_camera_template_unit_is_the_service_unit_but_for_its_instance_lines() {
+    let read = |name: &str| std::fs::read_to_string(root().join("systemd").join(name)).unwrap();
+    let body = |unit: &str| -> Vec<String> {
+        unit.lines()
+            .skip_while(|l| l.starts_with('#'))
+            .filter(|l| !l.starts_with("Description=") && !l.starts_with("StateDirectory="))
+            .map(|l| match l.strip_prefix("ExecStart=") {
+                Some(cmd) => format!(
+                    "ExecStart={}",
+                    cmd.replace(" --config /etc/fer-edge/%i.toml", "")
+                ),
+                None => l.to_string(),
+            })
+            .collect()
+    };
+    let (service, template) = (read("fer-edge.service"), read("fer-edge@.service"));
+    assert_eq!(body(&service), body(&template));
+    assert!(template.contains("--config /etc/fer-edge/%i.toml"));
+    assert!(template.contains("StateDirectory=fer-edge-%i"));
+}

@@ -69,11 +69,41 @@ cp "$elsewhere/site/calibration.toml" /etc/fer-edge/calibration.toml
 cmd=$(grep '^ExecStart=/' "$dropin" | cut -d= -f2- | sed 's/ run / check /')
 $cmd --source "$pan1" >/dev/null || fail "the calibration drop-in's command: $cmd"
 rm /etc/fer-edge/calibration.toml
+
+# Two cameras side by side (issue 30.9): the template unit, one config per
+# camera from the shipped example, one shared broker (mosquitto on a free
+# port). Replays stand in for the cameras; each instance runs the template's
+# own command line with %i filled in, as systemd would.
+template=/usr/lib/systemd/system/fer-edge@.service
+[ -f "$template" ] || fail "template unit fer-edge@.service not installed"
+example=/usr/share/doc/fer-edge/examples/camera.toml
+[ -f "$example" ] || fail "camera example config not installed"
+systemd-analyze verify fer-edge@front.service || fail "systemd-analyze verify fer-edge@front.service"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mosquitto -p "$port" >/dev/null 2>&1 & broker=$!
+for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+pids=()
+for cam in front:pan1 back:pan6; do
+  name=${cam%%:*}; seq=${cam#*:}
+  sed -e "s|^kind = \"v4l2\"|kind = \"replay\"\npath = \"$repo/tests/data/sequences/$seq\"\nloop = true|" \
+      -e "s|^device_id = .*|device_id = \"$name\"|" -e "s|^port = 1883|port = $port|" \
+      "$example" > "/etc/fer-edge/$name.toml"
+  cmd=$(grep '^ExecStart=/' "$template" | cut -d= -f2- | sed "s/%i/$name/g")
+  (cd /usr/share/fer-edge && exec $cmd) 2>"$elsewhere/$name.log" & pids+=($!)
+done
+timeout 60 mosquitto_sub -p "$port" -t 'fer-edge/+/faces/+/expression' -v -C 40 > "$elsewhere/both.txt" || true
+kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true
+kill "$broker"; wait "$broker" 2>/dev/null || true
+for name in front back; do
+  grep -q "^fer-edge/$name/faces/" "$elsewhere/both.txt" \
+    || fail "camera $name published nothing beside the other: $(tail -3 "$elsewhere/$name.log")"
+  rm "/etc/fer-edge/$name.toml"
+done
 rm -rf "$elsewhere"
 
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq fer-edge >/dev/null
 for p in /usr/bin/fer-edge /etc/fer-edge /usr/share/fer-edge /usr/share/doc/fer-edge \
-         "$unit" /var/lib/private/fer-edge; do
+         "$unit" "$template" /var/lib/private/fer-edge; do
   [ ! -e "$p" ] || fail "$p left behind after purge"
 done
 echo "install-test: installed, verified, ran, purged: ok" >&2
