@@ -11,15 +11,18 @@ Serves rtsp://127.0.0.1:PORT/cam; prints "ready" once listening.
 import glob
 import sys
 
-import gi
-
-gi.require_version("Gst", "1.0")
-gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 
 def main():
+    if len(sys.argv) < 4 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        sys.exit(0 if sys.argv[1:2] in (["-h"], ["--help"]) else 2)
     port, folder, fps = sys.argv[1], sys.argv[2], sys.argv[3]
+    import gi
+
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtspServer
     login = sys.argv[4] if len(sys.argv) > 4 else None
     Gst.init(None)
     server = GstRtspServer.RTSPServer()

@@ -27,7 +27,7 @@ def row(msg) -> dict:
 
 
 def main() -> None:
-    a = connection_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    a = connection_args(argparse.ArgumentParser(description=__doc__.split("usage:")[0].strip(), formatter_class=argparse.RawDescriptionHelpFormatter))
     a.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     a.add_argument("--out", help="append to this file instead of stdout")
     args = a.parse_args()

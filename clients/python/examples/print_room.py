@@ -11,7 +11,7 @@ from fer_edge_client import connection_args, from_args
 
 
 def main() -> None:
-    args = connection_args(argparse.ArgumentParser(description=__doc__.splitlines()[0])).parse_args()
+    args = connection_args(argparse.ArgumentParser(description=__doc__.split("usage:")[0].strip(), formatter_class=argparse.RawDescriptionHelpFormatter)).parse_args()
     c = from_args(args)
     t = c.tracks
     t.on_new = lambda f: print(f"+ face {f.track_id}" + (" (already there)" if f.adopted else ""), flush=True)

@@ -52,7 +52,7 @@ def main() -> None:
 
     from fer_edge_client import Expression, Tracked, connection_args, from_args
 
-    a = connection_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]), seconds=False)
+    a = connection_args(argparse.ArgumentParser(description=__doc__.split("usage:")[0].strip(), formatter_class=argparse.RawDescriptionHelpFormatter), seconds=False)
     a.add_argument("--frame-id", default="camera")
     args, ros_args = a.parse_known_args()
     rclpy.init(args=ros_args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 import time
 from collections import Counter
 from typing import Callable, Optional
@@ -32,7 +33,13 @@ class Client:
                  prefix: str = "fer-edge", username: Optional[str] = None,
                  password: Optional[str] = None, client_id: str = "") -> None:
         self.host, self.port = host, port
+        self.prefix, self.device = prefix, device
         self.base = f"{prefix}/{device}"
+        #: Devices whose `status` this broker holds (ours or not): a wrong
+        #: `device` is named with the ones that exist.
+        self.devices_seen: set = set()
+        self._heard_ours = False
+        self._hint: Optional[threading.Timer] = None
         self.tracks = Tracks()
         #: Messages refused, by reason.
         self.refused: Counter = Counter()
@@ -46,8 +53,14 @@ class Client:
 
     def _connected(self, client, userdata, flags, reason, properties) -> None:
         client.subscribe(self.base + "/#", qos=1)
+        client.subscribe(f"{self.prefix}/+/status", qos=1)
 
     def _message(self, client, userdata, m) -> None:
+        levels = m.topic.split("/")
+        if len(levels) == 3 and levels[2] == "status" and m.topic != self.base + "/status":
+            self.devices_seen.add(levels[1])
+            return
+        self._heard_ours = True
         try:
             msg = parse(m.topic, m.payload)
         except BadMessage as e:
@@ -78,16 +91,34 @@ class Client:
         self.mqtt.connect(self.host, self.port, keepalive=30)
         return self
 
-    def loop_start(self) -> "Client":
+    def loop_start(self, hint_after: float = 5.0) -> "Client":
         self.connect()
         self.mqtt.loop_start()
+        # Nothing from our device after a while: say which ones exist.
+        self._hint = threading.Timer(hint_after, self._hint_device)
+        self._hint.daemon = True
+        self._hint.start()
         return self
+
+    def _hint_device(self) -> None:
+        if self._heard_ours:
+            return
+        others = sorted(self.devices_seen - {self.device})
+        if others:
+            log.warning("fer_edge_client: nothing from device %r under %r on %s:%s; devices there: %s (--device)",
+                        self.device, self.prefix, self.host, self.port, ", ".join(others))
+        else:
+            log.warning("fer_edge_client: nothing from device %r under %r on %s:%s, and no fer-edge device "
+                        "announced itself there: is fer-edge running and publishing to this broker (its [mqtt] "
+                        "host, port, topic_prefix)?", self.device, self.prefix, self.host, self.port)
 
     def loop_forever(self) -> None:
         self.connect()
         self.mqtt.loop_forever()
 
     def stop(self) -> None:
+        if self._hint:
+            self._hint.cancel()
         self.mqtt.disconnect()
         self.mqtt.loop_stop()
 
@@ -95,10 +126,11 @@ class Client:
 def connection_args(parser: argparse.ArgumentParser, seconds: bool = True) -> argparse.ArgumentParser:
     """Adds --host, --port, --device, --prefix and (with `seconds`)
     --seconds, the examples' shared options, to `parser`."""
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=1883)
-    parser.add_argument("--device", default="kiosk-1")
-    parser.add_argument("--prefix", default="fer-edge")
+    parser.add_argument("--host", default="127.0.0.1", help="the MQTT broker fer-edge publishes to (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=1883, help="its port (default: %(default)s)")
+    parser.add_argument("--device", default="kiosk-1",
+                        help="fer-edge's [mqtt] device_id (default: %(default)s); a wrong one is named with those that exist")
+    parser.add_argument("--prefix", default="fer-edge", help="fer-edge's [mqtt] topic_prefix (default: %(default)s)")
     if seconds:
         parser.add_argument("--seconds", type=float, default=0, help="stop after N seconds (0: never)")
     return parser

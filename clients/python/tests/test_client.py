@@ -332,3 +332,18 @@ def test_broker_flaps_end_no_face_falsely_and_adopt_none_twice(tmp_path, mosquit
         if d is not None:
             d.kill()
             d.wait()
+
+
+def test_a_wrong_device_is_named_with_the_devices_the_broker_has(mosquitto, caplog):
+    import paho.mqtt.client as mqtt
+
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    pub.publish("fer-edge/lobby/status", b"online", qos=1, retain=True).wait_for_publish(5)
+    pub.loop_stop()
+    c = Client("127.0.0.1", mosquitto.port, device="kiosk-1").loop_start(hint_after=1.5)
+    wait(lambda: "devices there: lobby" in caplog.text, 10, "the hint naming lobby")
+    assert "--device" in caplog.text
+    assert c.tracks.status is None, "another device's status is not ours"
+    c.stop()
