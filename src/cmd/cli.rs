@@ -151,8 +151,9 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArgs,
         /// A source overriding `[source]`: a camera device (`/dev/video0`,
-        /// `/dev/v4l/by-id/...`) or a replay (a folder of images or a video
-        /// file).
+        /// `/dev/v4l/by-id/...`), an IP camera or stream URL (`rtsp://`,
+        /// `http://`, `file://`, read through GStreamer) or a replay (a
+        /// folder of images or a video file).
         #[arg(long)]
         source: Option<PathBuf>,
     },
@@ -215,8 +216,9 @@ pub enum Command {
     Calibrate {
         #[command(flatten)]
         config: ConfigArgs,
-        /// Camera device (`/dev/video0`, `/dev/v4l/by-id/...`) or a replay
-        /// (a folder of images or a video file), overriding `[source]`.
+        /// Camera device (`/dev/video0`, `/dev/v4l/by-id/...`), an IP camera
+        /// URL (`rtsp://...`) or a replay (a folder of images or a video
+        /// file), overriding `[source]`.
         #[arg(long)]
         source: Option<PathBuf>,
         /// How long to watch: `60s`, `2m`, `90` (seconds), `500ms`.
@@ -266,7 +268,8 @@ pub enum Command {
         /// Engine for every model, overriding the config's.
         #[arg(long)]
         backend: Option<String>,
-        /// A source overriding `[source]`: a camera device or a replay.
+        /// A source overriding `[source]`: a camera device, an IP camera URL
+        /// (`rtsp://...`) or a replay.
         #[arg(long)]
         source: Option<PathBuf>,
     },
