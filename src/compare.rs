@@ -113,7 +113,7 @@ pub fn run(opts: &CompareOptions) -> Result<CompareReport, CompareError> {
         .map(|input| compare_model(input, &opts.engines, &backends, opts.runs))
         .collect();
     Ok(CompareReport {
-        machine: crate::bench::machine(),
+        machine: crate::host::machine(),
         gpu: infer::gpu_name(opts.inference.device),
         image: opts.image.display().to_string(),
         runs: opts.runs,

@@ -17,12 +17,12 @@ use crate::capture::SourceConfig;
 use crate::detect::DetectorConfig;
 use crate::emotion::calibration::CalibrationConfig;
 use crate::emotion::EmotionConfig;
-use crate::follow::FollowConfig;
 use crate::infer::InferenceConfig;
 use crate::metrics::MetricsConfig;
 use crate::publish::homeassistant::HomeAssistantConfig;
 use crate::publish::MqttConfig;
 use crate::ros2::Ros2Config;
+use crate::track::core::FollowConfig;
 use crate::track::smooth::SmoothingConfig;
 use crate::track::TrackerConfig;
 

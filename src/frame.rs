@@ -210,6 +210,27 @@ pub struct FaceReading {
     pub held_from: Option<u64>,
 }
 
+/// Where and when a frame was captured, as the expression message reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameStamp {
+    /// Unix time of the capture, seconds.
+    pub unix: f64,
+    /// Seconds since the source started.
+    pub frame_time: f64,
+    pub frame_seq: u64,
+    /// The frame's size, pixels.
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,7 @@ pub mod fileio;
 pub mod fixed;
 pub mod follow;
 pub mod frame;
+pub mod host;
 pub mod imageio;
 pub mod infer;
 pub mod inspect;

@@ -62,50 +62,63 @@ fn labelled<V: std::fmt::Display>(
 /// The page: counters end in `_total`, times are in seconds.
 pub fn render(snap: &Snapshot, t: &Totals) -> String {
     let mut o = String::new();
+    frames(&mut o, snap, t);
+    stages(&mut o, snap);
+    mqtt(&mut o, t);
+    o
+}
+
+/// Frames through the daemon, and the source's outages.
+fn frames(o: &mut String, snap: &Snapshot, t: &Totals) {
     let stage = |k: &str| snap.stages.get(k);
     let (counter, gauge) = ("counter", "gauge");
     single(
-        &mut o,
+        o,
         "fer_edge_uptime_seconds",
         gauge,
         "Seconds since the daemon started.",
         snap.uptime_s,
     );
     single(
-        &mut o,
+        o,
         "fer_edge_frames_captured_total",
         counter,
         "Frames read from the source.",
         stage(Stage::Capture.name()).map_or(0, |s| s.frames_in),
     );
     single(
-        &mut o,
+        o,
         "fer_edge_frames_processed_total",
         counter,
         "Frames through detection, alignment, emotion and tracking.",
         t.frames_processed,
     );
     single(
-        &mut o,
+        o,
         "fer_edge_frames_skipped_total",
         counter,
         "Frames replaced by a newer one before inference took them.",
         stage(Stage::Skipped.name()).map_or(0, |s| s.dropped),
     );
     single(
-        &mut o,
+        o,
         "fer_edge_frames_dropped_by_source_total",
         counter,
         "Frames the camera driver lost (sequence gaps).",
         t.frames_dropped_by_source,
     );
     single(
-        &mut o,
+        o,
         "fer_edge_source_outages_total",
         counter,
         "Times the source went away (camera unplugged, stream cut) and was reopened or is being.",
         t.source_outages,
     );
+}
+
+/// Errors and latencies per stage.
+fn stages(o: &mut String, snap: &Snapshot) {
+    let counter = "counter";
     let errors: Vec<(&str, u64)> = snap
         .stages
         .iter()
@@ -113,7 +126,7 @@ pub fn render(snap: &Snapshot, t: &Totals) -> String {
         .map(|(name, s)| (name.as_str(), s.errors))
         .collect();
     labelled(
-        &mut o,
+        o,
         "fer_edge_frame_errors_total",
         counter,
         "Frames that could not be read or processed, by stage.",
@@ -121,7 +134,7 @@ pub fn render(snap: &Snapshot, t: &Totals) -> String {
         &errors,
     );
     series(
-        &mut o,
+        o,
         "fer_edge_stage_latency_seconds",
         "summary",
         "Time per frame in each stage (recent frames); stage=\"publish\" is capture to publish.",
@@ -141,29 +154,34 @@ pub fn render(snap: &Snapshot, t: &Totals) -> String {
             s.frames_out
         );
     }
+}
+
+/// Tracks and the MQTT client.
+fn mqtt(o: &mut String, t: &Totals) {
+    let (counter, gauge) = ("counter", "gauge");
     single(
-        &mut o,
+        o,
         "fer_edge_tracks_active",
         gauge,
         "Faces tracked now.",
         t.tracks_active,
     );
     single(
-        &mut o,
+        o,
         "fer_edge_mqtt_connected",
         gauge,
         "1 while connected to the MQTT broker.",
         u8::from(t.mqtt_connected),
     );
     single(
-        &mut o,
+        o,
         "fer_edge_mqtt_connections_total",
         counter,
         "Successful connections to the broker.",
         t.mqtt_connections,
     );
     labelled(
-        &mut o,
+        o,
         "fer_edge_mqtt_connect_failures_total",
         counter,
         "Failed connection attempts by cause.",
@@ -175,14 +193,14 @@ pub fn render(snap: &Snapshot, t: &Totals) -> String {
         ],
     );
     single(
-        &mut o,
+        o,
         "fer_edge_mqtt_published_total",
         counter,
         "Messages handed to the broker connection.",
         t.mqtt_published,
     );
     labelled(
-        &mut o,
+        o,
         "fer_edge_mqtt_dropped_total",
         counter,
         "Messages dropped, by reason.",
@@ -193,14 +211,14 @@ pub fn render(snap: &Snapshot, t: &Totals) -> String {
         ],
     );
     single(
-        &mut o,
+        o,
         "fer_edge_mqtt_requeued_total",
         counter,
         "QoS 1 messages sent again after a session reset.",
         t.mqtt_requeued_after_reset,
     );
     labelled(
-        &mut o,
+        o,
         "fer_edge_mqtt_queue_depth",
         gauge,
         "Messages waiting to be published, by queue.",
@@ -210,7 +228,6 @@ pub fn render(snap: &Snapshot, t: &Totals) -> String {
             ("events", t.mqtt_queue_events),
         ],
     );
-    o
 }
 
 /// Most scrapes served at once. Prometheus opens one; a client that opens

@@ -162,190 +162,288 @@ async fn run_async(
     follower: Follower,
     source: Box<dyn capture::FrameSource>,
 ) -> Result<(), RunError> {
-    let telemetry = Arc::new(Telemetry::default());
-    // The embedded broker is a component of its own: started first, watched
-    // for its death, and given time to deliver at the end.
-    let mut broker = if cfg.mqtt.embedded {
-        Some(publish::start_embedded_broker(&cfg.mqtt, secrets)?)
-    } else {
-        None
-    };
-    let running = follower.chain().emotion_model().manifest();
-    let mut discovery = Discovery::new(
-        &cfg.homeassistant,
-        &cfg.mqtt,
-        &format!("{} {}", running.name, running.version),
-    );
-    let (publisher, mut connection) = publish::start(
-        &cfg.mqtt,
-        secrets,
-        broker.as_ref(),
-        telemetry.clone(),
-        discovery.subscriptions(),
-    )?;
-    log_where_it_publishes(&cfg.mqtt);
-    for m in discovery.start() {
-        publisher.send_event(m);
-    }
-    if let Some(addr) = cfg.metrics.listen {
-        let p = publisher.clone();
-        crate::metrics::serve(
-            addr,
+    let mut daemon = Daemon::start(&cfg, secrets, follower, source).await?;
+    let end = daemon.supervise(&cfg).await?;
+    daemon.shutdown(end).await
+}
+
+/// The daemon's running parts, started in order by [`Daemon::start`],
+/// watched by [`Daemon::supervise`], stopped by [`Daemon::shutdown`].
+struct Daemon {
+    telemetry: Arc<Telemetry>,
+    /// The embedded broker, a component of its own: started first, watched
+    /// for its death, and given time to deliver at the end.
+    broker: Option<publish::broker::EmbeddedBroker>,
+    discovery: Discovery,
+    publisher: Publisher,
+    connection: publish::Connection,
+    feed: Arc<Feed>,
+    /// Fires when the inference thread has ended its tracks and returned.
+    done: tokio::sync::oneshot::Receiver<()>,
+    inference: std::thread::JoinHandle<()>,
+    context: StatsContext,
+    started: Instant,
+}
+
+/// How the daemon's run ended.
+struct End {
+    /// The source finished (a replay's end), not a signal.
+    by_itself: bool,
+    /// The embedded broker died: exit so that systemd restarts fer-edge.
+    broker_died: Option<String>,
+}
+
+impl Daemon {
+    /// Starts the components in order: broker, MQTT client and Home
+    /// Assistant discovery, /metrics, the ROS 2 output, the capture feed,
+    /// then the inference thread; tells systemd it is ready.
+    async fn start(
+        cfg: &Config,
+        secrets: &publish::Secrets,
+        follower: Follower,
+        source: Box<dyn capture::FrameSource>,
+    ) -> Result<Daemon, RunError> {
+        let telemetry = Arc::new(Telemetry::default());
+        let broker = if cfg.mqtt.embedded {
+            Some(publish::start_embedded_broker(&cfg.mqtt, secrets)?)
+        } else {
+            None
+        };
+        let running = follower.chain().emotion_model().manifest();
+        let discovery = Discovery::new(
+            &cfg.homeassistant,
+            &cfg.mqtt,
+            &format!("{} {}", running.name, running.version),
+        );
+        let (publisher, connection) = publish::start(
+            &cfg.mqtt,
+            secrets,
+            broker.as_ref(),
             telemetry.clone(),
-            Arc::new(move || p.record_queue_depths()),
+            discovery.subscriptions(),
+        )?;
+        log_where_it_publishes(&cfg.mqtt);
+        for m in discovery.start() {
+            publisher.send_event(m);
+        }
+        if let Some(addr) = cfg.metrics.listen {
+            let p = publisher.clone();
+            crate::metrics::serve(
+                addr,
+                telemetry.clone(),
+                Arc::new(move || p.record_queue_depths()),
+            )
+            .await
+            .map_err(|e| RunError::Metrics(addr, e))?;
+        }
+        let manifest = follower.chain().emotion_model().manifest();
+        // What the messages say about the model, worked out once.
+        let wording = Wording::from_config(
+            &cfg.mqtt,
+            format!("{}@{}", manifest.name, manifest.version),
+            follower.chain().is_calibrated(),
+        );
+        let context = StatsContext {
+            source: source.describe(),
+            backend: follower.chain().engine_label(),
+            model: wording.model.clone(),
+            model_trained: manifest.trained,
+        };
+        let announcer = Announcer::new(cfg.mqtt.topics(), wording, Shaping::from_config(&cfg.mqtt));
+        let ros2 = Ros2Output::start(&cfg.ros2)?;
+        let feed = Arc::new(Feed::start(source, telemetry.clone())?);
+        let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
+        let inference = spawn_inference(
+            follower,
+            feed.clone(),
+            telemetry.clone(),
+            publisher.clone(),
+            announcer,
+            ros2,
+            done_tx,
+        )?;
+        notify_systemd(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status("running"),
+        ]);
+        Ok(Daemon {
+            telemetry,
+            broker,
+            discovery,
+            publisher,
+            connection,
+            feed,
+            done,
+            inference,
+            context,
+            started: Instant::now(),
+        })
+    }
+
+    fn stats(&self) -> Message {
+        stats_message(
+            &self.telemetry,
+            &self.publisher,
+            &self.context,
+            self.started,
         )
-        .await
-        .map_err(|e| RunError::Metrics(addr, e))?;
     }
-    let manifest = follower.chain().emotion_model().manifest();
-    // What the messages say about the model, worked out once.
-    let wording = Wording::from_config(
-        &cfg.mqtt,
-        format!("{}@{}", manifest.name, manifest.version),
-        follower.chain().is_calibrated(),
-    );
-    let context = StatsContext {
-        source: source.describe(),
-        backend: follower.chain().engine_label(),
-        model: wording.model.clone(),
-        model_trained: manifest.trained,
-    };
-    let announcer = Announcer::new(cfg.mqtt.topics(), wording, Shaping::from_config(&cfg.mqtt));
-    let ros2 = Ros2Output::start(&cfg.ros2)?;
-    let feed = Arc::new(Feed::start(source, telemetry.clone())?);
-    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
-    let inference = {
-        let (feed, telemetry, publisher) = (feed.clone(), telemetry.clone(), publisher.clone());
-        std::thread::Builder::new()
-            .name("inference".into())
-            .spawn(move || {
-                inference_loop(
-                    follower,
-                    &feed,
-                    &telemetry,
-                    &publisher,
-                    announcer,
-                    ros2.as_ref(),
-                );
-                if let Some(r) = ros2 {
-                    r.finish();
-                }
-                let _ = done_tx.send(());
-            })?
-    };
 
-    notify_systemd(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status("running"),
-    ]);
-    let watchdog_every = watchdog_interval();
-    let stats_every = if cfg.mqtt.stats_interval_s > 0.0 {
-        Some(Duration::from_secs_f64(cfg.mqtt.stats_interval_s))
-    } else {
-        None
-    };
-    let mut stats_tick = tokio::time::interval(stats_every.unwrap_or(Duration::from_secs(3600)));
-    stats_tick.tick().await;
-    let mut watchdog_tick =
-        tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
-    // Home Assistant births coalesced into one announcement per window.
-    let mut reannounce_tick = tokio::time::interval(Duration::from_secs(1));
-    // The retained `source` state, looked at once a second.
-    let mut source_tick = tokio::time::interval(Duration::from_secs(1));
-    let mut source_state = SourceState::default();
-    let mut last_progress = 0u64;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    // SIGHUP (the terminal or SSH session that started the daemon closed)
-    // ends it as SIGTERM does: every track ended, `offline` sent. There is
-    // no configuration reload.
-    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let started = Instant::now();
-    let stats = |telemetry: &Telemetry, publisher: &Publisher| {
-        stats_message(telemetry, publisher, &context, started)
-    };
-
-    let mut finished_by_itself = false;
-    let mut broker_died = None;
-    loop {
-        if early_stop::requested() {
-            tracing::info!("stop signal: shutting down");
-            break;
+    /// `stats`, and the systemd status line: `systemctl status` shows why
+    /// a device publishes nothing.
+    fn send_stats(&self) {
+        self.publisher.send_event(self.stats());
+        let mut health = MqttStats::from(&self.telemetry.totals()).health();
+        if let Some(o) = self.feed.outage() {
+            health = format!("{health}; SOURCE UNAVAILABLE: {}", o.reason);
         }
-        tokio::select! {
-            _ = &mut done_rx => {
-                finished_by_itself = true;
-                if cfg.source.kind == capture::SourceKind::Replay {
-                    tracing::info!("the replay ended: shutting down ([source] loop = true replays it until stopped)");
-                }
+        notify_systemd(&[sd_notify::NotifyState::Status(&health)]);
+    }
+
+    /// Feeds the systemd watchdog if frames were processed since
+    /// `last_progress`, or if the camera is down and being reopened with
+    /// backoff (restarting the daemon would not bring it back); returns
+    /// the new progress count.
+    fn feed_watchdog(&self, last_progress: u64) -> u64 {
+        let now = self.telemetry.count(Counter::FramesProcessed);
+        if now != last_progress || self.feed.outage().is_some() {
+            notify_systemd(&[sd_notify::NotifyState::Watchdog]);
+        }
+        now
+    }
+
+    /// Runs until the source ends, a stop signal arrives or the embedded
+    /// broker dies; meanwhile answers Home Assistant, sends `stats` and the
+    /// `source` state, and feeds the systemd watchdog.
+    async fn supervise(&mut self, cfg: &Config) -> Result<End, RunError> {
+        let watchdog_every = watchdog_interval();
+        let stats_every = if cfg.mqtt.stats_interval_s > 0.0 {
+            Some(Duration::from_secs_f64(cfg.mqtt.stats_interval_s))
+        } else {
+            None
+        };
+        let hour = Duration::from_secs(3600);
+        let mut stats_tick = tokio::time::interval(stats_every.unwrap_or(hour));
+        stats_tick.tick().await;
+        let mut watchdog_tick = tokio::time::interval(watchdog_every.unwrap_or(hour));
+        // Home Assistant births coalesced into one announcement per window.
+        let mut reannounce_tick = tokio::time::interval(Duration::from_secs(1));
+        // The retained `source` state, looked at once a second.
+        let mut source_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut source_state = SourceState::default();
+        let mut last_progress = 0u64;
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut sigterm = signal(SignalKind::terminate())?;
+        // SIGHUP (the terminal or SSH session that started the daemon
+        // closed) ends it as SIGTERM does: every track ended, `offline`
+        // sent. There is no configuration reload.
+        let mut sighup = signal(SignalKind::hangup())?;
+        let mut end = End {
+            by_itself: false,
+            broker_died: None,
+        };
+        loop {
+            if early_stop::requested() {
+                tracing::info!("stop signal: shutting down");
                 break;
             }
-            why = embedded_broker_died(&mut broker) => {
-                tracing::error!("{why}: shutting down");
-                broker_died = Some(why);
-                break;
-            }
-            (topic, payload) = connection.incoming() => {
-                let now = started.elapsed().as_secs_f64();
-                for m in discovery.on_message(&topic, &payload, now) {
-                    publisher.send_event(m);
+            tokio::select! {
+                _ = &mut self.done => {
+                    end.by_itself = true;
+                    if cfg.source.kind == capture::SourceKind::Replay {
+                        tracing::info!("the replay ended: shutting down ([source] loop = true replays it until stopped)");
+                    }
+                    break;
                 }
-            }
-            _ = reannounce_tick.tick(), if discovery.pending() => {
-                for m in discovery.due(started.elapsed().as_secs_f64()) {
-                    publisher.send_event(m);
+                why = embedded_broker_died(&mut self.broker) => {
+                    tracing::error!("{why}: shutting down");
+                    end.broker_died = Some(why);
+                    break;
                 }
-            }
-            _ = source_tick.tick() => {
-                if let Some(m) = source_state.changed(&feed, publisher.topics()) {
-                    publisher.send_event(m);
+                (topic, payload) = self.connection.incoming() => {
+                    let now = self.started.elapsed().as_secs_f64();
+                    for m in self.discovery.on_message(&topic, &payload, now) {
+                        self.publisher.send_event(m);
+                    }
                 }
-            }
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
-            _ = sighup.recv() => { tracing::info!("SIGHUP: shutting down as for SIGTERM"); break; }
-            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
-            _ = stats_tick.tick(), if stats_every.is_some() => {
-                publisher.send_event(stats(&telemetry, &publisher));
-                // `systemctl status` shows why a device publishes nothing.
-                let mut health = MqttStats::from(&telemetry.totals()).health();
-                if let Some(o) = feed.outage() {
-                    health = format!("{health}; SOURCE UNAVAILABLE: {}", o.reason);
+                _ = reannounce_tick.tick(), if self.discovery.pending() => {
+                    for m in self.discovery.due(self.started.elapsed().as_secs_f64()) {
+                        self.publisher.send_event(m);
+                    }
                 }
-                notify_systemd(&[sd_notify::NotifyState::Status(&health)]);
-            }
-            _ = watchdog_tick.tick(), if watchdog_every.is_some() => {
-                // Only a pipeline that makes progress feeds the watchdog,
-                // or one whose camera is down and being reopened with
-                // backoff: restarting the daemon would not bring it back.
-                let now = telemetry.count(Counter::FramesProcessed);
-                if now != last_progress || feed.outage().is_some() {
-                    notify_systemd(&[sd_notify::NotifyState::Watchdog]);
-                    last_progress = now;
+                _ = source_tick.tick() => {
+                    if let Some(m) = source_state.changed(&self.feed, self.publisher.topics()) {
+                        self.publisher.send_event(m);
+                    }
+                }
+                _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+                _ = sighup.recv() => { tracing::info!("SIGHUP: shutting down as for SIGTERM"); break; }
+                _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
+                _ = stats_tick.tick(), if stats_every.is_some() => self.send_stats(),
+                _ = watchdog_tick.tick(), if watchdog_every.is_some() => {
+                    last_progress = self.feed_watchdog(last_progress);
                 }
             }
         }
+        Ok(end)
     }
-    notify_systemd(&[sd_notify::NotifyState::Stopping]);
-    feed.close();
-    if !finished_by_itself {
-        // The inference thread ends its tracks and returns within a frame's time.
-        let _ = tokio::time::timeout(Duration::from_millis(700), &mut done_rx).await;
+
+    /// Stops the feed, lets the inference thread end every track, sends the
+    /// last `stats`, drains the MQTT client and lets the embedded broker
+    /// deliver.
+    async fn shutdown(mut self, end: End) -> Result<(), RunError> {
+        notify_systemd(&[sd_notify::NotifyState::Stopping]);
+        self.feed.close();
+        if !end.by_itself {
+            // The inference thread ends its tracks and returns within a frame's time.
+            let _ = tokio::time::timeout(Duration::from_millis(700), &mut self.done).await;
+        }
+        self.publisher.send_event(self.stats());
+        let deadline = if end.by_itself {
+            Duration::from_secs(3)
+        } else {
+            Duration::from_millis(250)
+        };
+        self.connection.shutdown(&self.publisher, deadline).await;
+        if let Some(b) = &self.broker {
+            b.settle().await;
+        }
+        drop(self.inference);
+        match end.broker_died {
+            Some(why) => Err(RunError::BrokerDied(why)),
+            None => Ok(()),
+        }
     }
-    publisher.send_event(stats(&telemetry, &publisher));
-    let deadline = if finished_by_itself {
-        Duration::from_secs(3)
-    } else {
-        Duration::from_millis(250)
-    };
-    connection.shutdown(&publisher, deadline).await;
-    if let Some(b) = &broker {
-        b.settle().await;
-    }
-    drop(inference);
-    drop(feed);
-    match broker_died {
-        Some(why) => Err(RunError::BrokerDied(why)),
-        None => Ok(()),
-    }
+}
+
+/// The inference thread: every frame through the follower, its messages to
+/// MQTT and ROS 2; when the feed ends, every track ended and the ROS 2
+/// output drained, then `done` fires.
+fn spawn_inference(
+    follower: Follower,
+    feed: Arc<Feed>,
+    telemetry: Arc<Telemetry>,
+    publisher: Publisher,
+    announcer: Announcer,
+    ros2: Option<Ros2Output>,
+    done: tokio::sync::oneshot::Sender<()>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("inference".into())
+        .spawn(move || {
+            inference_loop(
+                follower,
+                &feed,
+                &telemetry,
+                &publisher,
+                announcer,
+                ros2.as_ref(),
+            );
+            if let Some(r) = ros2 {
+                r.finish();
+            }
+            let _ = done.send(());
+        })
 }
 
 fn inference_loop(

@@ -46,8 +46,8 @@ pub enum Stage {
     Track,
     /// Serialising the frame's messages (bench only).
     Serialise,
-    /// A whole frame on the inference thread, from taking it to its
-    /// messages queued.
+    /// A whole frame on the inference thread, from taking it to the end
+    /// of the track core (its messages are queued after, under `Publish`).
     Inference,
     /// A message from capture to handed to the MQTT client.
     Publish,

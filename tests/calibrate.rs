@@ -406,7 +406,8 @@ fn the_html_report_renders_in_headless_chromium_with_its_plots() {
     }
     assert!(dom.contains("Where faces appear in the frame") && dom.contains("Advice"));
     // A screenshot for whoever reads the test log.
-    let shot = std::env::temp_dir().join("fer-edge-calibration-report.png");
+    let shots = tempfile::tempdir().unwrap();
+    let shot = shots.path().join("calibration-report.png");
     let s = Command::new(&chrome)
         .args(flags)
         .arg("--window-size=1000,3600")

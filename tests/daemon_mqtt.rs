@@ -285,7 +285,8 @@ fn a_bad_config_exits_78_and_names_the_key() {
 fn run_source_overrides_the_configs_source() {
     // The shipped config replays pan1; `--source` names a recording that is
     // not there: `run` must try that one (exit 69 naming it), not the config's.
-    let missing = std::env::temp_dir().join("fer-edge-no-such-recording");
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("fer-edge-no-such-recording");
     let out = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
         .current_dir(root())
         .args(["run", "--config", "config/fer-edge.toml", "--source"])
@@ -521,4 +522,49 @@ fn check_fails_for_an_unreachable_broker_and_a_config_without_a_source() {
     let (code, text) = check(&[]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("not a deployment"), "{text}");
+}
+
+/// Issue 30.4 with a V4L2 camera: an absent device at start is an outage
+/// the daemon waits through (reopening with backoff), said on the retained
+/// `source` topic, not an exit that systemd would restart every 2 s.
+#[test]
+#[cfg(feature = "v4l2")]
+fn run_waits_for_a_v4l2_camera_that_is_not_there_yet_and_says_so() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = write_config(dir.path(), &DaemonConfig::replay(port, true, "pan1"));
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let start = text.find("[source]").unwrap();
+    let end = text.find("[detector]").unwrap();
+    let missing = dir.path().join("video-not-yet");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}[source]\nkind = \"v4l2\"\ndevice = \"{}\"\nreopen_max_backoff_s = 0.5\n\n{}",
+            &text[..start],
+            missing.display(),
+            &text[end..]
+        ),
+    )
+    .unwrap();
+    let mut d = daemon(&cfg);
+    assert!(wait_for_port(port, Duration::from_secs(60)));
+    let t0 = Instant::now();
+    let mut state = None;
+    while t0.elapsed() < Duration::from_secs(15) {
+        state = retained(port, "fer-edge/test-kiosk/source");
+        if state.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let state: Value = serde_json::from_str(&state.expect("a retained source state")).unwrap();
+    assert_eq!(state["state"], "unavailable", "{state}");
+    assert!(
+        state["reason"].as_str().unwrap().contains("video-not-yet"),
+        "{state}"
+    );
+    assert!(d.alive(), "the daemon waits for its camera");
+    d.stop_cleanly();
 }

@@ -254,23 +254,30 @@ fn a_wrong_login_is_refused_naming_the_credentials_file_and_never_shown() {
     );
 }
 
+/// A daemon config reading the local RTSP camera on `cam` with its login
+/// in a private credentials file, publishing on `port`; `extra` adds
+/// `[source]` lines.
+fn camera_config(dir: &Path, cam: u16, port: u16, extra: &str) -> std::path::PathBuf {
+    let creds = dir.join("camera-login");
+    write_private(&creds, "robot:s3cret\n");
+    gst_config(
+        dir,
+        port,
+        &format!(
+            "uri = \"rtsp://127.0.0.1:{cam}/cam\"\ncredentials_file = \"{}\"\n{extra}",
+            creds.display()
+        ),
+    )
+}
+
 #[test]
 fn the_daemon_reads_an_rtsp_camera_and_lives_through_its_restart() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let cam = free_port();
     let mut camera = rtsp_camera(cam);
-    let creds = dir.path().join("camera-login");
-    write_private(&creds, "robot:s3cret\n");
     let port = free_port();
-    let cfg = gst_config(
-        dir.path(),
-        port,
-        &format!(
-            "uri = \"rtsp://127.0.0.1:{cam}/cam\"\ncredentials_file = \"{}\"",
-            creds.display()
-        ),
-    );
+    let cfg = camera_config(dir.path(), cam, port, "");
     let (code, text) = check(&cfg);
     assert_eq!(code, Some(0), "{text}");
     assert!(
@@ -803,17 +810,8 @@ fn a_camera_that_is_down_when_the_daemon_starts_is_waited_for_not_restarted_into
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let cam = free_port();
-    let creds = dir.path().join("camera-login");
-    write_private(&creds, "robot:s3cret\n");
     let port = free_port();
-    let cfg = gst_config(
-        dir.path(),
-        port,
-        &format!(
-            "uri = \"rtsp://127.0.0.1:{cam}/cam\"\ncredentials_file = \"{}\"\nopen_timeout_ms = 2000",
-            creds.display()
-        ),
-    );
+    let cfg = camera_config(dir.path(), cam, port, "open_timeout_ms = 2000");
     // `check` still fails fast: it is the go-live gate.
     let (code, text) = check(&cfg);
     assert_eq!(code, Some(69), "{text}");

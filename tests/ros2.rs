@@ -93,6 +93,18 @@ fn first_face(heard: &Heard) -> Option<String> {
     })
 }
 
+/// The first face id on `/humans/faces/tracked`; a failure shows what
+/// was heard.
+fn tracked_face(heard: &Heard) -> String {
+    first_face(heard).unwrap_or_else(|| {
+        panic!(
+            "a tracked face: {:?}\n{}",
+            heard.on("/tracked"),
+            heard.sub_log
+        )
+    })
+}
+
 /// The multicast groups `/proc/net/igmp` lists on interfaces other than
 /// loopback, as hex addresses (239.255.0.1, DDS's discovery group, is
 /// `0100FFEF`).
@@ -114,14 +126,7 @@ fn groups_off_loopback(igmp: &str) -> Vec<String> {
 #[test]
 fn by_default_a_localhost_ros2_node_reads_the_ros4hri_topics_and_nothing_joins_the_lan() {
     let heard = hear("", "localhost", 12, |_| {});
-    let face = first_face(&heard).unwrap_or_else(|| {
-        panic!(
-            "a tracked face: {:?}\n{}",
-            heard.on("/tracked"),
-            heard.sub_log
-        )
-    });
-    assert_ros4hri(&heard, &face);
+    assert_ros4hri(&heard, &tracked_face(&heard));
     // Before: 239.255.0.1 joined on the LAN card.
     let lan = groups_off_loopback(&heard.igmp);
     assert!(
@@ -142,14 +147,7 @@ fn a_node_on_the_lan_hears_nothing_by_default_and_everything_with_discovery_rang
         heard.on("/tracked")
     );
     let heard = hear("discovery_range = \"subnet\"\n", "subnet", 12, |_| {});
-    let face = first_face(&heard).unwrap_or_else(|| {
-        panic!(
-            "a tracked face: {:?}\n{}",
-            heard.on("/tracked"),
-            heard.sub_log
-        )
-    });
-    assert_ros4hri(&heard, &face);
+    assert_ros4hri(&heard, &tracked_face(&heard));
 }
 
 #[test]
@@ -202,14 +200,7 @@ fn a_flood_of_malformed_dds_datagrams_logs_a_few_lines_and_the_output_goes_on() 
         "{dds_lines} RustDDS lines for {sent} datagrams:\n{}",
         heard.daemon_log
     );
-    let face = first_face(&heard).unwrap_or_else(|| {
-        panic!(
-            "a tracked face: {:?}\n{}",
-            heard.on("/tracked"),
-            heard.sub_log
-        )
-    });
-    assert_ros4hri(&heard, &face);
+    assert_ros4hri(&heard, &tracked_face(&heard));
     eprintln!(
         "{sent} malformed datagrams: {dds_lines} RustDDS log lines; summary: {:?}",
         heard

@@ -18,6 +18,8 @@ python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # The privacy tests watch which files the daemon creates with strace.
 command -v strace >/dev/null 2>&1 || need+=(strace)
+# The colour test gives the daemon a terminal with util-linux `script`.
+command -v script >/dev/null 2>&1 || need+=(bsdutils)
 # TLS fault tests make their certificates with openssl.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The GStreamer source (cargo feature `gstreamer`): headers to build it,

@@ -237,10 +237,34 @@ fn va_plots(out: &mut String, f: &Figures) {
     }
 }
 
-/// The whole page.
+/// The whole page: one function per section.
 pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
-    let f = &r.figures;
     let mut out = String::new();
+    section_header(&mut out, r);
+    section_camera(&mut out, r);
+    section_faces(&mut out, r);
+    section_quality(&mut out, r);
+    section_speed(&mut out, r);
+    section_emotion(&mut out, r);
+    if !thumbnails.is_empty() {
+        out += "<h2 id=\"frames\">Frames (--save-frames)</h2>\n";
+        for (name, png) in thumbnails {
+            let _ = writeln!(
+                out,
+                "<figure><img alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption>{}</figcaption></figure>",
+                escape(name),
+                base64::engine::general_purpose::STANDARD.encode(png),
+                escape(name)
+            );
+        }
+    }
+    out += "</body></html>\n";
+    out
+}
+
+/// The title line and the advice.
+fn section_header(out: &mut String, r: &Report) {
+    let f = &r.figures;
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>fer-edge calibration report</title><style>{STYLE}</style></head><body>\n<h1>fer-edge calibration report</h1>\n<p class=\"muted\">fer-edge {} on {} · source {} · {:.0} s asked, {:.1} s measured · model {} · config {}</p>\n",
@@ -252,7 +276,7 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
         escape(&r.model),
         escape(&if r.config_files.is_empty() { "defaults".to_string() } else { r.config_files.join(" + ") }),
     );
-    out += "<h2 id=\"advice\">Advice</h2>\n<ul class=\"advice\">\n";
+    *out += "<h2 id=\"advice\">Advice</h2>\n<ul class=\"advice\">\n";
     for a in &r.advice {
         let tag = a.level.tag();
         let class = tag.to_lowercase();
@@ -263,14 +287,17 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
             escape(&a.text)
         );
     }
-    out += "</ul>\n<h3>calibration.toml</h3>\n";
+    *out += "</ul>\n<h3>calibration.toml</h3>\n";
     let _ = writeln!(
         out,
         "<pre id=\"toml\">{}</pre>",
         escape(&r.calibration_toml)
     );
+}
 
-    out += "<h2 id=\"camera\">Camera</h2>\n<table>\n";
+/// What the source delivered.
+fn section_camera(out: &mut String, r: &Report) {
+    *out += "<h2 id=\"camera\">Camera</h2>\n<table>\n";
     let c = &r.camera;
     for (k, v) in [
         ("source", c.source.clone()),
@@ -291,9 +318,9 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
             escape(&v)
         );
     }
-    out += "</table>\n";
+    *out += "</table>\n";
     if !r.cameras.is_empty() {
-        out += "<h3>Devices present</h3>\n<table><tr><th>device</th><th>name</th><th>formats</th></tr>\n";
+        *out += "<h3>Devices present</h3>\n<table><tr><th>device</th><th>name</th><th>formats</th></tr>\n";
         for cam in &r.cameras {
             let formats = cam
                 .formats
@@ -317,10 +344,14 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
                 cam.error.as_deref().map(escape).unwrap_or_default()
             );
         }
-        out += "</table>\n";
+        *out += "</table>\n";
     }
+}
 
-    out += "<h2 id=\"faces\">Faces</h2>\n";
+/// Faces seen: sizes, roll, scores, tracks, where they appear.
+fn section_faces(out: &mut String, r: &Report) {
+    let f = &r.figures;
+    *out += "<h2 id=\"faces\">Faces</h2>\n";
     match &f.faces {
         Some(faces) => {
             let _ = writeln!(
@@ -330,14 +361,14 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
                 f.tracks.lost,
                 f.tracks.longest_lost_s.map(|s| format!(" (longest {s:.1} s)")).unwrap_or_default()
             );
-            out += &spread_table(&[
+            *out += &spread_table(&[
                 ("face size", "px", Some(&faces.size_px)),
                 ("head roll", "degrees", Some(&faces.roll_deg)),
                 ("detector score", "", Some(&faces.score)),
                 ("track duration", "s", f.tracks.duration_s.as_ref()),
             ]);
             figure(
-                &mut out,
+                out,
                 "sizes",
                 bars(
                     "Face sizes",
@@ -346,15 +377,19 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
                     RGBColor(31, 95, 168),
                 ),
             );
-            figure(&mut out, "heatmap", heatmap(&faces.heatmap, f.frame_size));
+            figure(out, "heatmap", heatmap(&faces.heatmap, f.frame_size));
         }
-        None => out += "<p class=\"problem\">No face was seen.</p>\n",
+        None => *out += "<p class=\"problem\">No face was seen.</p>\n",
     }
+}
 
-    out += "<h2 id=\"quality\">Image quality on the faces</h2>\n";
+/// Image quality on the faces.
+fn section_quality(out: &mut String, r: &Report) {
+    let f = &r.figures;
+    *out += "<h2 id=\"quality\">Image quality on the faces</h2>\n";
     match &f.quality {
         Some(q) => {
-            out += &spread_table(&[
+            *out += &spread_table(&[
                 ("face brightness", "/255", Some(&q.face_brightness)),
                 ("face contrast", "/127", Some(&q.face_contrast)),
                 ("scene brightness", "/255", Some(&q.scene_brightness)),
@@ -362,7 +397,7 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
                 ("sharpness", "edges / contrast", Some(&q.sharpness)),
             ]);
             figure(
-                &mut out,
+                out,
                 "brightness",
                 bars(
                     "Face brightness",
@@ -372,12 +407,16 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
                 ),
             );
         }
-        None => out += "<p class=\"muted\">Not measured (no face).</p>\n",
+        None => *out += "<p class=\"muted\">Not measured (no face).</p>\n",
     }
+}
 
-    out += "<h2 id=\"speed\">Speed on this board</h2>\n";
+/// Each engine timed on this board, and the timelines of the run.
+fn section_speed(out: &mut String, r: &Report) {
+    let f = &r.figures;
+    *out += "<h2 id=\"speed\">Speed on this board</h2>\n";
     if r.speed.is_empty() {
-        out += "<p class=\"muted\">No engine was timed.</p>\n";
+        *out += "<p class=\"muted\">No engine was timed.</p>\n";
     } else {
         let stages: std::collections::BTreeSet<&String> = r
             .speed
@@ -387,7 +426,7 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
         // Five columns per run; the stages (as many as the pipeline has)
         // are rows of a second table, one column per run, so that neither
         // grows wider than the page.
-        out += "<div class=\"wide\"><table><tr><th>engine</th><th>setting</th><th>frames/s</th><th>faces read</th><th>end to end (ms)</th></tr>\n";
+        *out += "<div class=\"wide\"><table><tr><th>engine</th><th>setting</th><th>frames/s</th><th>faces read</th><th>end to end (ms)</th></tr>\n";
         for s in &r.speed {
             let _ = writeln!(
                 out,
@@ -399,11 +438,11 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
                 s.end_to_end_ms_p50
             );
         }
-        out += "</table></div>\n<div class=\"wide\"><table><tr><th>stage (median ms)</th>";
+        *out += "</table></div>\n<div class=\"wide\"><table><tr><th>stage (median ms)</th>";
         for s in &r.speed {
             let _ = write!(out, "<th>{} ({})</th>", escape(&s.engine), s.variant);
         }
-        out += "</tr>\n";
+        *out += "</tr>\n";
         for k in &stages {
             let _ = write!(out, "<tr><th>{}</th>", escape(k));
             for s in &r.speed {
@@ -416,9 +455,9 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
                         .unwrap_or_default()
                 );
             }
-            out += "</tr>\n";
+            *out += "</tr>\n";
         }
-        out += "</table></div>\n<p class=\"muted\">Medians over rounds on frames from this run; engines take turns round by round. <em>faces read</em>: of the faces a full detection finds on the timed frames, the share the run read (rates under 80%, or 5 points apart, are not compared).</p>\n";
+        *out += "</table></div>\n<p class=\"muted\">Medians over rounds on frames from this run; engines take turns round by round. <em>faces read</em>: of the faces a full detection finds on the timed frames, the share the run read (rates under 80%, or 5 points apart, are not compared).</p>\n";
     }
     for u in &r.speed_unmeasured {
         let _ = writeln!(
@@ -428,25 +467,14 @@ pub fn render(r: &Report, thumbnails: &[(String, Vec<u8>)]) -> String {
             escape(&u.why)
         );
     }
-    timeline_plots(&mut out, f);
+    timeline_plots(out, f);
+}
 
-    out += "<h2 id=\"emotion\">Valence and arousal</h2>\n";
-    va_plots(&mut out, f);
-
-    if !thumbnails.is_empty() {
-        out += "<h2 id=\"frames\">Frames (--save-frames)</h2>\n";
-        for (name, png) in thumbnails {
-            let _ = writeln!(
-                out,
-                "<figure><img alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption>{}</figcaption></figure>",
-                escape(name),
-                base64::engine::general_purpose::STANDARD.encode(png),
-                escape(name)
-            );
-        }
-    }
-    out += "</body></html>\n";
-    out
+/// Valence and arousal over time, per track.
+fn section_emotion(out: &mut String, r: &Report) {
+    let f = &r.figures;
+    *out += "<h2 id=\"emotion\">Valence and arousal</h2>\n";
+    va_plots(out, f);
 }
 
 #[cfg(test)]

@@ -166,7 +166,7 @@ pub fn run(cfg: &Config, opts: &CalibrateOptions) -> Result<Outcome, CalibrateEr
     let mut cfg_raw = cfg.clone();
     cfg_raw.calibration = Default::default();
     let source = capture::open(&cfg.source)?;
-    let started_unix = crate::publish::payload::unix_now();
+    let started_unix = crate::frame::unix_now();
     let mut follower = Follower::for_source(&cfg_raw, source.is_live())?;
     // The engines are timed as the run went (an unpaced replay detects on
     // the frame thread).
@@ -214,7 +214,7 @@ pub fn run(cfg: &Config, opts: &CalibrateOptions) -> Result<Outcome, CalibrateEr
     let mut report = Report {
         fer_edge: env!("CARGO_PKG_VERSION").to_string(),
         started_unix,
-        machine: crate::bench::machine(),
+        machine: crate::host::machine(),
         config_files: opts
             .config_files
             .iter()

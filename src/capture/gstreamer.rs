@@ -330,26 +330,9 @@ impl GstSource {
             .as_deref()
             .is_some_and(|u| u.starts_with("file://"));
         sink.set_property("sync", file);
-        if let (Some(uri), Some(src)) = (&self.cfg.uri, pipeline.by_name(SRC)) {
-            if src.has_property("location") {
-                src.set_property("location", uri);
-                // rtspsrc waits 20 s on a stalled TCP connection by
-                // default (a server that drips a byte at a time, or
-                // announces a body it never sends): no longer than the
-                // whole open may take.
-                if src.has_property("tcp-timeout") {
-                    src.set_property("tcp-timeout", self.cfg.open_timeout_ms * 1000);
-                }
-                if let Some((u, p)) = &self.login {
-                    src.set_property("user-id", u);
-                    src.set_property("user-pw", p);
-                }
-            } else {
-                src.set_property("uri", uri);
-            }
-        }
+        self.configure_source(&pipeline);
         let refused = guard_decoders(&pipeline, self.cfg.max_pixels);
-        let mut running = Running {
+        let running = Running {
             pipeline,
             sink,
             caps_logged: false,
@@ -373,6 +356,35 @@ impl GstSource {
             running.sink.set_property("sync", true);
         }
         start(gst::State::Playing)?;
+        self.first_frame(running)
+    }
+
+    /// Points the pipeline's own source at the URI, with rtspsrc's TCP
+    /// timeout bounded and the camera's login.
+    fn configure_source(&self, pipeline: &gst::Pipeline) {
+        if let (Some(uri), Some(src)) = (&self.cfg.uri, pipeline.by_name(SRC)) {
+            if src.has_property("location") {
+                src.set_property("location", uri);
+                // rtspsrc waits 20 s on a stalled TCP connection by
+                // default (a server that drips a byte at a time, or
+                // announces a body it never sends): no longer than the
+                // whole open may take.
+                if src.has_property("tcp-timeout") {
+                    src.set_property("tcp-timeout", self.cfg.open_timeout_ms * 1000);
+                }
+                if let Some((u, p)) = &self.login {
+                    src.set_property("user-id", u);
+                    src.set_property("user-pw", p);
+                }
+            } else {
+                src.set_property("uri", uri);
+            }
+        }
+    }
+
+    /// Waits up to `open_timeout_ms` for the first frame (kept to be handed
+    /// out first), or for the error that explains why none comes.
+    fn first_frame(&self, mut running: Running) -> Result<Running, String> {
         let deadline = Instant::now() + Duration::from_millis(self.cfg.open_timeout_ms);
         while Instant::now() < deadline {
             if let Some(s) = running

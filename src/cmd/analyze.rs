@@ -1,14 +1,50 @@
 //! `fer-edge analyze`: still images, one JSON line each on stdout.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::exit::{self, Failure};
+use super::ConfigArgs;
 use super::{load_config, set_engine};
-use crate::cmd::cli::ConfigArgs;
 use fer_edge::analyze::{self, AnalyzeError, AnalyzeOptions};
 use fer_edge::faces::FaceChain;
 
-pub fn command(
+/// `fer-edge analyze`'s arguments (its help is the variant's in `cli.rs`).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Image files (PNG, JPEG) or folders of them (read in name order).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Emotion model bundle, overriding `[emotion] model`.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Engine for every model (`tract`, `onnxruntime`, `cuda`),
+    /// overriding the config's.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Also write `<name>.annotated.png` per image into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub annotate: Option<PathBuf>,
+    /// Largest image file read, in MiB (larger ones fail with their size).
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_image_mb: u64,
+}
+
+impl Args {
+    /// Runs it.
+    pub fn run(self) -> Result<ExitCode, Failure> {
+        let opts = AnalyzeOptions {
+            paths: self.paths,
+            annotate_dir: self.annotate,
+            max_image_bytes: self.max_image_mb << 20,
+        };
+        command(&self.config, self.model, self.backend, &opts)
+    }
+}
+
+fn command(
     config: &ConfigArgs,
     model: Option<std::path::PathBuf>,
     backend: Option<String>,

@@ -1,22 +1,53 @@
 //! `fer-edge bench`: the engines and detector modes named, timed side by
 //! side on the daemon's own frame path; or `--peak`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::exit::{self, Failure};
+use super::ConfigArgs;
 use super::{load_config, set_engine};
-use crate::cmd::cli::ConfigArgs;
 use fer_edge::config::Config;
 
-/// What `fer-edge bench` was asked on the command line.
+/// `fer-edge bench`'s arguments (its help is the variant's in `cli.rs`).
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    #[command(flatten)]
     pub config: ConfigArgs,
-    pub model: Option<std::path::PathBuf>,
+    /// Emotion model bundle, overriding `[emotion] model`.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Engine for every model, overriding the config's; several, comma
+    /// separated (`tract,onnxruntime`), are timed side by side in
+    /// interleaved rounds.
+    #[arg(long)]
     pub backend: Option<String>,
+    /// Override `[follow] interval` (frames followed between full
+    /// detections; 0 detects every frame).
+    #[arg(long)]
     pub interval: Option<u32>,
+    /// Override `[follow] background`; `false,true` times both side
+    /// by side in interleaved rounds.
+    #[arg(long, value_delimiter = ',')]
     pub background: Vec<bool>,
+    /// Override `[follow] expression_rate_hz` (most readings per face
+    /// and second, 0 every frame); `0,5` times both side by side.
+    #[arg(long, value_delimiter = ',')]
     pub expression_rate: Vec<f64>,
-    pub opts: fer_edge::bench::BenchOptions,
+    /// Folder of frames to replay as one video, in name order
+    /// (`tests/data/sequences/pan6` has six faces).
+    #[arg(long, default_value = "tests/data/sequences/pan1")]
+    pub frames: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Time only the emotion model on one aligned crop (batch 1).
+    #[arg(long)]
+    pub model_only: bool,
+    /// Measure this core's peak FP32 rate (an FMA loop) and exit.
+    #[arg(long)]
+    pub peak: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -37,8 +68,8 @@ fn vary<T>(cfgs: Vec<Config>, values: &[T], set: impl Fn(&mut Config, &T)) -> Ve
 }
 
 /// `--peak`: this core's FP32 rate.
-pub fn peak(json: bool) -> Result<ExitCode, Failure> {
-    let g = fer_edge::bench::peak_gflops();
+fn peak(json: bool) -> Result<ExitCode, Failure> {
+    let g = fer_edge::host::peak_gflops();
     if json {
         println!(
             "{}",
@@ -50,7 +81,17 @@ pub fn peak(json: bool) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn command(a: Args) -> Result<ExitCode, Failure> {
+impl Args {
+    /// Runs it.
+    pub fn run(self) -> Result<ExitCode, Failure> {
+        if self.peak {
+            return peak(self.json);
+        }
+        command(self)
+    }
+}
+
+fn command(a: Args) -> Result<ExitCode, Failure> {
     let mut cfg = load_config(&a.config.files, a.model)?;
     if let Some(n) = a.interval {
         cfg.follow.interval = n;
@@ -78,7 +119,15 @@ pub fn command(a: Args) -> Result<ExitCode, Failure> {
             .validate()
             .map_err(|m| exit::usage(format!("--expression-rate: {m}")))?;
     }
-    let reports = fer_edge::bench::run(&cfgs, &a.opts).map_err(exit::bench_error)?;
+    let reports = fer_edge::bench::run(
+        &cfgs,
+        &fer_edge::bench::BenchOptions {
+            frames: a.frames.clone(),
+            runs: a.runs.max(1),
+            model_only: a.model_only,
+        },
+    )
+    .map_err(exit::bench_error)?;
     for report in &reports {
         if a.json {
             // One JSON line per engine.

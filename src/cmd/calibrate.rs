@@ -5,26 +5,68 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::exit::{self, Failure};
+use super::ConfigArgs;
 use super::{load_config, set_source};
-use crate::cmd::cli::ConfigArgs;
 use fer_edge::calibrate::CalibrateOptions;
 use fer_edge::config::Config;
+
+/// `fer-edge calibrate`'s arguments (its help is the variant's in `cli.rs`).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Camera device (`/dev/video0`, `/dev/v4l/by-id/...`), an IP camera
+    /// URL (`rtsp://...`) or a replay (a folder of images or a video
+    /// file), overriding `[source]`.
+    #[arg(long)]
+    pub source: Option<PathBuf>,
+    /// How long to watch: `60s`, `2m`, `90` (seconds), `500ms`.
+    #[arg(long, default_value = "60s", value_parser = super::cli::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Folder for calibration.toml, report.json and report.html.
+    #[arg(long, default_value = "calibration")]
+    pub out: PathBuf,
+    /// One person holds a neutral face for the whole duration: write the
+    /// `[calibration]` offsets and class bias measured on it.
+    #[arg(long)]
+    pub baseline: bool,
+    /// List the V4L2 cameras and the formats, sizes and frame rates each
+    /// offers, and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Also write a few annotated thumbnails (face images: off by
+    /// default, nothing of a face is written without it).
+    #[arg(long)]
+    pub save_frames: bool,
+    /// Frames/s the speed advice aims at (default `[source] fps`).
+    #[arg(long)]
+    pub target_fps: Option<f64>,
+    /// Timed rounds per engine over the frames kept from the run (0: do
+    /// not time the engines).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub speed_runs: u64,
+    /// Print the report as JSON on stdout instead of the advice.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// The package's config file.
 const INSTALLED_CONFIG: &str = "/etc/fer-edge/fer-edge.toml";
 
 const NO_CAMERA: &str = "no V4L2 camera found (no /dev/video* device): plug the camera in, check `dmesg` for the driver, and, when running as a service, that the fer-edge user is in group `video`";
 
-/// What `fer-edge calibrate` was asked on the command line.
-pub struct Args {
-    pub config: ConfigArgs,
-    pub source: Option<PathBuf>,
-    pub opts: CalibrateOptions,
-    pub json: bool,
+impl Args {
+    /// Runs it: `--list`, or a calibration.
+    pub fn run(self) -> Result<ExitCode, Failure> {
+        if self.list {
+            return list_cameras(self.json);
+        }
+        command(self)
+    }
 }
 
 /// `fer-edge calibrate` (without `--list`).
-pub fn command(args: Args) -> Result<ExitCode, Failure> {
+fn command(args: Args) -> Result<ExitCode, Failure> {
     // On an installed device a bare `fer-edge calibrate` measures the
     // device's own config.
     let installed = PathBuf::from(INSTALLED_CONFIG);
@@ -39,14 +81,19 @@ pub fn command(args: Args) -> Result<ExitCode, Failure> {
         set_source(&mut cfg, s);
     }
     let opts = CalibrateOptions {
+        duration: args.duration,
+        out: args.out,
+        baseline: args.baseline,
+        save_frames: args.save_frames,
+        target_fps: args.target_fps,
+        speed_runs: args.speed_runs as usize,
         config_files: config,
-        ..args.opts
     };
     calibrate(&cfg, &opts, args.json)
 }
 
 /// `fer-edge calibrate --list`.
-pub fn list_cameras(json: bool) -> Result<ExitCode, Failure> {
+fn list_cameras(json: bool) -> Result<ExitCode, Failure> {
     let cams = fer_edge::capture::list_cameras();
     if json {
         println!(

@@ -5,8 +5,23 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::exit::{self, Failure};
+use super::ConfigArgs;
 use super::{load_config, set_engine, set_source, source_hints};
 use fer_edge::faces::FaceChain;
+
+/// `fer-edge check`'s arguments (its help is the variant's in `cli.rs`).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Engine for every model, overriding the config's.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// A source overriding `[source]`: a camera device, an IP camera URL
+    /// (`rtsp://...`) or a replay.
+    #[arg(long)]
+    pub source: Option<PathBuf>,
+}
 
 /// `println!` that stops with exit 74 instead of panicking when stdout is
 /// gone (`fer-edge check | head -1`, a closed pipe).
@@ -17,9 +32,17 @@ macro_rules! say {
     }};
 }
 
-/// `fer-edge check`: loads the config and every model, and prints what
-/// runs where (engine, and the device each model's nodes really run on).
-pub fn command(
+impl Args {
+    /// Runs it.
+    pub fn run(self) -> Result<ExitCode, Failure> {
+        command(&self.config.files, self.backend, self.source)
+    }
+}
+
+/// `fer-edge check`: loads the config and every model, prints what runs
+/// where (engine, and the device each model's nodes really run on), then
+/// proves the broker and the source as `run` would meet them.
+fn command(
     config: &[PathBuf],
     backend: Option<String>,
     source: Option<PathBuf>,
@@ -34,7 +57,49 @@ pub fn command(
     }
     // The same file checks `run` makes before it connects.
     let secrets = fer_edge::publish::Secrets::load(&cfg.mqtt).map_err(exit::config)?;
-    let mut chain = FaceChain::from_config(&cfg).map_err(exit::config)?;
+    models(&cfg)?;
+    say!("mqtt:     {}", mqtt_summary(&cfg.mqtt, &secrets));
+    if !cfg.mqtt.embedded {
+        broker(&cfg, &secrets)?;
+    }
+    // The source, opened as `run` opens it: the first frame proves it.
+    if let Err(why) = cfg.source.validate_for_run() {
+        if engines_only {
+            // `fer-edge check` with neither a config nor a source checks
+            // this machine's engines and the models, nothing more.
+            say!("source:   none (no --config or --source given: engines and models checked, not a deployment)");
+            say!("ok");
+            return Ok(ExitCode::SUCCESS);
+        }
+        // A config without a source, or with a wrong one (a world-readable
+        // credentials file, a missing uri), is the config error `run`
+        // would stop at.
+        return Err(exit::config_msg(format!(
+            "source: {why} (`fer-edge run` would stop here too)"
+        )));
+    }
+    match fer_edge::capture::probe(&cfg.source, std::time::Duration::from_secs(5)) {
+        Ok(p) => say!(
+            "source:   {}; first frame {}x{}",
+            p.describe,
+            p.width,
+            p.height
+        ),
+        Err(e) => {
+            source_hints(&cfg, &e.to_string());
+            return Err((
+                exit::EX_UNAVAILABLE,
+                format!("source: {e} (`fer-edge run` would stop here too)").into(),
+            ));
+        }
+    }
+    say!("ok");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads every model on its engine and says what runs where.
+fn models(cfg: &fer_edge::config::Config) -> Result<(), Failure> {
+    let mut chain = FaceChain::from_config(cfg).map_err(exit::config)?;
     for ((stage, asked), backend) in cfg.stage_backends().iter().zip(chain.backends()) {
         say!(
             "engine:   {stage}: {}{} — {}",
@@ -71,59 +136,31 @@ pub fn command(
     for p in chain.placements(frame).map_err(exit::config)? {
         say!("model:    {:<16} {:<12} {}", p.model, p.engine, p.placement);
     }
-    say!("mqtt:     {}", mqtt_summary(&cfg.mqtt, &secrets));
-    if !cfg.mqtt.embedded {
-        // The go-live gate: the broker `run` would publish to answers,
-        // with `run`'s login and TLS.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(exit::io)?;
-        let wait = std::time::Duration::from_secs(5);
-        match rt.block_on(fer_edge::publish::probe(&cfg.mqtt, &secrets, wait)) {
-            Ok(()) => say!("mqtt:     connected and logged in; disconnected"),
-            Err(why) => {
-                return Err((
-                    exit::EX_UNAVAILABLE,
-                    format!("mqtt: {why} (`fer-edge run` would keep retrying and publish nothing)")
-                        .into(),
-                ))
-            }
-        }
-    }
-    // The source, opened as `run` opens it: the first frame proves it.
-    if let Err(why) = cfg.source.validate_for_run() {
-        if engines_only {
-            // `fer-edge check` with neither a config nor a source checks
-            // this machine's engines and the models, nothing more.
-            say!("source:   none (no --config or --source given: engines and models checked, not a deployment)");
-            say!("ok");
-            return Ok(ExitCode::SUCCESS);
-        }
-        // A config without a source, or with a wrong one (a world-readable
-        // credentials file, a missing uri), is the config error `run`
-        // would stop at.
-        return Err(exit::config_msg(format!(
-            "source: {why} (`fer-edge run` would stop here too)"
-        )));
-    }
-    match fer_edge::capture::probe(&cfg.source, std::time::Duration::from_secs(5)) {
-        Ok(p) => say!(
-            "source:   {}; first frame {}x{}",
-            p.describe,
-            p.width,
-            p.height
-        ),
-        Err(e) => {
-            source_hints(&cfg, &e.to_string());
+    Ok(())
+}
+
+/// The go-live gate: the external broker `run` would publish to answers,
+/// with `run`'s login and TLS.
+fn broker(
+    cfg: &fer_edge::config::Config,
+    secrets: &fer_edge::publish::Secrets,
+) -> Result<(), Failure> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(exit::io)?;
+    let wait = std::time::Duration::from_secs(5);
+    match rt.block_on(fer_edge::publish::probe(&cfg.mqtt, secrets, wait)) {
+        Ok(()) => say!("mqtt:     connected and logged in; disconnected"),
+        Err(why) => {
             return Err((
                 exit::EX_UNAVAILABLE,
-                format!("source: {e} (`fer-edge run` would stop here too)").into(),
-            ));
+                format!("mqtt: {why} (`fer-edge run` would keep retrying and publish nothing)")
+                    .into(),
+            ))
         }
     }
-    say!("ok");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// One line on where `run` would publish and who may connect.

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use super::ConfigArgs;
+
 /// `fer-edge --version`: version, commit, target triple, built-in features.
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -36,17 +38,6 @@ mod tests {
     }
 }
 
-/// The config files of every command that reads one.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct ConfigArgs {
-    /// Config file(s) in the daemon's format (every key has a default); a
-    /// later file overrides an earlier one key by key (e.g. --config
-    /// /etc/fer-edge/fer-edge.toml --config calibration.toml). `calibrate`
-    /// without one uses /etc/fer-edge/fer-edge.toml when it exists.
-    #[arg(long = "config", short = 'c', value_name = "FILE")]
-    pub files: Vec<PathBuf>,
-}
-
 #[derive(Debug, Parser)]
 #[command(
     name = "fer-edge",
@@ -66,26 +57,7 @@ pub enum Command {
     /// be read or decoded (the others are still analysed), 2 for usage
     /// errors, 78 for config or model errors, 74 when the results cannot be
     /// written to stdout (a closed pipe, a full disk: the run stops there).
-    Analyze {
-        /// Image files (PNG, JPEG) or folders of them (read in name order).
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// Emotion model bundle, overriding `[emotion] model`.
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Engine for every model (`tract`, `onnxruntime`, `cuda`),
-        /// overriding the config's.
-        #[arg(long)]
-        backend: Option<String>,
-        /// Also write `<name>.annotated.png` per image into this folder.
-        #[arg(long, value_name = "DIR")]
-        annotate: Option<PathBuf>,
-        /// Largest image file read, in MiB (larger ones fail with their size).
-        #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
-        max_image_mb: u64,
-    },
+    Analyze(super::analyze::Args),
     /// Measure accuracy on a labelled set through the real code path: one
     /// JSON object per model and engine on stdout.
     ///
@@ -100,46 +72,7 @@ pub enum Command {
     /// excluded), 2 for usage errors or a set that cannot be used (unknown
     /// class folders, no images), 78 for config or model errors, 73 when
     /// `--report` cannot be written, 74 when stdout cannot be.
-    Eval {
-        /// The labelled set: a folder of class folders, or a CSV.
-        dataset: PathBuf,
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// Emotion model bundle(s), overriding `[emotion] model`; several are
-        /// scored side by side (repeat the flag).
-        #[arg(long)]
-        model: Vec<PathBuf>,
-        /// Engine(s) for every model, comma separated (`tract,onnxruntime`),
-        /// scored side by side; default the config's.
-        #[arg(long, value_delimiter = ',')]
-        backend: Vec<String>,
-        /// The image is the face crop: no detection or alignment, resized
-        /// to the model's input (how FER2013 results are usually quoted).
-        #[arg(long)]
-        whole_image: bool,
-        /// FER2013 CSV: only rows of this Usage (PublicTest, PrivateTest, Training).
-        #[arg(long)]
-        usage: Option<String>,
-        /// AffectNet CSV: the folder its image paths are relative to
-        /// (default: the CSV's folder).
-        #[arg(long, value_name = "DIR")]
-        images: Option<PathBuf>,
-        /// Score only the first N images (0: all).
-        #[arg(long, default_value_t = 0)]
-        limit: usize,
-        /// Also write report.html (confusion matrices, per-class bars) and
-        /// report.json into this folder.
-        #[arg(long, value_name = "DIR")]
-        report: Option<PathBuf>,
-        /// Also write every image's reading into this CSV, for error
-        /// analysis: model, engine, image, label, prediction, confidence,
-        /// face_found, error.
-        #[arg(long, value_name = "FILE.csv")]
-        predictions: Option<PathBuf>,
-        /// Largest image file read, in MiB.
-        #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
-        max_image_mb: u64,
-    },
+    Eval(super::eval::Args),
     /// Run the daemon: capture → faces → tracks → MQTT, until the replay
     /// ends or SIGTERM/SIGINT.
     ///
@@ -147,60 +80,13 @@ pub enum Command {
     /// should not restart), 69 when a device or the broker address is
     /// unavailable (a restart may help), 70 when the embedded broker died
     /// (a restart helps), 2 for usage errors.
-    Run {
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// A source overriding `[source]`: a camera device (`/dev/video0`,
-        /// `/dev/v4l/by-id/...`), an IP camera or stream URL (`rtsp://`,
-        /// `http://`, `file://`, read through GStreamer) or a replay (a
-        /// folder of images or a video file).
-        #[arg(long)]
-        source: Option<PathBuf>,
-    },
+    Run(super::run::Args),
     /// Time the real stages on replayed frames (median, p90, p99, frames/s, peak RSS).
     ///
     /// Exit code 0 when timed, 1 when the engines read different work (their
     /// rates are not comparable), 2 for usage errors or frames that cannot
     /// be read, 78 for config or model errors.
-    Bench {
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// Emotion model bundle, overriding `[emotion] model`.
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Engine for every model, overriding the config's; several, comma
-        /// separated (`tract,onnxruntime`), are timed side by side in
-        /// interleaved rounds.
-        #[arg(long)]
-        backend: Option<String>,
-        /// Override `[follow] interval` (frames followed between full
-        /// detections; 0 detects every frame).
-        #[arg(long)]
-        interval: Option<u32>,
-        /// Override `[follow] background`; `false,true` times both side
-        /// by side in interleaved rounds.
-        #[arg(long, value_delimiter = ',')]
-        background: Vec<bool>,
-        /// Override `[follow] expression_rate_hz` (most readings per face
-        /// and second, 0 every frame); `0,5` times both side by side.
-        #[arg(long, value_delimiter = ',')]
-        expression_rate: Vec<f64>,
-        /// Folder of frames to replay as one video, in name order
-        /// (`tests/data/sequences/pan6` has six faces).
-        #[arg(long, default_value = "tests/data/sequences/pan1")]
-        frames: PathBuf,
-        #[arg(long, default_value_t = 10)]
-        runs: usize,
-        /// Time only the emotion model on one aligned crop (batch 1).
-        #[arg(long)]
-        model_only: bool,
-        /// Measure this core's peak FP32 rate (an FMA loop) and exit.
-        #[arg(long)]
-        peak: bool,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Bench(super::bench::Args),
     /// The field tool for installing a device: run the real chain on the
     /// camera (or a replay) for a while, then report how well it sees
     /// people here and what to change.
@@ -213,43 +99,7 @@ pub enum Command {
     /// such as exposure are advice and exit 0), 69 when
     /// the source cannot be opened or `--list` finds no camera, 73 when the
     /// output folder cannot be written, 78 for config or model errors.
-    Calibrate {
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// Camera device (`/dev/video0`, `/dev/v4l/by-id/...`), an IP camera
-        /// URL (`rtsp://...`) or a replay (a folder of images or a video
-        /// file), overriding `[source]`.
-        #[arg(long)]
-        source: Option<PathBuf>,
-        /// How long to watch: `60s`, `2m`, `90` (seconds), `500ms`.
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
-        duration: std::time::Duration,
-        /// Folder for calibration.toml, report.json and report.html.
-        #[arg(long, default_value = "calibration")]
-        out: PathBuf,
-        /// One person holds a neutral face for the whole duration: write the
-        /// `[calibration]` offsets and class bias measured on it.
-        #[arg(long)]
-        baseline: bool,
-        /// List the V4L2 cameras and the formats, sizes and frame rates each
-        /// offers, and exit.
-        #[arg(long)]
-        list: bool,
-        /// Also write a few annotated thumbnails (face images: off by
-        /// default, nothing of a face is written without it).
-        #[arg(long)]
-        save_frames: bool,
-        /// Frames/s the speed advice aims at (default `[source] fps`).
-        #[arg(long)]
-        target_fps: Option<f64>,
-        /// Timed rounds per engine over the frames kept from the run (0: do
-        /// not time the engines).
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=100))]
-        speed_runs: u64,
-        /// Print the report as JSON on stdout instead of the advice.
-        #[arg(long)]
-        json: bool,
-    },
+    Calibrate(super::calibrate::Args),
     /// Look inside model bundles. Exit code 0, 2 for usage errors or an
     /// unreadable image, 78 for a bundle or engine that cannot be used.
     #[command(subcommand)]
@@ -262,17 +112,7 @@ pub enum Command {
     /// same checks `run` makes before it starts), 69 when the source cannot
     /// be opened or gives no frame (for a camera, the cameras present are
     /// listed).
-    Check {
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// Engine for every model, overriding the config's.
-        #[arg(long)]
-        backend: Option<String>,
-        /// A source overriding `[source]`: a camera device, an IP camera URL
-        /// (`rtsp://...`) or a replay.
-        #[arg(long)]
-        source: Option<PathBuf>,
-    },
+    Check(super::check::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -334,7 +174,7 @@ pub enum ModelCommand {
 }
 
 /// `60s`, `2m`, `1h`, `500ms`, or plain seconds; more than 0, at most a day.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(super) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -356,7 +196,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
-fn parse_point(s: &str) -> Result<[f32; 2], String> {
+pub(super) fn parse_point(s: &str) -> Result<[f32; 2], String> {
     let (x, y) = s
         .split_once(',')
         .ok_or_else(|| format!("{s:?}: expected X,Y"))?;

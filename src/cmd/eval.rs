@@ -4,10 +4,76 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::exit::{self, Failure};
+use super::ConfigArgs;
 use super::{load_config, set_engine};
 
+/// `fer-edge eval`'s arguments (its help is the variant's in `cli.rs`).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The labelled set: a folder of class folders, or a CSV.
+    pub dataset: PathBuf,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Emotion model bundle(s), overriding `[emotion] model`; several are
+    /// scored side by side (repeat the flag).
+    #[arg(long)]
+    pub model: Vec<PathBuf>,
+    /// Engine(s) for every model, comma separated (`tract,onnxruntime`),
+    /// scored side by side; default the config's.
+    #[arg(long, value_delimiter = ',')]
+    pub backend: Vec<String>,
+    /// The image is the face crop: no detection or alignment, resized
+    /// to the model's input (how FER2013 results are usually quoted).
+    #[arg(long)]
+    pub whole_image: bool,
+    /// FER2013 CSV: only rows of this Usage (PublicTest, PrivateTest, Training).
+    #[arg(long)]
+    pub usage: Option<String>,
+    /// AffectNet CSV: the folder its image paths are relative to
+    /// (default: the CSV's folder).
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// Score only the first N images (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    /// Also write report.html (confusion matrices, per-class bars) and
+    /// report.json into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// Also write every image's reading into this CSV, for error
+    /// analysis: model, engine, image, label, prediction, confidence,
+    /// face_found, error.
+    #[arg(long, value_name = "FILE.csv")]
+    pub predictions: Option<PathBuf>,
+    /// Largest image file read, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_image_mb: u64,
+}
+
+impl Args {
+    /// Runs it.
+    pub fn run(self) -> Result<ExitCode, Failure> {
+        let opts = fer_edge::eval::EvalOptions {
+            dataset: self.dataset,
+            usage: self.usage,
+            images: self.images,
+            whole_image: self.whole_image,
+            limit: self.limit,
+            max_image_bytes: self.max_image_mb << 20,
+        };
+        command(
+            &self.config.files,
+            self.model,
+            self.backend,
+            &opts,
+            self.report.as_deref(),
+            self.predictions.as_deref(),
+        )
+    }
+}
+
 /// `eval`: every model on every engine over one set, a JSON line each.
-pub fn command(
+fn command(
     config: &[PathBuf],
     models: Vec<PathBuf>,
     engines: Vec<String>,
@@ -59,8 +125,24 @@ pub fn command(
             runs.push(run);
         }
     }
+    write_files(&runs, report, predictions)?;
+    let unreadable: usize = runs.iter().map(|r| r.unreadable).max().unwrap_or(0);
+    if unreadable > 0 {
+        eprintln!("{unreadable} image(s) could not be read and were left out");
+        return Ok(ExitCode::from(exit::INPUT_FAILED));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--report DIR` and `--predictions FILE.csv`, when asked for.
+fn write_files(
+    runs: &[fer_edge::eval::EvalRun],
+    report: Option<&std::path::Path>,
+    predictions: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    use fer_edge::eval;
     if let Some(dir) = report {
-        eval::write_report(dir, &runs).map_err(|e| {
+        eval::write_report(dir, runs).map_err(|e| {
             (
                 exit::EX_CANTCREAT,
                 format!(
@@ -78,7 +160,7 @@ pub fn command(
     if let Some(path) = predictions {
         let mut csv = String::from(eval::Prediction::CSV_HEADER);
         csv.push('\n');
-        for r in &runs {
+        for r in runs {
             for p in &r.predictions {
                 csv += &p.csv_row(r);
                 csv.push('\n');
@@ -92,10 +174,5 @@ pub fn command(
         })?;
         eprintln!("eval: every image's reading written to {}", path.display());
     }
-    let unreadable: usize = runs.iter().map(|r| r.unreadable).max().unwrap_or(0);
-    if unreadable > 0 {
-        eprintln!("{unreadable} image(s) could not be read and were left out");
-        return Ok(ExitCode::from(exit::INPUT_FAILED));
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -20,6 +20,18 @@ pub mod model;
 pub mod run;
 
 use cli::{Cli, Command};
+
+/// The config files of every command that reads one.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// Config file(s) in the daemon's format (every key has a default); a
+    /// later file overrides an earlier one key by key (e.g. --config
+    /// /etc/fer-edge/fer-edge.toml --config calibration.toml). `calibrate`
+    /// without one uses /etc/fer-edge/fer-edge.toml when it exists.
+    #[arg(long = "config", short = 'c', value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
 use exit::Failure;
 
 /// Loads the config files (later ones override earlier ones; none: the
@@ -87,114 +99,12 @@ pub fn source_hints(cfg: &Config, error: &str) {
 /// Runs the command the command line names.
 pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
-        Command::Analyze {
-            paths,
-            config,
-            model,
-            backend,
-            annotate,
-            max_image_mb,
-        } => {
-            let opts = fer_edge::analyze::AnalyzeOptions {
-                paths,
-                annotate_dir: annotate,
-                max_image_bytes: max_image_mb << 20,
-            };
-            analyze::command(&config, model, backend, &opts)
-        }
-        Command::Run { config, source } => run::command(&config, source),
+        Command::Analyze(a) => a.run(),
+        Command::Eval(a) => a.run(),
+        Command::Run(a) => a.run(),
+        Command::Bench(a) => a.run(),
+        Command::Calibrate(a) => a.run(),
+        Command::Check(a) => a.run(),
         Command::Model(cmd) => model::command(cmd),
-        Command::Eval {
-            dataset,
-            config,
-            model,
-            backend,
-            whole_image,
-            usage,
-            images,
-            limit,
-            report,
-            predictions,
-            max_image_mb,
-        } => {
-            let opts = fer_edge::eval::EvalOptions {
-                dataset,
-                usage,
-                images,
-                whole_image,
-                limit,
-                max_image_bytes: max_image_mb << 20,
-            };
-            eval::command(
-                &config.files,
-                model,
-                backend,
-                &opts,
-                report.as_deref(),
-                predictions.as_deref(),
-            )
-        }
-        Command::Bench {
-            peak: true, json, ..
-        } => bench::peak(json),
-        Command::Bench {
-            config,
-            model,
-            backend,
-            frames,
-            runs,
-            model_only,
-            json,
-            interval,
-            background,
-            expression_rate,
-            ..
-        } => bench::command(bench::Args {
-            config,
-            model,
-            backend,
-            interval,
-            background,
-            expression_rate,
-            opts: fer_edge::bench::BenchOptions {
-                frames,
-                runs: runs.max(1),
-                model_only,
-            },
-            json,
-        }),
-        Command::Check {
-            config,
-            backend,
-            source,
-        } => check::command(&config.files, backend, source),
-        Command::Calibrate {
-            list: true, json, ..
-        } => calibrate::list_cameras(json),
-        Command::Calibrate {
-            config,
-            source,
-            duration,
-            out,
-            baseline,
-            save_frames,
-            target_fps,
-            speed_runs,
-            json,
-            ..
-        } => calibrate::command(calibrate::Args {
-            config,
-            source,
-            opts: fer_edge::calibrate::CalibrateOptions {
-                duration,
-                out,
-                baseline,
-                save_frames,
-                target_fps,
-                speed_runs: speed_runs as usize,
-                config_files: Vec::new(),
-            },
-            json,
-        }),
     }
 }

@@ -128,6 +128,24 @@ pub struct Prediction {
 }
 
 impl Prediction {
+    /// The reading of `sample`: its most probable expression, or why
+    /// there is none.
+    fn of(sample: &Sample, probabilities: Option<[f32; 7]>, error: Option<String>) -> Prediction {
+        Prediction {
+            image: sample.id.clone(),
+            truth: sample.truth,
+            reading: probabilities.map(|probs| {
+                let (i, best) = probs
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .expect("seven probabilities");
+                (Expression::ALL[i], *best)
+            }),
+            error,
+        }
+    }
+
     /// The CSV header of [`Self::csv_row`].
     pub const CSV_HEADER: &'static str =
         "model,engine,image,label,prediction,confidence,face_found,error";
@@ -202,36 +220,23 @@ pub fn run(
     let mut unreadable = Vec::new();
     let mut predictions = Vec::with_capacity(set.samples.len());
     for s in &set.samples {
-        let mut p = Prediction {
-            image: s.id.clone(),
-            truth: s.truth,
-            reading: None,
-            error: None,
-        };
-        match read(&mut chain, s, opts) {
+        let p = match read(&mut chain, s, opts) {
             Ok(reading) => {
                 if let (Some([v, a]), Some((_, ev, ea))) = (s.va, reading) {
                     valence.push((ev, v));
                     arousal.push((ea, a));
                 }
-                p.reading = reading.map(|(probs, _, _)| {
-                    let (i, best) = probs
-                        .iter()
-                        .enumerate()
-                        .max_by(|a, b| a.1.total_cmp(b.1))
-                        .expect("seven probabilities");
-                    (Expression::ALL[i], *best)
-                });
                 outcomes.push(Outcome {
                     truth: s.truth,
                     probabilities: reading.map(|(p, _, _)| p),
                 });
+                Prediction::of(s, reading.map(|(p, _, _)| p), None)
             }
             Err(reason) => {
-                p.error = Some(reason.clone());
                 unreadable.push(format!("{}: {reason}", s.id));
+                Prediction::of(s, None, Some(reason))
             }
-        }
+        };
         predictions.push(p);
         tick();
     }

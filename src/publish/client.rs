@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::broker;
 use super::config::MqttConfig;
-use super::payload::Topics;
+use super::names::Topics;
 use super::secrets::Secrets;
 use super::{Message, PublishError};
 use crate::capture::backoff_delay;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::names;
-use super::payload::Topics;
+use super::names::Topics;
 use crate::report::LabelSet;
 
 /// `[mqtt.tls]`.
@@ -137,6 +137,14 @@ impl MqttConfig {
     /// Checks values (no file access): every string that ends up in a
     /// topic or a client id follows MQTT's rules ([`names`]).
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_address()?;
+        self.validate_names()?;
+        self.validate_numbers()?;
+        self.validate_tls()
+    }
+
+    /// The embedded broker's `listen`, or the external broker's host and port.
+    fn validate_address(&self) -> Result<(), String> {
         if self.embedded {
             let addr = self.listen.parse::<SocketAddr>().map_err(|e| {
                 format!(
@@ -167,6 +175,11 @@ impl MqttConfig {
                 return Err("mqtt.port = 0: use the broker's port (1883, or 8883 with TLS)".into());
             }
         }
+        Ok(())
+    }
+
+    /// Device id, prefix, client id and user name, by MQTT's name rules.
+    fn validate_names(&self) -> Result<(), String> {
         names::topic_level("mqtt.device_id", &self.device_id)?;
         names::topic_prefix("mqtt.topic_prefix", &self.topic_prefix)?;
         if self.client_id.is_empty() {
@@ -183,6 +196,11 @@ impl MqttConfig {
         if let Some(user) = &self.username {
             names::mqtt_string("mqtt.username", user)?;
         }
+        Ok(())
+    }
+
+    /// Keep-alive, QoS, rates, thresholds, queue sizes and backoff.
+    fn validate_numbers(&self) -> Result<(), String> {
         if self.keep_alive_s == 0 {
             return Err("mqtt.keep_alive_s = 0: use at least 1 second".into());
         }
@@ -232,6 +250,11 @@ impl MqttConfig {
                 self.reconnect_max_backoff_s
             ));
         }
+        Ok(())
+    }
+
+    /// TLS files that only make sense together.
+    fn validate_tls(&self) -> Result<(), String> {
         if self.tls.enabled && self.tls.ca_file.is_none() {
             return Err("mqtt.tls.enabled = true needs mqtt.tls.ca_file".into());
         }

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::config::MqttConfig;
-use super::payload::Topics;
+use super::names::Topics;
 use super::Message;
 use crate::frame::Expression;
 use crate::report::LabelSet;

@@ -4,7 +4,8 @@
 //! In: a config key and its value. Out: `Ok`, or a message naming the key,
 //! the rule broken and the fix. Pure: `MqttConfig::validate` and the
 //! embedded broker's gate both use it, so what the daemon may publish and
-//! what the broker lets others do follow one set of rules.
+//! what the broker lets others do follow one set of rules. [`Topics`]: the
+//! topic names of one device.
 
 /// Longest device id or client id we accept. MQTT strings may be 65,535
 /// bytes, but a 3.1.1 server need only accept 23-character client ids and
@@ -94,6 +95,42 @@ pub fn mqtt_string(key: &str, s: &str) -> Result<(), String> {
         return Err(format!("{key} contains a control character"));
     }
     Ok(())
+}
+
+/// Topic names of one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    base: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str, device_id: &str) -> Topics {
+        Topics {
+            base: format!("{prefix}/{device_id}"),
+        }
+    }
+    pub fn status(&self) -> String {
+        format!("{}/status", self.base)
+    }
+    pub fn tracked(&self) -> String {
+        format!("{}/faces/tracked", self.base)
+    }
+    pub fn expression(&self, track_id: u64) -> String {
+        format!("{}/faces/{track_id}/expression", self.base)
+    }
+    pub fn events(&self) -> String {
+        format!("{}/events", self.base)
+    }
+    pub fn stats(&self) -> String {
+        format!("{}/stats", self.base)
+    }
+    pub fn summary(&self) -> String {
+        format!("{}/summary", self.base)
+    }
+
+    pub fn source(&self) -> String {
+        format!("{}/source", self.base)
+    }
 }
 
 #[cfg(test)]

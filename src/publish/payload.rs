@@ -24,41 +24,8 @@ use crate::track::core::TrackSummary;
 /// in each (`x-changes`).
 pub const SCHEMA_VERSION: &str = "1.4";
 
-/// Topic names of one device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topics {
-    base: String,
-}
-
-impl Topics {
-    pub fn new(prefix: &str, device_id: &str) -> Topics {
-        Topics {
-            base: format!("{prefix}/{device_id}"),
-        }
-    }
-    pub fn status(&self) -> String {
-        format!("{}/status", self.base)
-    }
-    pub fn tracked(&self) -> String {
-        format!("{}/faces/tracked", self.base)
-    }
-    pub fn expression(&self, track_id: u64) -> String {
-        format!("{}/faces/{track_id}/expression", self.base)
-    }
-    pub fn events(&self) -> String {
-        format!("{}/events", self.base)
-    }
-    pub fn stats(&self) -> String {
-        format!("{}/stats", self.base)
-    }
-    pub fn summary(&self) -> String {
-        format!("{}/summary", self.base)
-    }
-
-    pub fn source(&self) -> String {
-        format!("{}/source", self.base)
-    }
-}
+pub use super::names::Topics;
+pub use crate::frame::{unix_now, FrameStamp};
 
 /// How expression messages are worded: the model they name and what
 /// `[mqtt]` asks them to carry (`labels`, `raw`, `landmarks`).
@@ -168,19 +135,6 @@ pub struct ExpressionMsg {
     /// True when `[calibration]` (the site's neutral baseline) was applied
     /// to the reading before smoothing.
     pub calibrated: bool,
-}
-
-/// Where and when a frame was captured, as the expression message reports it.
-#[derive(Debug, Clone, Copy)]
-pub struct FrameStamp {
-    /// Unix time of the capture, seconds.
-    pub unix: f64,
-    /// Seconds since the source started.
-    pub frame_time: f64,
-    pub frame_seq: u64,
-    /// The frame's size, pixels.
-    pub width: u32,
-    pub height: u32,
 }
 
 impl ExpressionMsg {
@@ -542,14 +496,6 @@ impl StatsMsg {
             mqtt: MqttStats::from(totals),
         }
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 #[cfg(test)]

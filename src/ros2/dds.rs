@@ -88,7 +88,7 @@ impl Node {
             errors: 0,
         };
         // Nobody yet: what a late subscriber reads until the first face.
-        let header = node.header(crate::publish::payload::unix_now());
+        let header = node.header(crate::frame::unix_now());
         let first = msgs::tracked(header, &[]);
         node.write(|n| n.tracked.write(first, None).map_err(|e| format!("{e:?}")));
         Ok(node)

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::publish::payload::FrameStamp;
+use crate::frame::FrameStamp;
 use crate::track::core::{FaceOutput, FrameOutput};
 
 /// `[ros2]`.
@@ -259,10 +259,15 @@ impl Ros2Output {
     }
 
     /// Queues one frame's output (None: the shutdown output, no faces).
+    /// Per-frame readings never wait: when the queue is full they are
+    /// dropped and counted. A change of the tracked list (or an ended
+    /// track) does wait for room, because a lost one would leave a face
+    /// listed forever; the DDS thread drains the queue, so the wait is one
+    /// write at most.
     pub fn send(&self, out: &FrameOutput, stamp: Option<&FrameStamp>) {
         let (unix, width, height) = match stamp {
             Some(s) => (s.unix, s.width, s.height),
-            None => (crate::publish::payload::unix_now(), 0, 0),
+            None => (crate::frame::unix_now(), 0, 0),
         };
         if out.faces.is_empty() && out.tracked.is_none() && out.ended.is_empty() {
             return;

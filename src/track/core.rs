@@ -25,9 +25,85 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
+
 use super::smooth::{EmotionSmoother, Smoothed, SmoothingConfig};
 use super::{Track, Tracker, TrackerConfig};
 use crate::frame::{BBox, Emotion, Expression, FaceReading};
+
+/// `[follow]`: how the daemon detects faces once and then follows them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FollowConfig {
+    /// Frames followed between two full detections (DeepStream's
+    /// `interval`): 0 runs the full detector on every frame. A followed
+    /// frame runs only O-Net, once per face already tracked; a new face is
+    /// found at the next full detection, so this bounds how many frames a
+    /// newcomer waits.
+    pub interval: u32,
+    /// O-Net score below which a followed face counts as lost; the next
+    /// frame then runs a full detection.
+    pub threshold: f32,
+    /// Run full detections on their own thread, so that no frame waits for
+    /// one: frames follow the tracked faces, and new faces join a few
+    /// frames after the detection started (when it finishes).
+    pub background: bool,
+    /// Most expression readings per face and second (0: every frame). A
+    /// followed face between two readings keeps its box fresh and its
+    /// last reading, which its smoother goes on averaging; the smoother's
+    /// time constants (~0.5 s) make a reading every 0.2 s lose nothing a
+    /// subscriber sees, and six faces cost a third as much at 15 fps.
+    pub expression_rate_hz: f64,
+}
+
+impl Default for FollowConfig {
+    fn default() -> Self {
+        FollowConfig {
+            interval: 10,
+            threshold: 0.7,
+            background: true,
+            expression_rate_hz: 5.0,
+        }
+    }
+}
+
+impl FollowConfig {
+    /// Checks values without touching the file system.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval > 1000 {
+            return Err(format!(
+                "follow.interval = {} frames is too long for new faces to be found: use 0 (detect every frame) to 1000",
+                self.interval
+            ));
+        }
+        if !(0.0..1.0).contains(&self.threshold) {
+            return Err(format!(
+                "follow.threshold = {} must be in [0, 1)",
+                self.threshold
+            ));
+        }
+        if !(self.expression_rate_hz == 0.0 || (0.01..=1000.0).contains(&self.expression_rate_hz)) {
+            return Err(format!(
+                "follow.expression_rate_hz = {} must be 0 (read every frame) or 0.01..1000 readings per second",
+                self.expression_rate_hz
+            ));
+        }
+        Ok(())
+    }
+
+    /// `background` applies to live sources only: an unpaced replay
+    /// processes every frame as fast as it can, and a detection on another
+    /// thread would finish frames later than the frame it read, at a place
+    /// that depends on the machine's speed. Returns true when it turned
+    /// `background` off.
+    pub fn fit_to_source(&mut self, live: bool) -> bool {
+        let off = self.background && !live;
+        if off {
+            self.background = false;
+        }
+        off
+    }
+}
 
 /// Readings that overlap a better one by more than this IoU are the same
 /// face found twice (two followed tracks that converged on one face).
