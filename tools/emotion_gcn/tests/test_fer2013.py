@@ -97,3 +97,20 @@ def test_training_is_seeded_resumable_and_exports_a_bundle_fer_edge_scores(data,
     # The same accuracy PyTorch measured on the same images (publictest = the sample).
     best = max(hist, key=lambda h: h["publictest_accuracy"])
     assert abs(r["accuracy"] - best["publictest_accuracy"]) < 0.011, (r["accuracy"], best)
+
+
+def test_a_student_distils_from_a_teacher_checkpoint_and_records_which(data, tmp_path):
+    teacher = tmp_path / "teacher"
+    train(data, teacher, "--epochs", "2")
+    plain = train(data, tmp_path / "plain", "--epochs", "1")
+    kd = train(data, tmp_path / "kd", "--epochs", "1", "--teacher", str(teacher / "best.pt"),
+               "--distill-alpha", "1.0", "--temperature", "4")
+    # Same seed and data: only the loss differs (the teacher's softened
+    # distribution, not the labels, is what the student is trained on).
+    assert kd[0]["train_loss"] != plain[0]["train_loss"]
+    ck = torch.load(tmp_path / "kd" / "last.pt", weights_only=False)
+    assert ck["config"]["teacher"] == {"sha256": fer2013.sha256(str(teacher / "best.pt")), "width": 4,
+                                       "head": "linear", "alpha": 1.0, "temperature": 4.0}
+    # A resumed run must keep its teacher.
+    with pytest.raises(SystemExit):
+        train(data, tmp_path / "kd", "--epochs", "2", "--resume")
