@@ -516,13 +516,14 @@ impl SourceState {
     /// The `source` message to send when the feed's state differs from
     /// what was last published.
     fn changed(&mut self, feed: &Feed, topics: &publish::Topics) -> Option<Message> {
-        let outage = feed.outage();
+        let counts = feed.counts();
+        let outage = counts.current_outage();
         let down = outage.is_some();
-        if self.down == Some(down) || (!down && feed.counts().delivered == 0) {
+        if self.down == Some(down) || (!down && counts.delivered == 0) {
             return None;
         }
         self.down = Some(down);
-        let msg = SourceMsg::new(outage.as_ref().map(|o| o.reason.as_str()));
+        let msg = SourceMsg::new(outage.map(|o| o.reason.as_str()));
         Some(Message::json(topics.source(), &msg, true))
     }
 }

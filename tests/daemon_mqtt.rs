@@ -534,20 +534,14 @@ fn run_waits_for_a_v4l2_camera_that_is_not_there_yet_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cfg = write_config(dir.path(), &DaemonConfig::replay(port, true, "pan1"));
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let start = text.find("[source]").unwrap();
-    let end = text.find("[detector]").unwrap();
     let missing = dir.path().join("video-not-yet");
-    std::fs::write(
+    replace_source(
         &cfg,
-        format!(
-            "{}[source]\nkind = \"v4l2\"\ndevice = \"{}\"\nreopen_max_backoff_s = 0.5\n\n{}",
-            &text[..start],
-            missing.display(),
-            &text[end..]
+        &format!(
+            "kind = \"v4l2\"\ndevice = \"{}\"\nreopen_max_backoff_s = 0.5",
+            missing.display()
         ),
-    )
-    .unwrap();
+    );
     let mut d = daemon(&cfg);
     assert!(wait_for_port(port, Duration::from_secs(60)));
     let t0 = Instant::now();

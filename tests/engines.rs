@@ -65,6 +65,21 @@ fn setup_library() -> PathBuf {
     panic!("no onnxruntime library from tools/setup.sh; run `bash tools/setup.sh`")
 }
 
+/// `check` with the config at `cfg` and pan1 as its source (`check`
+/// reads the source's first frame).
+fn check_with(cfg: &Path) -> Output {
+    fer_edge(
+        &[
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--source",
+            "tests/data/sequences/pan1",
+        ],
+        &[],
+    )
+}
+
 fn write_config(dir: &Path, body: &str) -> PathBuf {
     let p = dir.join("fer-edge.toml");
     std::fs::write(&p, body).unwrap();
@@ -126,16 +141,7 @@ fn analyze_gives_the_same_faces_and_labels_on_tract_and_onnxruntime() {
 fn check_names_the_provider_that_really_runs_each_model() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "[inference]\nbackend = \"onnxruntime\"\n");
-    let out = fer_edge(
-        &[
-            "check",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--source",
-            "tests/data/sequences/pan1",
-        ],
-        &[],
-    );
+    let out = check_with(&cfg);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     for model in [
@@ -243,16 +249,7 @@ fn a_gpu_provider_the_library_lacks_falls_back_visibly_and_require_gpu_refuses()
         dir.path(),
         "[inference]\nbackend = \"onnxruntime\"\nproviders = [\"tensorrt\", \"cuda\", \"cpu\"]\n",
     );
-    let out = fer_edge(
-        &[
-            "check",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--source",
-            "tests/data/sequences/pan1",
-        ],
-        &[],
-    );
+    let out = check_with(&cfg);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let emotion = stdout
@@ -275,16 +272,7 @@ fn a_gpu_provider_the_library_lacks_falls_back_visibly_and_require_gpu_refuses()
         dir.path(),
         "[inference]\nbackend = \"onnxruntime\"\nproviders = [\"cuda\", \"cpu\"]\nrequire_gpu = true\n[source]\nkind = \"replay\"\npath = \"tests/data/sequences/pan1\"\n",
     );
-    let out = fer_edge(
-        &[
-            "check",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--source",
-            "tests/data/sequences/pan1",
-        ],
-        &[],
-    );
+    let out = check_with(&cfg);
     assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     let out = fer_edge(&["run", "--config", cfg.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(78), "{}", text(&out));

@@ -45,15 +45,10 @@ fn rtsp_camera_of(port: u16, folder: &Path, fps: u32) -> Proc {
 
 fn gst_config(dir: &Path, port: u16, source: &str) -> std::path::PathBuf {
     let cfg = write_config(dir, &DaemonConfig::replay(port, true, "pan1"));
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let start = text.find("[source]").unwrap();
-    let end = text.find("[detector]").unwrap();
-    let text = format!(
-        "{}[source]\nkind = \"gstreamer\"\n{source}\nreopen_max_backoff_s = 0.5\n\n{}",
-        &text[..start],
-        &text[end..]
+    replace_source(
+        &cfg,
+        &format!("kind = \"gstreamer\"\n{source}\nreopen_max_backoff_s = 0.5"),
     );
-    std::fs::write(&cfg, text).unwrap();
     cfg
 }
 

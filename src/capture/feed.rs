@@ -60,6 +60,14 @@ pub struct FeedCounts {
 }
 
 impl FeedCounts {
+    /// The outage going on now, if the source is down (a camera being
+    /// reopened with backoff): it is waited for, not stuck.
+    pub fn current_outage(&self) -> Option<&Outage> {
+        self.outages
+            .last()
+            .filter(|o| o.to_s.is_none() && self.ended_at_s.is_none())
+    }
+
     /// Frames per second the source delivered between its first and last
     /// frame (0 with fewer than two frames).
     pub fn delivered_fps(&self) -> f64 {
@@ -224,10 +232,7 @@ impl Feed {
     /// reopened with backoff): it is waited for, not stuck.
     pub fn outage(&self) -> Option<Outage> {
         let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        c.outages
-            .last()
-            .filter(|o| o.to_s.is_none() && c.ended_at_s.is_none())
-            .cloned()
+        c.current_outage().cloned()
     }
 
     /// What the source did so far.

@@ -128,20 +128,18 @@ pub struct Prediction {
 }
 
 impl Prediction {
-    /// The reading of `sample`: its most probable expression, or why
+    /// The reading of `sample`: the class its scored outcome predicts (the
+    /// confusion matrix's own rule) with that class's probability, or why
     /// there is none.
-    fn of(sample: &Sample, probabilities: Option<[f32; 7]>, error: Option<String>) -> Prediction {
+    fn of(sample: &Sample, outcome: Option<&Outcome>, error: Option<String>) -> Prediction {
+        let reading = outcome.and_then(|o| {
+            let e = o.predicted()?;
+            Some((e, o.probabilities?[e.index()]))
+        });
         Prediction {
             image: sample.id.clone(),
             truth: sample.truth,
-            reading: probabilities.map(|probs| {
-                let (i, best) = probs
-                    .iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .expect("seven probabilities");
-                (Expression::ALL[i], *best)
-            }),
+            reading,
             error,
         }
     }
@@ -230,7 +228,7 @@ pub fn run(
                     truth: s.truth,
                     probabilities: reading.map(|(p, _, _)| p),
                 });
-                Prediction::of(s, reading.map(|(p, _, _)| p), None)
+                Prediction::of(s, outcomes.last(), None)
             }
             Err(reason) => {
                 unreadable.push(format!("{}: {reason}", s.id));

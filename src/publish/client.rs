@@ -160,7 +160,7 @@ pub fn start(
         outbox_tx: outbox_tx.clone(),
         reconnected: reconnected_rx,
         telemetry: telemetry.clone(),
-        retained: std::collections::BTreeMap::new(),
+        retained: Retained::new(topics.status()),
     }));
     let publisher = Publisher {
         frames: frames_tx,
@@ -483,10 +483,8 @@ struct PublishLoop {
     outbox_tx: mpsc::Sender<Sequenced>,
     reconnected: mpsc::UnboundedReceiver<()>,
     telemetry: Arc<Telemetry>,
-    /// The latest payload of every retained topic but `status` (track
-    /// list, summary, discovery configs), published again after a
-    /// reconnect; an empty one (a removal) is sent once and forgotten.
-    retained: std::collections::BTreeMap<String, Vec<u8>>,
+    /// The retained state, published again after a reconnect.
+    retained: Retained,
 }
 
 async fn publish_loop(mut s: PublishLoop) {
@@ -499,7 +497,7 @@ async fn publish_loop(mut s: PublishLoop) {
                 // No reconnect event exists (rumqtt#250): every ConnAck republishes the retained state.
                 let online = Message { topic: s.topics.status(), payload: b"online".to_vec(), retain: true, captured_at: None };
                 publish_event(&s, online, event_qos).await;
-                for (topic, payload) in s.retained.clone() {
+                for (topic, payload) in s.retained.latest.clone() {
                     publish_event(&s, Message { topic, payload, retain: true, captured_at: None }, event_qos).await;
                 }
             }
@@ -514,7 +512,7 @@ async fn publish_loop(mut s: PublishLoop) {
                     }
                     publish_frame(&s, frame, frame_qos);
                 }
-                if seq == 0 && stale_retained(&s.retained, &msg, &s.topics.status()) {
+                if seq == 0 && s.retained.is_stale(&msg) {
                     // A retained message re-queued after a session reset
                     // whose topic has a newer payload since (re-sent by
                     // the reconnect): sending it again would put an old
@@ -522,13 +520,7 @@ async fn publish_loop(mut s: PublishLoop) {
                     // end a face that is still there.
                     tracing::debug!("not re-sending a stale retained message on {}", msg.topic);
                 } else {
-                    if msg.retain && msg.topic != s.topics.status() {
-                        if msg.payload.is_empty() {
-                            s.retained.remove(&msg.topic);
-                        } else {
-                            s.retained.insert(msg.topic.clone(), msg.payload.clone());
-                        }
-                    }
+                    s.retained.remember(&msg);
                     publish_event(&s, msg, event_qos).await;
                 }
             }
@@ -545,19 +537,47 @@ async fn publish_loop(mut s: PublishLoop) {
     }
 }
 
-/// True for a retained message (not `status`) whose topic's latest
-/// payload is another one: a later message replaced it, or removed it.
-fn stale_retained(
-    retained: &std::collections::BTreeMap<String, Vec<u8>>,
-    msg: &Message,
-    status: &str,
-) -> bool {
-    if !msg.retain || msg.topic == status {
-        return false;
+/// The latest payload of every retained topic but `status` (track list,
+/// summary, discovery configs); an empty one (a removal) is sent once and
+/// forgotten. `status` is the publisher's own, sent at every connection.
+struct Retained {
+    latest: std::collections::BTreeMap<String, Vec<u8>>,
+    status: String,
+}
+
+impl Retained {
+    fn new(status: String) -> Retained {
+        Retained {
+            latest: Default::default(),
+            status,
+        }
     }
-    match retained.get(&msg.topic) {
-        Some(latest) => *latest != msg.payload,
-        None => !msg.payload.is_empty(),
+
+    /// A message this state keeps: retained, and not `status`.
+    fn keeps(&self, msg: &Message) -> bool {
+        msg.retain && msg.topic != self.status
+    }
+
+    /// True for a kept message whose topic's latest payload is another
+    /// one: a later message replaced it, or removed it.
+    fn is_stale(&self, msg: &Message) -> bool {
+        self.keeps(msg)
+            && match self.latest.get(&msg.topic) {
+                Some(latest) => *latest != msg.payload,
+                None => !msg.payload.is_empty(),
+            }
+    }
+
+    /// Takes a message about to be published as its topic's latest.
+    fn remember(&mut self, msg: &Message) {
+        if !self.keeps(msg) {
+            return;
+        }
+        if msg.payload.is_empty() {
+            self.latest.remove(&msg.topic);
+        } else {
+            self.latest.insert(msg.topic.clone(), msg.payload.clone());
+        }
     }
 }
 
@@ -639,40 +659,25 @@ mod tests {
 
     #[test]
     fn a_requeued_track_list_older_than_the_latest_is_stale() {
-        let mut latest = std::collections::BTreeMap::new();
-        latest.insert("d/faces/tracked".to_string(), b"[5]".to_vec());
-        assert!(stale_retained(
-            &latest,
-            &retained("d/faces/tracked", b"[]"),
-            "d/status"
-        ));
-        assert!(!stale_retained(
-            &latest,
-            &retained("d/faces/tracked", b"[5]"),
-            "d/status"
-        ));
+        let mut state = Retained::new("d/status".into());
+        state.remember(&retained("d/faces/tracked", b"[5]"));
+        assert!(state.is_stale(&retained("d/faces/tracked", b"[]")));
+        assert!(!state.is_stale(&retained("d/faces/tracked", b"[5]")));
         // Removed since: only the removal itself may go again.
-        latest.clear();
-        assert!(stale_retained(
-            &latest,
-            &retained("d/faces/tracked", b"[5]"),
-            "d/status"
-        ));
-        assert!(!stale_retained(
-            &latest,
-            &retained("d/faces/tracked", b""),
-            "d/status"
-        ));
-        // Status and plain events are never stale.
-        assert!(!stale_retained(
-            &latest,
-            &retained("d/status", b"online"),
-            "d/status"
-        ));
+        state.remember(&retained("d/faces/tracked", b""));
+        assert!(state.latest.is_empty());
+        assert!(state.is_stale(&retained("d/faces/tracked", b"[5]")));
+        assert!(!state.is_stale(&retained("d/faces/tracked", b"")));
+        // Status and plain events are never stale, nor kept.
+        let status = retained("d/status", b"online");
+        assert!(!state.is_stale(&status));
         let event = Message {
             retain: false,
             ..retained("d/events", b"{}")
         };
-        assert!(!stale_retained(&latest, &event, "d/status"));
+        assert!(!state.is_stale(&event));
+        state.remember(&status);
+        state.remember(&event);
+        assert!(state.latest.is_empty());
     }
 }
