@@ -106,8 +106,10 @@ fn whole_image_scores_every_sample_and_its_figures_follow_from_the_matrix() {
 }
 
 #[test]
-fn the_default_model_beats_the_one_it_replaced_in_both_modes() {
-    // No --model first: the default bundle, then the old one side by side.
+fn the_default_model_beats_mini_xception_in_both_modes() {
+    // No --model first: the default bundle, then the first one side by side.
+    // (Against fernet-w24, the default it replaced, the 98 faces are too few
+    // to tell: the full split is, above and in docs/ACCURACY.md.)
     for mode in [&["--whole-image"][..], &[][..]] {
         let mut args = vec![sample().to_str().unwrap().to_string()];
         args.extend(mode.iter().map(|s| s.to_string()));
@@ -117,11 +119,11 @@ fn the_default_model_beats_the_one_it_replaced_in_both_modes() {
         args_old.extend(["--model".into(), "models/fer-minixception".into()]);
         let out = eval(&args_old.iter().map(|s| s.as_str()).collect::<Vec<_>>());
         let old = ok(&out)[0].clone();
-        assert_eq!(new["model"], "fernet-w24");
+        assert_eq!(new["model"], "fernet-w16");
         assert_eq!(old["model"], "fer-minixception");
         for key in ["accuracy", "macro_f1"] {
             let (n, o) = (new[key].as_f64().unwrap(), old[key].as_f64().unwrap());
-            // Measured on these 98 faces: +9 to +10 points in both modes.
+            // Measured on these 98 faces: +5 to +12 points in both modes.
             assert!(n > o + 0.03, "{mode:?} {key}: new {n} vs old {o}");
         }
     }
@@ -451,11 +453,20 @@ fn the_full_publictest_split_reproduces_the_published_figures() {
     // ../shared/data/fer2013/README.md and models/fer-minixception/MODEL_CARD.md: 0.585.
     let acc = r["accuracy"].as_f64().unwrap();
     assert!((acc - 0.585).abs() < 0.005, "{acc}");
-    // The default, models/fernet-w24/MODEL_CARD.md: 0.611 (PyTorch at export: 0.6105).
+    // The default, models/fernet-w16/MODEL_CARD.md: 0.643 (PyTorch at export: 0.6431).
     let out = eval(&[set.to_str().unwrap(), "--whole-image"]);
     let r = &ok(&out)[0];
-    assert_eq!(r["model"], "fernet-w24");
+    assert_eq!(r["model"], "fernet-w16");
     let acc = r["accuracy"].as_f64().unwrap();
+    assert!((acc - 0.6431).abs() < 0.003, "{acc}");
+    // The one it replaced, models/fernet-w24/MODEL_CARD.md: 0.611 (PyTorch: 0.6105).
+    let out = eval(&[
+        set.to_str().unwrap(),
+        "--whole-image",
+        "--model",
+        "models/fernet-w24",
+    ]);
+    let acc = ok(&out)[0]["accuracy"].as_f64().unwrap();
     assert!((acc - 0.6105).abs() < 0.003, "{acc}");
 }
 

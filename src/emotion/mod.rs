@@ -32,7 +32,7 @@ pub struct EmotionConfig {
 impl Default for EmotionConfig {
     fn default() -> Self {
         EmotionConfig {
-            model: PathBuf::from("models/fernet-w24"),
+            model: PathBuf::from("models/fernet-w16"),
             backend: None,
         }
     }
