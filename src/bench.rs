@@ -25,12 +25,12 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::faces::{FaceChain, SetupError};
 use crate::follow::Follower;
-use crate::frame::RgbImage;
+use crate::frame::{FrameStamp, RgbImage};
 use crate::host::{machine, peak_rss_mb};
 use crate::imageio;
-use crate::publish::payload::{ExpressionMsg, FrameStamp, Wording};
+use crate::publish::announce::Announcer;
 use crate::telemetry::{Percentiles, Stage};
-use crate::track::core::FaceOutput;
+use crate::track::core::FrameOutput;
 
 /// Options of one bench run.
 #[derive(Debug, Clone)]
@@ -258,8 +258,8 @@ impl EngineBench {
         let paced = self.follower.chain().detects_in_background();
         let t_round = Instant::now();
         let fps = self.follower.config().source.fps;
-        // Worded as the daemon's messages are, by the same `[mqtt]` keys.
-        let wording = Wording::from_config(
+        // The daemon's own announcer: shaped and worded by the same `[mqtt]` keys.
+        let mut announcer = crate::publish::announcer(
             &self.follower.config().mqtt,
             self.follower
                 .chain()
@@ -284,14 +284,7 @@ impl EngineBench {
             let (n, read, out) = (step.faces, step.read, &step.output);
             // Frames that waited for a full detection (none with a background detector).
             let detected = step.detected_inline();
-            let t2 = Instant::now();
-            let bytes_out: usize = out
-                .faces
-                .iter()
-                .map(|f| serialise(f, &wording, img.dimensions()).len())
-                .sum();
-            std::hint::black_box(bytes_out);
-            let t_ser = t2.elapsed().as_secs_f64() * 1000.0;
+            let t_ser = announce(&mut announcer, out, (i, t), &img, t0);
             let mut stages = vec![(Stage::Decode, t_decode)];
             stages.extend(step.stage_times());
             stages.push((Stage::Serialise, t_ser));
@@ -472,23 +465,37 @@ fn label(r: &BenchReport) -> String {
     )
 }
 
+/// The daemon's announcer on one frame's output: its messages made and
+/// serialised (not sent). Returns the milliseconds it took.
+fn announce(
+    announcer: &mut Announcer,
+    out: &FrameOutput,
+    (seq, t): (usize, f64),
+    img: &RgbImage,
+    captured: Instant,
+) -> f64 {
+    let t0 = Instant::now();
+    let stamp = FrameStamp {
+        unix: t,
+        frame_time: t,
+        frame_seq: seq as u64,
+        width: img.width(),
+        height: img.height(),
+    };
+    let bytes: usize = announcer
+        .frame(out, Some((stamp, captured)), t)
+        .iter()
+        .map(|m| m.message().payload.len())
+        .sum();
+    std::hint::black_box(bytes);
+    t0.elapsed().as_secs_f64() * 1000.0
+}
+
 fn chain_infer(chain: &mut FaceChain, crop: &RgbImage) -> Result<(), BenchError> {
     chain
         .infer_crop(crop)
         .map(|_| ())
         .map_err(|e| BenchError::Frame(crate::faces::FrameError::Emotion(e)))
-}
-
-fn serialise(f: &FaceOutput, wording: &Wording, size: (u32, u32)) -> Vec<u8> {
-    let stamp = FrameStamp {
-        unix: 0.0,
-        frame_time: 0.0,
-        frame_seq: 0,
-        width: size.0,
-        height: size.1,
-    };
-    let msg = ExpressionMsg::new(stamp, f, &f.smoothed, wording);
-    serde_json::to_vec(&msg).expect("payload serialises")
 }
 
 /// Human-readable report.
@@ -540,7 +547,9 @@ pub fn text(r: &BenchReport) -> String {
         r.faces_per_s,
         r.peak_rss_mb
     );
-    if r.expression_rate_hz > 0.0 {
+    // `--model-only` reads one face, no video: no share of face-frames to tell.
+    let video = r.detection_frames.frames + r.followed_frames.frames > 0;
+    if r.expression_rate_hz > 0.0 && video {
         s += &format!(
             "expressions read on {:.0}% of face-frames (at most {} per face and second at {} frames/s; the others kept their last reading)\n",
             r.read_share * 100.0,

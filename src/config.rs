@@ -89,6 +89,8 @@ impl Config {
         for warning in cfg.move_deprecated_keys() {
             tracing::warn!("config {}: {warning}", origin.display());
         }
+        // A ROS 2 camera is read on the domain [ros2] names.
+        cfg.source.dds = cfg.ros2.clone();
         cfg.validate().map_err(|message| ConfigError::Invalid {
             path: origin.to_path_buf(),
             message,
@@ -203,6 +205,7 @@ impl Config {
             self.follow.background = v;
             warn("background", "background");
         }
+        warnings.extend(self.mqtt.move_deprecated_keys());
         warnings
     }
 
@@ -348,6 +351,38 @@ mod tests {
             .to_string();
             assert!(err.contains("bogus_key"), "{section}: {err}");
         }
+    }
+
+    #[test]
+    fn the_broker_keys_that_lived_under_mqtt_still_work_and_say_where_they_live_now() {
+        let mut cfg: Config = toml::from_str(
+            "[mqtt]
+embedded = false
+listen = \"0.0.0.0:1884\"
+",
+        )
+        .unwrap();
+        let warnings = cfg.move_deprecated_keys();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("[mqtt.broker]") && warnings[1].contains("listen"));
+        assert!(!cfg.mqtt.broker.embedded);
+        assert_eq!(cfg.mqtt.broker.listen.to_string(), "0.0.0.0:1884");
+        assert_eq!(cfg.mqtt.deprecated_listen, None);
+        // The new place, parsed once; a bad address names its key and shows a good one.
+        let c = Config::parse(
+            "[mqtt.broker]\nlisten = \"127.0.0.1:1999\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.mqtt.broker.listen.port(), 1999);
+        let e = Config::parse("[mqtt.broker]\nlisten = \"nowhere\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen") && e.contains("127.0.0.1:1883"), "{e}");
+        let e = Config::parse("[mqtt]\nlisten = \"nowhere\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mqtt.broker.listen"), "{e}");
     }
 
     #[test]

@@ -223,6 +223,16 @@ pub struct FrameStamp {
     pub height: u32,
 }
 
+/// A frame's own stamp and coordinate frame, as its publisher set them (a
+/// ROS 2 image's `header`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    /// `header.stamp`, seconds (the robot's clock: wall or simulated).
+    pub stamp: f64,
+    /// `header.frame_id`: the camera's TF frame.
+    pub frame_id: String,
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()

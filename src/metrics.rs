@@ -65,7 +65,27 @@ pub fn render(snap: &Snapshot, t: &Totals) -> String {
     frames(&mut o, snap, t);
     stages(&mut o, snap);
     mqtt(&mut o, t);
+    ros2(&mut o, t);
     o
+}
+
+/// The ROS 2 output (zero while it is off).
+fn ros2(o: &mut String, t: &Totals) {
+    single(
+        o,
+        "fer_edge_ros2_sent_total",
+        "counter",
+        "Frames' readings handed to the ROS 2 output's DDS thread.",
+        t.ros2_sent,
+    );
+    labelled(
+        o,
+        "fer_edge_ros2_dropped_total",
+        "counter",
+        "Frames' readings the ROS 2 output dropped, by reason.",
+        "reason",
+        &[("queue_full", t.ros2_dropped_queue_full)],
+    );
 }
 
 /// Frames through the daemon, and the source's outages.
@@ -276,56 +296,66 @@ pub async fn serve(
                 drop(stream);
                 continue;
             };
-            let telemetry = telemetry.clone();
-            let refresh = refresh.clone();
-            let refused = refused.clone();
+            let (telemetry, refresh, refused) =
+                (telemetry.clone(), refresh.clone(), refused.clone());
             tokio::spawn(async move {
                 let _slot = slot;
-                // The request line, however the client splits its writes.
-                let mut buf = Vec::with_capacity(256);
-                let read_line = async {
-                    let mut chunk = [0u8; 512];
-                    while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < 4096 {
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return false,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    true
-                };
-                match tokio::time::timeout(std::time::Duration::from_secs(5), read_line).await {
-                    Ok(true) => {}
-                    _ => return,
-                }
-                let request = String::from_utf8_lossy(&buf);
-                let path = request.split_whitespace().nth(1).unwrap_or("");
-                let (status, body) = if request.starts_with("GET ")
-                    && (path == "/metrics" || path.starts_with("/metrics?"))
-                {
-                    refresh();
-                    let mut page = render(&telemetry.snapshot(), &telemetry.totals());
-                    page.push_str(&format!(
-                        "# HELP fer_edge_metrics_connections_refused_total Connections to /metrics closed because {MAX_CONNECTIONS} were open.\n# TYPE fer_edge_metrics_connections_refused_total counter\nfer_edge_metrics_connections_refused_total {}\n",
-                        refused.load(std::sync::atomic::Ordering::Relaxed)
-                    ));
-                    ("200 OK", page)
-                } else {
-                    (
-                        "404 Not Found",
-                        "only /metrics is served here\n".to_string(),
-                    )
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(body.as_bytes()).await;
-                let _ = stream.shutdown().await;
+                answer(&mut stream, &telemetry, &*refresh, &refused).await;
             });
         }
     });
     Ok(())
+}
+
+/// Answers one scrape: the page for `GET /metrics`, 404 for anything
+/// else, nothing to a client that sends no request line within 5 s.
+async fn answer(
+    stream: &mut tokio::net::TcpStream,
+    telemetry: &Telemetry,
+    refresh: &(dyn Fn() + Send + Sync),
+    refused: &std::sync::atomic::AtomicU64,
+) {
+    // The request line, however the client splits its writes.
+    let mut buf = Vec::with_capacity(256);
+    let read_line = async {
+        let mut chunk = [0u8; 512];
+        while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < 4096 {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        true
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), read_line).await {
+        Ok(true) => {}
+        _ => return,
+    }
+    let request = String::from_utf8_lossy(&buf);
+    let path = request.split_whitespace().nth(1).unwrap_or("");
+    let (status, body) = if request.starts_with("GET ")
+        && (path == "/metrics" || path.starts_with("/metrics?"))
+    {
+        refresh();
+        let mut page = render(&telemetry.snapshot(), &telemetry.totals());
+        page.push_str(&format!(
+                "# HELP fer_edge_metrics_connections_refused_total Connections to /metrics closed because {MAX_CONNECTIONS} were open.\n# TYPE fer_edge_metrics_connections_refused_total counter\nfer_edge_metrics_connections_refused_total {}\n",
+                refused.load(std::sync::atomic::Ordering::Relaxed)
+            ));
+        ("200 OK", page)
+    } else {
+        (
+            "404 Not Found",
+            "only /metrics is served here\n".to_string(),
+        )
+    };
+    let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 #[cfg(test)]
@@ -342,6 +372,7 @@ mod tests {
         t.frame_out(Stage::Publish, 5.0);
         t.add(Counter::FramesProcessed, 7);
         t.add(Counter::MqttTlsFailures, 2);
+        t.add(Counter::Ros2DroppedQueueFull, 4);
         t.set(Gauge::TracksActive, 3);
         t.set(Gauge::MqttConnected, 1);
         let page = render(&t.snapshot(), &t.totals());
@@ -354,6 +385,7 @@ mod tests {
             "fer_edge_stage_latency_seconds{stage=\"detect\",quantile=\"0.5\"} 0.04",
             "fer_edge_stage_latency_seconds{stage=\"publish\",quantile=\"0.99\"} 0.005",
             "# TYPE fer_edge_mqtt_dropped_total counter",
+            "fer_edge_ros2_dropped_total{reason=\"queue_full\"} 4",
         ] {
             assert!(
                 page.lines().any(|l| l == line),

@@ -5,11 +5,11 @@
 //! published, and the process exits 0.
 //!
 //! ```text
-//! capture::feed::Feed ──(newest wins)──> inference thread ──Publisher──> MQTT tasks (tokio)
-//!   FrameSource on its thread            Follower::step_recorded → Announcer  │
-//!                                                            embedded broker (optional) <─┘
+//! capture::feed::Feed ──(newest wins)──> inference thread ──> output::Outputs, each frame to each:
+//!   FrameSource on its thread            Follower::step_recorded   ├─> publish::MqttOutput ─Publisher─> MQTT tasks (tokio)
+//!                                                                  │        embedded broker (optional) <─┘
+//!                                                                  └─> ros2::Ros2Output (DDS thread, optional)
 //!                                        Home Assistant discovery <── subscribed topics
-//!                                        └──> ros2::Ros2Output (DDS thread, optional)
 //! ```
 //!
 //! The capture feed (its mailbox, drop policy and outages) and the
@@ -26,11 +26,12 @@ use crate::capture::{self, CaptureError};
 use crate::config::Config;
 use crate::faces::SetupError;
 use crate::follow::Follower;
-use crate::publish::announce::{Announcer, Outgoing, Shaping};
+use crate::frame::{unix_now, FrameStamp};
+use crate::output::{Captured, Outputs};
 use crate::publish::homeassistant::Discovery;
-use crate::publish::payload::{self, FrameStamp, SourceMsg, StatsContext, StatsMsg, Wording};
+use crate::publish::payload::{SourceMsg, StatsContext, StatsMsg};
 use crate::publish::MqttStats;
-use crate::publish::{self, Message, PublishError, Publisher};
+use crate::publish::{self, Message, MqttOutput, PublishError, Publisher};
 use crate::ros2::Ros2Output;
 use crate::telemetry::{Counter, Gauge, Telemetry};
 
@@ -113,29 +114,11 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
 /// Says at start where subscribers find the messages, with a command to
 /// watch them.
 fn log_where_it_publishes(m: &publish::MqttConfig) {
-    // `listen` was validated as an address; one on every interface is
-    // reached locally on loopback.
-    let (broker, addr) = match m.listen.parse::<std::net::SocketAddr>() {
-        Ok(mut a) if m.embedded => {
-            if a.ip().is_unspecified() {
-                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            (
-                format!("the embedded broker at {}", m.listen),
-                (a.ip().to_string(), a.port()),
-            )
-        }
-        _ => (
-            format!("the broker at {}:{}", m.host, m.port),
-            (m.host.clone(), m.port),
-        ),
-    };
+    let (broker, host, port) = m.endpoint();
     tracing::info!(
-        "publishing under {}/{}/ on {broker} (watch it: mosquitto_sub -h {} -p {} -t '{}/#' -v)",
+        "publishing under {}/{}/ on {broker} (watch it: mosquitto_sub -h {host} -p {port} -t '{}/#' -v)",
         m.topic_prefix,
         m.device_id,
-        addr.0,
-        addr.1,
         m.topic_prefix
     );
 }
@@ -173,7 +156,7 @@ struct Daemon {
     telemetry: Arc<Telemetry>,
     /// The embedded broker, a component of its own: started first, watched
     /// for its death, and given time to deliver at the end.
-    broker: Option<publish::broker::EmbeddedBroker>,
+    broker: Option<crate::broker::EmbeddedBroker>,
     discovery: Discovery,
     publisher: Publisher,
     connection: publish::Connection,
@@ -204,7 +187,7 @@ impl Daemon {
         source: Box<dyn capture::FrameSource>,
     ) -> Result<Daemon, RunError> {
         let telemetry = Arc::new(Telemetry::default());
-        let broker = if cfg.mqtt.embedded {
+        let broker = if cfg.mqtt.broker.embedded {
             Some(publish::start_embedded_broker(&cfg.mqtt, secrets)?)
         } else {
             None
@@ -237,31 +220,29 @@ impl Daemon {
             .map_err(|e| RunError::Metrics(addr, e))?;
         }
         let manifest = follower.chain().emotion_model().manifest();
-        // What the messages say about the model, worked out once.
-        let wording = Wording::from_config(
+        let model = format!("{}@{}", manifest.name, manifest.version);
+        let mut outputs = Outputs::default();
+        outputs.push(MqttOutput::new(
             &cfg.mqtt,
-            format!("{}@{}", manifest.name, manifest.version),
+            publisher.clone(),
+            model.clone(),
             follower.chain().is_calibrated(),
-        );
+        ));
+        let ros2 = Ros2Output::start(&cfg.ros2, telemetry.clone())?;
         let context = StatsContext {
             source: source.describe(),
             backend: follower.chain().engine_label(),
-            model: wording.model.clone(),
+            model,
             model_trained: manifest.trained,
+            ros2: ros2.is_some(),
         };
-        let announcer = Announcer::new(cfg.mqtt.topics(), wording, Shaping::from_config(&cfg.mqtt));
-        let ros2 = Ros2Output::start(&cfg.ros2)?;
+        if let Some(r) = ros2 {
+            outputs.push(r);
+        }
         let feed = Arc::new(Feed::start(source, telemetry.clone())?);
         let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
-        let inference = spawn_inference(
-            follower,
-            feed.clone(),
-            telemetry.clone(),
-            publisher.clone(),
-            announcer,
-            ros2,
-            done_tx,
-        )?;
+        let inference =
+            spawn_inference(follower, feed.clone(), telemetry.clone(), outputs, done_tx)?;
         notify_systemd(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status("running"),
@@ -416,32 +397,21 @@ impl Daemon {
     }
 }
 
-/// The inference thread: every frame through the follower, its messages to
-/// MQTT and ROS 2; when the feed ends, every track ended and the ROS 2
-/// output drained, then `done` fires.
+/// The inference thread: every frame through the follower, its readings
+/// to every output; when the feed ends, every track ended and the outputs
+/// finished, then `done` fires.
 fn spawn_inference(
     follower: Follower,
     feed: Arc<Feed>,
     telemetry: Arc<Telemetry>,
-    publisher: Publisher,
-    announcer: Announcer,
-    ros2: Option<Ros2Output>,
+    mut outputs: Outputs,
     done: tokio::sync::oneshot::Sender<()>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("inference".into())
         .spawn(move || {
-            inference_loop(
-                follower,
-                &feed,
-                &telemetry,
-                &publisher,
-                announcer,
-                ros2.as_ref(),
-            );
-            if let Some(r) = ros2 {
-                r.finish();
-            }
+            inference_loop(follower, &feed, &telemetry, &mut outputs);
+            outputs.finish();
             let _ = done.send(());
         })
 }
@@ -450,11 +420,9 @@ fn inference_loop(
     mut follower: Follower,
     feed: &Feed,
     telemetry: &Telemetry,
-    publisher: &Publisher,
-    mut announcer: Announcer,
-    ros2: Option<&Ros2Output>,
+    outputs: &mut Outputs,
 ) {
-    send(publisher, announcer.start(payload::unix_now()));
+    outputs.start();
     while let Some(frame) = feed.take() {
         let step = match follower.step_recorded(frame.timestamp, &frame.image, telemetry) {
             Ok(s) => s,
@@ -465,21 +433,20 @@ fn inference_loop(
         };
         let out = &step.output;
         tracing::debug!(seq = frame.seq, t = frame.timestamp, faces = step.faces, detected = out.detected, started = ?out.started, ended = out.ended.len(), "frame");
-        let unix = payload::unix_now() - frame.captured_at.elapsed().as_secs_f64();
         let stamp = FrameStamp {
-            unix,
-            frame_time: frame.timestamp,
+            unix: unix_now() - frame.captured_at.elapsed().as_secs_f64(),
+            // A ROS 2 image's own stamp, so that subscribers can match it.
+            frame_time: frame.origin.as_ref().map_or(frame.timestamp, |o| o.stamp),
             frame_seq: frame.seq,
             width: frame.image.width(),
             height: frame.image.height(),
         };
-        send(
-            publisher,
-            announcer.frame(out, Some((stamp, frame.captured_at)), unix),
-        );
-        if let Some(r) = ros2 {
-            r.send(out, Some(&stamp));
-        }
+        let captured = Captured {
+            stamp,
+            at: frame.captured_at,
+            origin: frame.origin.clone(),
+        };
+        outputs.frame(out, Some(&captured));
         telemetry.set(Gauge::TracksActive, follower.tracked().len() as u64);
         telemetry.add(Counter::FramesProcessed, 1);
         if feed.is_stopped() {
@@ -487,22 +454,8 @@ fn inference_loop(
             break;
         }
     }
-    let out = follower.finish();
-    send(publisher, announcer.frame(&out, None, payload::unix_now()));
-    if let Some(r) = ros2 {
-        r.send(&out, None);
-    }
+    outputs.frame(&follower.finish(), None);
     telemetry.set(Gauge::TracksActive, 0);
-}
-
-/// Hands one frame's messages to their queues, in order.
-fn send(publisher: &Publisher, msgs: Vec<Outgoing>) {
-    for m in msgs {
-        match m {
-            Outgoing::Event(m) => publisher.send_event(m),
-            Outgoing::Frame(m) => publisher.send_frame(m),
-        }
-    }
 }
 
 /// The source state last published on `source`: None before the first
@@ -546,7 +499,7 @@ fn stats_message(
 
 /// Resolves with the reason if the embedded broker stops; never without one
 /// (an external broker's outages are retried, not fatal).
-async fn embedded_broker_died(broker: &mut Option<publish::broker::EmbeddedBroker>) -> String {
+async fn embedded_broker_died(broker: &mut Option<crate::broker::EmbeddedBroker>) -> String {
     match broker {
         Some(b) => b.died().await,
         None => std::future::pending().await,

@@ -44,7 +44,8 @@ pub enum Stage {
     Emotion,
     /// The track core: association, smoothing, track summaries.
     Track,
-    /// Serialising the frame's messages (bench only).
+    /// The daemon's announcer turning the frame into its MQTT messages
+    /// (bench only: in the daemon it follows `inference`, within `publish`).
     Serialise,
     /// A whole frame on the inference thread, from taking it to the end
     /// of the track core (its messages are queued after, under `Publish`).
@@ -174,10 +175,14 @@ pub enum Counter {
     /// Times the source went away (a camera unplugged, a stream cut); an
     /// outage counts once however many reopen attempts it takes.
     SourceOutages,
+    /// Frames' readings handed to the ROS 2 output's DDS thread.
+    Ros2Sent,
+    /// Frames' readings the ROS 2 output dropped because its queue was full.
+    Ros2DroppedQueueFull,
 }
 
 impl Counter {
-    const COUNT: usize = 10;
+    const COUNT: usize = 12;
 }
 
 /// Daemon-wide values that go up and down.
@@ -238,6 +243,8 @@ pub struct Totals {
     pub mqtt_queue_frames: u64,
     pub mqtt_queue_events: u64,
     pub mqtt_last_error: Option<String>,
+    pub ros2_sent: u64,
+    pub ros2_dropped_queue_full: u64,
 }
 
 impl Telemetry {
@@ -289,6 +296,8 @@ impl Telemetry {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            ros2_sent: c(Counter::Ros2Sent),
+            ros2_dropped_queue_full: c(Counter::Ros2DroppedQueueFull),
         }
     }
 

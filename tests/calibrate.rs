@@ -336,7 +336,7 @@ fn chromium() -> PathBuf {
             }
         }
     }
-    panic!("headless Chromium is needed: apt-get install chromium-headless-shell (tools/setup.sh does)");
+    panic!("headless Chromium is needed: apt-get install chromium-headless-shell (.ci/run does)");
 }
 
 #[test]

@@ -308,7 +308,10 @@ fn configs_that_would_start_broken_are_refused_by_run_and_by_check() {
         ),
         (format!("[mqtt]\ndevice_id = \"{long}\""), "mqtt.device_id"),
         ("[mqtt]\nclient_id = \"a b\"".into(), "mqtt.client_id"),
-        ("[mqtt]\nlisten = \"127.0.0.1:0\"".into(), "mqtt.listen"),
+        (
+            "[mqtt.broker]\nlisten = \"127.0.0.1:0\"".into(),
+            "mqtt.broker.listen",
+        ),
         ("[mqtt]\nembedded = false\nport = 0".into(), "mqtt.port"),
         (
             "[detector]\nthresholds = [0.6, 0.7, 0.7, 0.7]".into(),

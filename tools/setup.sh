@@ -90,11 +90,12 @@ fi
 # (paho-mqtt, pure Python) so MQTT 3.1.1 and MQTT 5 are checked with a
 # client that is not mosquitto's; Eclipse Cyclone DDS (the DDS of many ROS 2
 # installations; its wheel carries the C library) to subscribe to the ROS 2
-# output; and the Python client package in clients/python with its tests.
+# output and to play a ROS 2 camera (with Pillow to turn JPEG frames into
+# raw images); and the Python client package in clients/python with its tests.
 mqtt_venv="${FER_EDGE_CACHE:-$HOME/.cache/fer-edge}/mqtt-venv"
 [ -x "$mqtt_venv/bin/python" ] || python3 -m venv "$mqtt_venv" >&2
-if ! "$mqtt_venv/bin/python" -c 'import paho.mqtt, cyclonedds, pytest, jsonschema' 2>/dev/null; then
-  "$mqtt_venv/bin/pip" install -q paho-mqtt==2.1.0 cyclonedds==11.0.1 pytest jsonschema >&2
+if ! "$mqtt_venv/bin/python" -c 'import paho.mqtt, cyclonedds, pytest, jsonschema, PIL' 2>/dev/null; then
+  "$mqtt_venv/bin/pip" install -q paho-mqtt==2.1.0 cyclonedds==11.0.1 pytest jsonschema pillow==13.0.0 >&2
 fi
 "$mqtt_venv/bin/pip" install -q --no-deps -e clients/python >&2
 echo "setup: ok" >&2

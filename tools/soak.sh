@@ -22,9 +22,10 @@ loop = true
 pace = true
 fps = 15.0
 [mqtt]
-listen = "127.0.0.1:$port"
 device_id = "soak"
 stats_interval_s = 30.0
+[mqtt.broker]
+listen = "127.0.0.1:$port"
 TOML
 MALLOC_ARENA_MAX=2 FER_EDGE_LOG=warn "$bin" run --config "$out/soak.toml" 2> "$out/daemon.log" &
 pid=$!

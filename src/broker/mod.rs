@@ -36,7 +36,7 @@ use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::names;
+use crate::publish::names;
 pub use users::Users;
 use wire::{Connect, Refusal};
 
@@ -468,8 +468,8 @@ impl RetainedStore {
 /// A TLS server config (TLS 1.2 and 1.3, ring) from PEM bytes.
 fn tls_acceptor(cert: &[u8], key: &[u8]) -> Result<tokio_rustls::TlsAcceptor, String> {
     use tokio_rustls::rustls;
-    let chain = super::pem::chain(cert).map_err(|e| format!("mqtt.broker.tls_cert_file {e}"))?;
-    let key = super::pem::key(key).map_err(|e| format!("mqtt.broker.tls_key_file {e}"))?;
+    let chain = crate::pem::chain(cert).map_err(|e| format!("mqtt.broker.tls_cert_file {e}"))?;
+    let key = crate::pem::key(key).map_err(|e| format!("mqtt.broker.tls_key_file {e}"))?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

@@ -282,6 +282,7 @@ fn toml_header(cfg: &Config, opts: &CalibrateOptions, measured_s: f64) -> Vec<St
                     .map(crate::capture::redact)
                     .or_else(|| cfg.source.pipeline.clone())
                     .unwrap_or_default(),
+                SourceKind::Ros2 => format!("ros2://{}", cfg.source.topic.as_deref().unwrap_or("")),
             }
         ),
         "Only the keys it recommends changing; each says why, with the measured number.".into(),
@@ -639,6 +640,7 @@ mod tests {
                     timestamp: self.at as f64 / 15.0,
                     captured_at: Instant::now(),
                     image: RgbImage::new(4, 4),
+                    origin: None,
                 }))
             } else {
                 Err(CaptureError::Unavailable {

@@ -320,32 +320,36 @@ fn capture_loop(
                 tracing::warn!("{e}; frame skipped");
             }
             Err(e) => {
-                telemetry.error(Stage::Capture);
-                let fatal = matches!(e, CaptureError::Open { .. });
-                let t = now();
-                update(&mut |c| {
-                    if c.outages.last().is_none_or(|o| o.to_s.is_some()) {
-                        telemetry.add(Counter::SourceOutages, 1);
-                        tracing::warn!("{e}");
-                        c.outages.push(Outage {
-                            from_s: t,
-                            to_s: None,
-                            reason: e.to_string(),
-                        });
-                    } else {
-                        tracing::debug!("{e}");
-                    }
-                    if fatal {
-                        c.ended_at_s = Some(t);
-                    }
-                });
-                if fatal {
+                if outage(&e, now(), counts, telemetry) {
                     tracing::error!("the source cannot be opened again: no more frames");
                     break;
                 }
             }
         }
     }
+}
+
+/// Counts a source error: an outage starts (logged once) unless one is
+/// going on. True when the source cannot be opened again (the feed ends).
+fn outage(e: &CaptureError, t: f64, counts: &Mutex<FeedCounts>, telemetry: &Telemetry) -> bool {
+    telemetry.error(Stage::Capture);
+    let fatal = matches!(e, CaptureError::Open { .. });
+    let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+    if c.outages.last().is_none_or(|o| o.to_s.is_some()) {
+        telemetry.add(Counter::SourceOutages, 1);
+        tracing::warn!("{e}");
+        c.outages.push(Outage {
+            from_s: t,
+            to_s: None,
+            reason: e.to_string(),
+        });
+    } else {
+        tracing::debug!("{e}");
+    }
+    if fatal {
+        c.ended_at_s = Some(t);
+    }
+    fatal
 }
 
 #[cfg(test)]
@@ -359,6 +363,7 @@ mod tests {
             timestamp: seq as f64,
             captured_at: Instant::now(),
             image: crate::frame::RgbImage::new(2, 2),
+            origin: None,
         }
     }
 

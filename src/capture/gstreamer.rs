@@ -488,6 +488,7 @@ impl GstSource {
             timestamp: self.started.elapsed().as_secs_f64(),
             captured_at: Instant::now(),
             image,
+            origin: None,
         })
     }
 }

@@ -27,6 +27,11 @@ pub mod gstreamer;
 #[path = "gstreamer_disabled.rs"]
 pub mod gstreamer;
 pub mod replay;
+#[cfg(feature = "ros2")]
+pub mod ros2;
+#[cfg(not(feature = "ros2"))]
+#[path = "ros2_disabled.rs"]
+pub mod ros2;
 #[cfg(feature = "v4l2")]
 pub mod v4l2;
 #[cfg(not(feature = "v4l2"))]
@@ -44,7 +49,12 @@ pub struct Frame {
     /// When the frame entered fer-edge (for capture→publish latency).
     pub captured_at: Instant,
     pub image: RgbImage,
+    /// The time and place the frame itself carries (a ROS 2 image's
+    /// header); None for sources without one.
+    pub origin: Option<Origin>,
 }
+
+pub use crate::frame::Origin;
 
 /// Why a source could not give a frame.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +91,9 @@ pub enum SourceKind {
     V4l2,
     /// A GStreamer `uri` or `pipeline`.
     Gstreamer,
+    /// A ROS 2 image `topic` (`sensor_msgs/Image`, or `CompressedImage` on
+    /// a `…/compressed` topic), on `[ros2] domain_id`.
+    Ros2,
 }
 
 /// How RTSP carries the stream.
@@ -158,8 +171,16 @@ pub struct SourceConfig {
     pub open_timeout_ms: u64,
     /// Replay: most pixels an image or video frame may have, checked from
     /// the file's header before decoding (default 8192×8192); a larger one
-    /// is skipped with an error, as a corrupt frame is.
+    /// is skipped with an error, as a corrupt frame is. A ROS 2 image is
+    /// checked the same way, from its message's width and height.
     pub max_pixels: u64,
+    /// ROS 2: the image topic (`/camera/image_raw`, or
+    /// `/camera/image_raw/compressed` for JPEG/PNG).
+    pub topic: Option<String>,
+    /// ROS 2: the domain and discovery range, `[ros2]`'s (copied there by
+    /// [`crate::config::Config`]; not a key of `[source]`).
+    #[serde(skip)]
+    pub dds: crate::ros2::Ros2Config,
 }
 
 impl Default for SourceConfig {
@@ -183,6 +204,8 @@ impl Default for SourceConfig {
             rtsp_transport: RtspTransport::Tcp,
             latency_ms: 200,
             open_timeout_ms: 10_000,
+            topic: None,
+            dds: crate::ros2::Ros2Config::default(),
         }
     }
 }
@@ -234,6 +257,9 @@ impl SourceConfig {
                 self.open_timeout_ms
             ));
         }
+        if let Some(t) = &self.topic {
+            crate::ros2::image::validate_topic(t)?;
+        }
         if !(self.reopen_max_backoff_s >= 0.1 && self.reopen_max_backoff_s <= 3600.0) {
             return Err(format!(
                 "source.reopen_max_backoff_s = {} must be 0.1..3600",
@@ -258,6 +284,12 @@ impl SourceConfig {
             // A configuration error (78), not an unreachable camera (69):
             // systemd must not restart into it every 2 s.
             return Err("source.kind = \"gstreamer\", but this fer-edge was built without GStreamer: rebuild with the default features (`cargo build --release`; needs libgstreamer1.0-dev and libgstreamer-plugins-base1.0-dev), or use kind = \"v4l2\" or \"replay\"".into());
+        }
+        if self.kind == SourceKind::Ros2 && !cfg!(feature = "ros2") {
+            return Err("source.kind = \"ros2\", but this fer-edge was built without ROS 2: rebuild with the default features (`cargo build --release`), or use kind = \"v4l2\", \"gstreamer\" or \"replay\"".into());
+        }
+        if self.kind == SourceKind::Ros2 && self.topic.is_none() {
+            return Err("source.kind = \"ros2\" needs source.topic: the camera's image topic, e.g. \"/camera/image_raw\" (or \"/camera/image_raw/compressed\")".into());
         }
         if self.kind == SourceKind::Gstreamer && self.uri.is_some() == self.pipeline.is_some() {
             return Err("source.kind = \"gstreamer\" needs one of source.uri (rtsp://, http://, file://) or source.pipeline (a GStreamer pipeline producing raw video)".into());
@@ -424,6 +456,7 @@ pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
         SourceKind::Replay => Ok(Box::new(replay::Replay::open(cfg)?)),
         SourceKind::V4l2 => v4l2::open(cfg),
         SourceKind::Gstreamer => gstreamer::open(cfg),
+        SourceKind::Ros2 => ros2::open(cfg),
     }
 }
 
@@ -437,6 +470,9 @@ pub fn open_for_run(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureE
         SourceKind::Replay => open(cfg),
         SourceKind::V4l2 => v4l2::open_waiting(cfg),
         SourceKind::Gstreamer => gstreamer::open_waiting(cfg),
+        // Joining a domain does not need the publisher: a camera that is
+        // not publishing yet is an outage the feed reports and waits out.
+        SourceKind::Ros2 => ros2::open(cfg),
     }
 }
 

@@ -183,6 +183,7 @@ impl FrameSource for Replay {
             timestamp,
             captured_at: Instant::now(),
             image,
+            origin: None,
         }))
     }
 

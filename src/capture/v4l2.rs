@@ -303,6 +303,7 @@ impl FrameSource for V4l2Source {
             timestamp: ts - epoch,
             captured_at: Instant::now(),
             image,
+            origin: None,
         }))
     }
 

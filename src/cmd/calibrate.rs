@@ -16,8 +16,8 @@ pub struct Args {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Camera device (`/dev/video0`, `/dev/v4l/by-id/...`), an IP camera
-    /// URL (`rtsp://...`) or a replay (a folder of images or a video
-    /// file), overriding `[source]`.
+    /// URL (`rtsp://...`), a ROS 2 image topic (`ros2:///camera/image_raw`)
+    /// or a replay (a folder of images or a video file), overriding `[source]`.
     #[arg(long)]
     pub source: Option<PathBuf>,
     /// How long to watch: `60s`, `2m`, `90` (seconds), `500ms`.

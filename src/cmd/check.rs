@@ -18,7 +18,7 @@ pub struct Args {
     #[arg(long)]
     pub backend: Option<String>,
     /// A source overriding `[source]`: a camera device, an IP camera URL
-    /// (`rtsp://...`) or a replay.
+    /// (`rtsp://...`), a ROS 2 image topic (`ros2:///camera/image_raw`) or a replay.
     #[arg(long)]
     pub source: Option<PathBuf>,
 }
@@ -59,7 +59,7 @@ fn command(
     let secrets = fer_edge::publish::Secrets::load(&cfg.mqtt).map_err(exit::config)?;
     models(&cfg)?;
     say!("mqtt:     {}", mqtt_summary(&cfg.mqtt, &secrets));
-    if !cfg.mqtt.embedded {
+    if !cfg.mqtt.broker.embedded {
         broker(&cfg, &secrets)?;
     }
     // The source, opened as `run` opens it: the first frame proves it.
@@ -170,10 +170,10 @@ fn mqtt_summary(m: &fer_edge::publish::MqttConfig, s: &fer_edge::publish::Secret
         (Some(u), true) => format!("{} user(s), and anonymous clients", u.len()),
         (None, _) => "anyone who can reach it may connect".to_string(),
     };
-    if m.embedded {
+    if m.broker.embedded {
         format!(
             "embedded broker on {}{} (MQTT 3.1.1 and 5; {who}; only fer-edge publishes under {}/), client id {}",
-            m.listen,
+            m.broker.listen,
             if s.broker_tls.is_some() { " over TLS" } else { "" },
             m.topic_prefix,
             m.client_id()

@@ -58,6 +58,12 @@ pub fn set_engine(cfg: &mut Config, name: String) -> Result<(), Failure> {
 /// `--source`: a device under /dev is a camera, anything else a replay.
 pub fn set_source(cfg: &mut Config, s: PathBuf) {
     use fer_edge::capture::SourceKind;
+    // A ROS 2 topic: ros2:///camera/image_raw.
+    if let Some(topic) = s.to_str().and_then(|t| t.strip_prefix("ros2://")) {
+        cfg.source.kind = SourceKind::Ros2;
+        cfg.source.topic = Some(topic.to_string());
+        return;
+    }
     // A URL stays a URL (rtsp://host/x is not a path).
     if let Some(uri) = s.to_str().filter(|t| t.contains("://")) {
         cfg.source.kind = SourceKind::Gstreamer;

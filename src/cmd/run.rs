@@ -14,7 +14,8 @@ pub struct Args {
     pub config: ConfigArgs,
     /// A source overriding `[source]`: a camera device (`/dev/video0`,
     /// `/dev/v4l/by-id/...`), an IP camera or stream URL (`rtsp://`,
-    /// `http://`, `file://`, read through GStreamer) or a replay (a
+    /// `http://`, `file://`, read through GStreamer), a ROS 2 image topic
+    /// (`ros2:///camera/image_raw`, on `[ros2] domain_id`) or a replay (a
     /// folder of images or a video file).
     #[arg(long)]
     pub source: Option<PathBuf>,

@@ -222,9 +222,20 @@ pub fn check_manifest(m: &Manifest) -> Result<([usize; 7], [[f32; 2]; 7]), Strin
     if m.classes.len() != 7 {
         return Err(format!("classes has {} entries; a bundle must list exactly the 7 expressions in the model's output order", m.classes.len()));
     }
+    let map = class_map(&m.classes)?;
+    check_input(&m.input)?;
+    let a = &m.alignment;
+    if !(0.05..=0.95).contains(&a.eye_distance) || !(0.05..=0.95).contains(&a.eye_line) {
+        return Err("alignment.eye_distance and alignment.eye_line are fractions of the crop and must lie in 0.05..0.95".into());
+    }
+    Ok((map, va_anchors(m)?))
+}
+
+/// Where each of the model's outputs goes in fer-edge's expression order.
+fn class_map(classes: &[String]) -> Result<[usize; 7], String> {
     let mut map = [0usize; 7];
     let mut seen = [false; 7];
-    for (i, label) in m.classes.iter().enumerate() {
+    for (i, label) in classes.iter().enumerate() {
         let e = Expression::parse_label(label).ok_or_else(|| {
             format!("classes[{i}] = {label:?} is not one of neutral, happy, sad, surprise, fear, disgust, anger (or a usual synonym)")
         })?;
@@ -237,37 +248,44 @@ pub fn check_manifest(m: &Manifest) -> Result<([usize; 7], [[f32; 2]; 7]), Strin
         seen[e.index()] = true;
         map[i] = e.index();
     }
-    let ch = m.input.color.channels();
-    if m.input.mean.len() != ch || m.input.std.len() != ch {
+    Ok(map)
+}
+
+/// The input tensor's name, size and normalisation.
+fn check_input(input: &InputSpec) -> Result<(), String> {
+    let ch = input.color.channels();
+    if input.mean.len() != ch || input.std.len() != ch {
         return Err(format!(
             "input.mean and input.std need {ch} value(s) each for color {:?}, found {} and {}",
-            m.input.color,
-            m.input.mean.len(),
-            m.input.std.len()
+            input.color,
+            input.mean.len(),
+            input.std.len()
         ));
     }
-    if m.input.mean.iter().any(|v| !v.is_finite()) {
+    if input.mean.iter().any(|v| !v.is_finite()) {
         return Err(format!(
             "input.mean = {:?} holds a value that is not a finite number",
-            m.input.mean
+            input.mean
         ));
     }
-    if m.input.std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
+    if input.std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
         return Err("input.std values must be positive finite numbers".into());
     }
-    if m.input.name.is_empty() {
+    if input.name.is_empty() {
         return Err("input.name is empty: name the model's input tensor".into());
     }
-    if !(8..=1024).contains(&m.input.width) || !(8..=1024).contains(&m.input.height) {
+    if !(8..=1024).contains(&input.width) || !(8..=1024).contains(&input.height) {
         return Err(format!(
             "input size {}x{} is out of range (8 to 1024 pixels)",
-            m.input.width, m.input.height
+            input.width, input.height
         ));
     }
-    let a = &m.alignment;
-    if !(0.05..=0.95).contains(&a.eye_distance) || !(0.05..=0.95).contains(&a.eye_line) {
-        return Err("alignment.eye_distance and alignment.eye_line are fractions of the crop and must lie in 0.05..0.95".into());
-    }
+    Ok(())
+}
+
+/// The [valence, arousal] anchor of each expression (derived V/A), or the
+/// check that the model has a V/A output.
+fn va_anchors(m: &Manifest) -> Result<[[f32; 2]; 7], String> {
     let mut anchors = [[0.0f32; 2]; 7];
     match m.va_source {
         VaSource::Model => {
@@ -296,7 +314,7 @@ pub fn check_manifest(m: &Manifest) -> Result<([usize; 7], [[f32; 2]; 7]), Strin
             }
         }
     }
-    Ok((map, anchors))
+    Ok(anchors)
 }
 
 #[cfg(test)]

@@ -34,6 +34,14 @@ pub enum Outgoing {
     Frame(Message),
 }
 
+impl Outgoing {
+    pub fn message(&self) -> &Message {
+        match self {
+            Outgoing::Event(m) | Outgoing::Frame(m) => m,
+        }
+    }
+}
+
 /// The shaping keys of `[mqtt]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Shaping {
@@ -201,7 +209,7 @@ impl Announcer {
             .summary_sent
             .as_ref()
             .map_or(f64::NEG_INFINITY, |s| s.0);
-        if !force && t - last_t < 1.0 / rate - RATE_SLACK_S {
+        if !force && within_cap(t - last_t, rate) {
             return None;
         }
         let msg = self.summary(unix);
@@ -262,11 +270,18 @@ impl Announcer {
     }
 }
 
+/// True when `dt` seconds after the last message is too soon for `rate`
+/// per second. A source clock that went back (a ROS 2 publisher restarted
+/// on simulated time) is a new timeline, not "too soon".
+fn within_cap(dt: f64, rate: f64) -> bool {
+    (0.0..1.0 / rate - RATE_SLACK_S).contains(&dt)
+}
+
 impl Shaping {
     /// Whether a track's reading `now` may go out, given the last one sent.
     fn lets_through(&self, sent: Option<&Sent>, now: &Sent) -> bool {
         let Some(sent) = sent else { return true };
-        if self.max_rate_hz > 0.0 && now.t - sent.t < 1.0 / self.max_rate_hz - RATE_SLACK_S {
+        if self.max_rate_hz > 0.0 && within_cap(now.t - sent.t, self.max_rate_hz) {
             return false;
         }
         !self.on_change
@@ -432,6 +447,33 @@ mod tests {
                 .count();
         }
         assert_eq!(sent, 2 * 15, "5 per second per track over 3 s");
+    }
+
+    #[test]
+    fn a_source_clock_that_goes_back_starts_a_new_timeline_instead_of_silencing_a_face() {
+        // A ROS 2 camera restarted on simulated time: its stamps start again at 0.
+        let mut a = announcer(
+            Shaping {
+                max_rate_hz: 5.0,
+                ..shaping()
+            },
+            LabelSet::FerEdge,
+        );
+        let mut sent_at = Vec::new();
+        for t in [100.0, 100.1, 100.25, 0.0, 0.05, 0.2, 0.3] {
+            let m = a.frame(
+                &output(vec![face(1, Expression::Neutral, 0.0)]),
+                stamp(t),
+                0.0,
+            );
+            if tails(&m)
+                .iter()
+                .any(|(topic, _)| topic.ends_with("expression"))
+            {
+                sent_at.push(t);
+            }
+        }
+        assert_eq!(sent_at, [100.0, 100.25, 0.0, 0.2]);
     }
 
     #[test]

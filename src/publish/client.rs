@@ -16,7 +16,6 @@ use rumqttc::{
 };
 use tokio::sync::mpsc;
 
-use super::broker;
 use super::config::MqttConfig;
 use super::names::Topics;
 use super::secrets::Secrets;
@@ -115,7 +114,7 @@ pub type Incoming = (String, Vec<u8>);
 pub fn start(
     cfg: &MqttConfig,
     secrets: &Secrets,
-    embedded: Option<&broker::EmbeddedBroker>,
+    embedded: Option<&crate::broker::EmbeddedBroker>,
     telemetry: Arc<Telemetry>,
     subscriptions: Vec<String>,
 ) -> Result<(Publisher, Connection), PublishError> {
@@ -251,7 +250,7 @@ pub enum FailureCause {
 fn options(
     cfg: &MqttConfig,
     secrets: &Secrets,
-    embedded: Option<&broker::EmbeddedBroker>,
+    embedded: Option<&crate::broker::EmbeddedBroker>,
     client_id: String,
 ) -> MqttOptions {
     let (host, port, login) = if let Some(b) = embedded {
@@ -273,7 +272,7 @@ fn options(
     if let Some((user, password)) = login {
         opts.set_credentials(user, password.into_bytes());
     }
-    if cfg.tls.enabled && !cfg.embedded {
+    if cfg.tls.enabled && !cfg.broker.embedded {
         opts.set_transport(Transport::Tls(TlsConfiguration::Simple {
             ca: secrets.ca.clone().unwrap_or_default(),
             alpn: None,

@@ -30,9 +30,15 @@ pub struct TlsConfig {
 /// unless `allow_anonymous = true` (logged as a warning at every start).
 /// Whoever connects may subscribe to everything, but only fer-edge itself
 /// may publish under its topic prefix.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
+    /// Start an in-process broker on `listen` and publish to it. Set false
+    /// to publish to the broker at `[mqtt] host:port` instead.
+    pub embedded: bool,
+    /// Address of the embedded broker, parsed once when the file is read.
+    #[serde(deserialize_with = "socket_addr")]
+    pub listen: SocketAddr,
     /// `user:password` lines, or `mosquitto_passwd` hashes (`user:$7$...`).
     pub users_file: Option<PathBuf>,
     /// Accept clients without a user name on a non-loopback `listen`.
@@ -42,16 +48,42 @@ pub struct BrokerConfig {
     pub tls_key_file: Option<PathBuf>,
 }
 
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            embedded: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            users_file: None,
+            allow_anonymous: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
+    }
+}
+
+/// An address like `127.0.0.1:1883`, or an error that shows one.
+fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_listen(&s).map_err(serde::de::Error::custom)
+}
+
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|e| format!("{s:?} is not an address like 127.0.0.1:1883 ({e})"))
+}
+
 /// `[mqtt]` in the config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
-    /// Start an in-process broker on `listen` and publish to it. Set false
-    /// to publish to the broker at `host:port` instead.
-    pub embedded: bool,
-    /// Address of the embedded broker.
-    pub listen: String,
-    /// External broker (when `embedded = false`).
+    /// Deprecated place of `[mqtt.broker] embedded` (still read, with a
+    /// warning; [`MqttConfig::move_deprecated_keys`]).
+    #[serde(rename = "embedded")]
+    pub deprecated_embedded: Option<bool>,
+    /// Deprecated place of `[mqtt.broker] listen`.
+    #[serde(rename = "listen")]
+    pub deprecated_listen: Option<String>,
+    /// External broker (when `[mqtt.broker] embedded = false`).
     pub host: String,
     pub port: u16,
     /// Identifies this device in topics and in the client id.
@@ -104,8 +136,8 @@ pub struct MqttConfig {
 impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
-            embedded: true,
-            listen: "127.0.0.1:1883".into(),
+            deprecated_embedded: None,
+            deprecated_listen: None,
             host: "127.0.0.1".into(),
             port: 1883,
             device_id: "kiosk-1".into(),
@@ -134,6 +166,49 @@ impl Default for MqttConfig {
 }
 
 impl MqttConfig {
+    /// Moves `embedded` and `listen` from `[mqtt]` to `[mqtt.broker]`,
+    /// returning one deprecation warning per key moved. A `listen` that is
+    /// not an address stays where it is, for [`Self::validate`] to report.
+    pub fn move_deprecated_keys(&mut self) -> Vec<String> {
+        let warn = |k: &str| {
+            format!(
+                "[mqtt] {k} is deprecated: it is read, but write it as `{k}` under [mqtt.broker]"
+            )
+        };
+        let mut warnings = Vec::new();
+        if let Some(v) = self.deprecated_embedded.take() {
+            self.broker.embedded = v;
+            warnings.push(warn("embedded"));
+        }
+        if let Some(addr) = self
+            .deprecated_listen
+            .as_deref()
+            .and_then(|s| parse_listen(s).ok())
+        {
+            self.broker.listen = addr;
+            self.deprecated_listen = None;
+            warnings.push(warn("listen"));
+        }
+        warnings
+    }
+
+    /// Where a subscriber on this machine finds the messages: the embedded
+    /// broker's address (loopback for one on every interface), or the
+    /// external broker's host and port; with a phrase naming it.
+    pub fn endpoint(&self) -> (String, String, u16) {
+        if self.broker.embedded {
+            let mut a = self.broker.listen;
+            if a.ip().is_unspecified() {
+                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let what = format!("the embedded broker at {}", self.broker.listen);
+            (what, a.ip().to_string(), a.port())
+        } else {
+            let what = format!("the broker at {}:{}", self.host, self.port);
+            (what, self.host.clone(), self.port)
+        }
+    }
+
     /// Checks values (no file access): every string that ends up in a
     /// topic or a client id follows MQTT's rules ([`names`]).
     pub fn validate(&self) -> Result<(), String> {
@@ -145,29 +220,31 @@ impl MqttConfig {
 
     /// The embedded broker's `listen`, or the external broker's host and port.
     fn validate_address(&self) -> Result<(), String> {
-        if self.embedded {
-            let addr = self.listen.parse::<SocketAddr>().map_err(|e| {
-                format!(
-                    "mqtt.listen = {:?} is not an address like 127.0.0.1:1883 ({e})",
-                    self.listen
-                )
-            })?;
+        if let Some(bad) = &self.deprecated_listen {
+            return Err(format!(
+                "mqtt.listen = {}; write it as mqtt.broker.listen",
+                parse_listen(bad)
+                    .err()
+                    .unwrap_or_else(|| format!("{bad:?}"))
+            ));
+        }
+        if self.broker.embedded {
+            let addr = self.broker.listen;
             if addr.port() == 0 {
-                return Err("mqtt.listen has port 0: name the port subscribers connect to, e.g. 127.0.0.1:1883".into());
+                return Err("mqtt.broker.listen has port 0: name the port subscribers connect to, e.g. 127.0.0.1:1883".into());
             }
             if !addr.ip().is_loopback()
                 && self.broker.users_file.is_none()
                 && !self.broker.allow_anonymous
             {
                 return Err(format!(
-                    "mqtt.listen = {:?} opens the embedded broker to the network without authentication: set mqtt.broker.users_file (user:password lines, or mosquitto_passwd hashes), or mqtt.broker.allow_anonymous = true to accept anyone, or listen on 127.0.0.1",
-                    self.listen
+                    "mqtt.broker.listen = \"{addr}\" opens the embedded broker to the network without authentication: set mqtt.broker.users_file (user:password lines, or mosquitto_passwd hashes), or mqtt.broker.allow_anonymous = true to accept anyone, or listen on 127.0.0.1",
                 ));
             }
         } else {
             if self.host.trim().is_empty() || self.host.contains(char::is_whitespace) {
                 return Err(format!(
-                    "mqtt.host = {:?} is not a host name: name the broker, or set mqtt.embedded = true",
+                    "mqtt.host = {:?} is not a host name: name the broker, or set mqtt.broker.embedded = true",
                     self.host
                 ));
             }
@@ -307,13 +384,26 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(e.contains("mqtt.device_id"));
+        let mut c = MqttConfig {
+            deprecated_listen: Some("nowhere".into()),
+            ..Default::default()
+        };
+        assert!(c.move_deprecated_keys().is_empty());
+        let e = c.validate().unwrap_err();
+        assert!(
+            e.contains("mqtt.listen") && e.contains("mqtt.broker.listen"),
+            "{e}"
+        );
         let e = MqttConfig {
-            listen: "nowhere".into(),
+            broker: BrokerConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..Default::default()
+            },
             ..Default::default()
         }
         .validate()
         .unwrap_err();
-        assert!(e.contains("mqtt.listen"));
+        assert!(e.contains("mqtt.broker.listen has port 0"), "{e}");
         for (bad, key) in [
             (
                 MqttConfig {

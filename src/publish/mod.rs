@@ -27,9 +27,11 @@
 //!
 //! The parts: `config` (the `[mqtt]` sections), `secrets` (the files they
 //! name), `client` (handle, tasks, shutdown), `announce` (which messages
-//! each frame becomes: rate caps, on-change, summary), `payload` (what is
-//! sent), `homeassistant` (discovery), `names` (MQTT's name rules), and
-//! `broker` (the embedded broker and its gate).
+//! each frame becomes: rate caps, on-change, summary), `output` (the
+//! announcer behind the [`crate::output::Output`] seam), `payload` (what is
+//! sent), `homeassistant` (discovery) and `names` (MQTT's name rules).
+//! The embedded broker is a server of its own, in [`crate::broker`]; this
+//! module only starts it from `[mqtt]` and connects to it.
 //!
 //! rumqttc 0.25.1 pins `rustls-webpki ^0.102.8`, which carries open RUSTSEC
 //! advisories (rumqtt#1046, #1067), and its default aws-lc-rs provider is
@@ -39,18 +41,19 @@
 use std::time::Instant;
 
 pub mod announce;
-pub mod broker;
 mod client;
 mod config;
 pub mod homeassistant;
 pub mod names;
+mod output;
 pub mod payload;
 mod secrets;
 
 pub use client::{diagnose, probe, start, Connection, FailureCause, Publisher};
 pub use config::{BrokerConfig, MqttConfig, TlsConfig};
+pub use output::{announcer, MqttOutput};
 pub use payload::{MqttStats, Topics};
-pub use secrets::{pem, Secrets};
+pub use secrets::Secrets;
 
 /// Starts the embedded broker `[mqtt] embedded = true` asks for, from the
 /// config's values and the files `secrets` read: warns when it accepts
@@ -58,11 +61,8 @@ pub use secrets::{pem, Secrets};
 pub fn start_embedded_broker(
     cfg: &MqttConfig,
     secrets: &Secrets,
-) -> Result<broker::EmbeddedBroker, PublishError> {
-    let listen: std::net::SocketAddr = cfg
-        .listen
-        .parse()
-        .map_err(|e| PublishError::Options(format!("mqtt.listen: {e}")))?;
+) -> Result<crate::broker::EmbeddedBroker, PublishError> {
+    let listen = cfg.broker.listen;
     if !listen.ip().is_loopback() && secrets.users.is_none() {
         tracing::warn!(
             %listen,
@@ -77,7 +77,7 @@ pub fn start_embedded_broker(
             );
         }
     }
-    Ok(broker::start(broker::BrokerSettings {
+    Ok(crate::broker::start(crate::broker::BrokerSettings {
         listen,
         users: secrets.users.clone(),
         allow_anonymous: cfg.broker.allow_anonymous,
@@ -102,7 +102,7 @@ pub enum PublishError {
         problem: String,
     },
     #[error(transparent)]
-    Broker(#[from] broker::BrokerError),
+    Broker(#[from] crate::broker::BrokerError),
     #[error("invalid MQTT settings: {0}")]
     Options(String),
 }

@@ -22,7 +22,7 @@ use crate::track::core::TrackSummary;
 
 /// The payloads' version; `schema/mqtt.schema.json` lists what changed
 /// in each (`x-changes`).
-pub const SCHEMA_VERSION: &str = "1.4";
+pub const SCHEMA_VERSION: &str = "1.5";
 
 pub use super::names::Topics;
 pub use crate::frame::{unix_now, FrameStamp};
@@ -446,6 +446,18 @@ pub struct StatsMsg {
     pub stages: std::collections::BTreeMap<String, StageSnapshot>,
     pub capture_to_publish_ms: Percentiles,
     pub mqtt: MqttStats,
+    /// The ROS 2 output's counters; absent when it is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ros2: Option<Ros2Stats>,
+}
+
+/// ROS 2 output counters inside `stats`.
+#[derive(Debug, Serialize, Default, Clone, PartialEq, Eq)]
+pub struct Ros2Stats {
+    /// Frames' readings handed to the DDS thread.
+    pub sent: u64,
+    /// Frames' readings dropped because the DDS thread fell behind.
+    pub dropped_queue_full: u64,
 }
 
 /// What a `stats` message says about the daemon besides its counters.
@@ -456,6 +468,8 @@ pub struct StatsContext {
     /// `name@version` of the emotion bundle, and whether it was trained.
     pub model: String,
     pub model_trained: bool,
+    /// The ROS 2 output runs: `stats` carries its counters.
+    pub ros2: bool,
 }
 
 impl StatsMsg {
@@ -494,6 +508,10 @@ impl StatsMsg {
             stages: snap.stages,
             capture_to_publish_ms,
             mqtt: MqttStats::from(totals),
+            ros2: ctx.ros2.then_some(Ros2Stats {
+                sent: totals.ros2_sent,
+                dropped_queue_full: totals.ros2_dropped_queue_full,
+            }),
         }
     }
 }
@@ -518,6 +536,7 @@ mod tests {
             backend: "tract".into(),
             model: "m@1".into(),
             model_trained: true,
+            ros2: false,
         };
         let m = StatsMsg::new(&ctx, t.snapshot(), &t.totals(), 2.0);
         assert_eq!((m.fps_in, m.fps_out), (10.0, 5.0));

@@ -3,31 +3,9 @@
 
 use std::path::PathBuf;
 
-use super::broker;
 use super::config::MqttConfig;
 use super::PublishError;
-
-/// PEM parsing, one place for the client's and the embedded broker's files.
-pub mod pem {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-
-    /// The certificates in a PEM file; at least one.
-    pub fn chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-        let chain = CertificateDer::pem_slice_iter(pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("is not PEM ({e})"))?;
-        if chain.is_empty() {
-            return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
-        }
-        Ok(chain)
-    }
-
-    /// The private key in a PEM file.
-    pub fn key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
-        PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("holds no PEM private key ({e})"))
-    }
-}
+use crate::pem;
 
 /// Everything the client and the embedded broker read from files, read
 /// and checked once: `fer-edge check` and `run` both call [`Secrets::load`],
@@ -38,7 +16,7 @@ pub struct Secrets {
     pub ca: Option<Vec<u8>>,
     /// The client's certificate chain and key (PEM).
     pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
-    pub users: Option<broker::Users>,
+    pub users: Option<crate::broker::Users>,
     /// The embedded broker's certificate chain and key (PEM).
     pub broker_tls: Option<(Vec<u8>, Vec<u8>)>,
 }
@@ -96,7 +74,7 @@ impl Secrets {
                 )?);
             }
         }
-        if cfg.embedded {
+        if cfg.broker.embedded {
             if let (Some(c), Some(k)) = (&cfg.broker.tls_cert_file, &cfg.broker.tls_key_file) {
                 s.broker_tls = Some(pair(
                     ("mqtt.broker.tls_cert_file", c),
@@ -105,7 +83,7 @@ impl Secrets {
             }
             if let Some(p) = &cfg.broker.users_file {
                 let (_, users) = load_file("mqtt.broker.users_file", p, |b| {
-                    broker::Users::parse(utf8(b)?)
+                    crate::broker::Users::parse(utf8(b)?)
                 })?;
                 s.users = Some(users);
             }

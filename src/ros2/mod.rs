@@ -2,9 +2,10 @@
 //! topics itself over DDS, so a robot needs no bridge and the Jetson no
 //! ROS installation.
 //!
-//! In: every frame's [`FrameOutput`] and [`FrameStamp`] from the inference
-//! thread ([`Ros2Output::send`] never blocks: a bounded queue, drops
-//! counted and logged). Out, on DDS domain `[ros2] domain_id` (or
+//! In: every frame's [`FrameOutput`] and its stamp through the
+//! [`Output`] seam. Per-frame readings never wait: a bounded queue, drops
+//! counted in [`Telemetry`] (`stats.ros2`, `/metrics`) and logged; a
+//! changed track list waits for room (one DDS write at most). Out, on DDS domain `[ros2] domain_id` (or
 //! `ROS_DOMAIN_ID`), on loopback only unless `discovery_range` (or ROS 2's
 //! `ROS_AUTOMATIC_DISCOVERY_RANGE`) says `subnet`, with ROS 2's
 //! topic and type naming (`rt/...`, `pkg::msg::dds_::Name_`):
@@ -25,18 +26,19 @@
 //! Built with the `ros2` cargo feature; without it `[ros2] enabled = true`
 //! is refused at start with the way to get it.
 
+pub mod image;
 pub mod msgs;
 
 #[cfg(feature = "ros2")]
-mod dds;
+pub(crate) mod dds;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::frame::FrameStamp;
+use crate::output::{Captured, Output};
+use crate::telemetry::{Counter, Telemetry};
 use crate::track::core::{FaceOutput, FrameOutput};
 
 /// `[ros2]`.
@@ -57,8 +59,9 @@ pub struct Ros2Config {
     /// unless the integrator says otherwise (ROS 2 itself defaults to
     /// the subnet).
     pub discovery_range: Option<DiscoveryRange>,
-    /// `header.frame_id` of every message: the camera's TF frame.
-    pub frame_id: String,
+    /// `header.frame_id` of every message: the camera's TF frame. Unset:
+    /// the image's own `header.frame_id` with a ROS 2 source, else `camera`.
+    pub frame_id: Option<String>,
     /// Frames waiting for the DDS thread; more are dropped and counted.
     pub queue_capacity: usize,
 }
@@ -69,7 +72,7 @@ impl Default for Ros2Config {
             enabled: false,
             domain_id: None,
             discovery_range: None,
-            frame_id: "camera".into(),
+            frame_id: None,
             queue_capacity: 8,
         }
     }
@@ -199,8 +202,11 @@ pub enum Ros2Error {
 /// What the DDS thread needs of one frame.
 #[derive(Debug, Clone)]
 pub struct Update {
-    /// Unix seconds of the capture.
+    /// Seconds of the capture: the image's own stamp with a ROS 2 source,
+    /// else Unix time.
     pub unix: f64,
+    /// The image's own frame id (a ROS 2 source).
+    pub frame_id: Option<String>,
     pub width: u32,
     pub height: u32,
     pub faces: Vec<FaceOutput>,
@@ -214,12 +220,16 @@ pub struct Update {
 pub struct Ros2Output {
     tx: Option<SyncSender<Update>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    dropped: Arc<AtomicU64>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Ros2Output {
     /// Joins the domain and starts the DDS thread; None when disabled.
-    pub fn start(cfg: &Ros2Config) -> Result<Option<Ros2Output>, Ros2Error> {
+    /// Frames sent and dropped are counted in `telemetry`.
+    pub fn start(
+        cfg: &Ros2Config,
+        telemetry: Arc<Telemetry>,
+    ) -> Result<Option<Ros2Output>, Ros2Error> {
         if !cfg.enabled {
             return Ok(None);
         }
@@ -249,31 +259,40 @@ impl Ros2Output {
             Ok(Some(Ros2Output {
                 tx: Some(tx),
                 thread: Some(thread),
-                dropped: Arc::default(),
+                telemetry,
             }))
         }
         #[cfg(not(feature = "ros2"))]
         {
+            let _ = telemetry;
             Err(Ros2Error::NotBuilt)
         }
     }
+}
 
+impl Output for Ros2Output {
     /// Queues one frame's output (None: the shutdown output, no faces).
     /// Per-frame readings never wait: when the queue is full they are
     /// dropped and counted. A change of the tracked list (or an ended
     /// track) does wait for room, because a lost one would leave a face
     /// listed forever; the DDS thread drains the queue, so the wait is one
     /// write at most.
-    pub fn send(&self, out: &FrameOutput, stamp: Option<&FrameStamp>) {
-        let (unix, width, height) = match stamp {
-            Some(s) => (s.unix, s.width, s.height),
+    fn frame(&mut self, out: &FrameOutput, captured: Option<&Captured>) {
+        let (unix, width, height) = match captured {
+            Some(c) => (
+                c.origin.as_ref().map_or(c.stamp.unix, |o| o.stamp),
+                c.stamp.width,
+                c.stamp.height,
+            ),
             None => (crate::frame::unix_now(), 0, 0),
         };
+        let frame_id = captured.and_then(|c| c.origin.as_ref().map(|o| o.frame_id.clone()));
         if out.faces.is_empty() && out.tracked.is_none() && out.ended.is_empty() {
             return;
         }
         let u = Update {
             unix,
+            frame_id,
             width,
             height,
             faces: out.faces.clone(),
@@ -281,27 +300,34 @@ impl Ros2Output {
             ended: out.ended.iter().map(|s| s.track_id).collect(),
         };
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(u) {
-            Ok(()) => {}
-            Err(TrySendError::Full(u)) => {
-                // A changed track list must not be lost: wait for room.
-                if u.tracked.is_some() || !u.ended.is_empty() {
-                    let _ = tx.send(u);
-                } else if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::warn!("ROS 2 output falls behind: frames dropped (counted; the total is logged at exit)");
-                }
+        let sent = match tx.try_send(u) {
+            Ok(()) => true,
+            // A changed track list must not be lost: wait for room.
+            Err(TrySendError::Full(u)) if u.tracked.is_some() || !u.ended.is_empty() => {
+                tx.send(u).is_ok()
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                let t = &self.telemetry;
+                if t.count(Counter::Ros2DroppedQueueFull) == 0 {
+                    tracing::warn!("ROS 2 output falls behind: frames dropped (counted in stats ros2.dropped_queue_full)");
+                }
+                t.add(Counter::Ros2DroppedQueueFull, 1);
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        };
+        if sent {
+            self.telemetry.add(Counter::Ros2Sent, 1);
         }
     }
 
     /// Sends what is queued and leaves the domain.
-    pub fn finish(mut self) {
+    fn finish(mut self: Box<Self>) {
         self.tx = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let dropped = self.dropped.load(Ordering::Relaxed);
+        let dropped = self.telemetry.count(Counter::Ros2DroppedQueueFull);
         if dropped > 0 {
             tracing::warn!("ROS 2 output dropped {dropped} frames' readings (queue full)");
         }

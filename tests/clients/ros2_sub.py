@@ -22,32 +22,12 @@ from dataclasses import asdict, dataclass
 from cyclonedds.core import Policy, Qos
 from cyclonedds.domain import DomainParticipant
 from cyclonedds.idl import IdlStruct
-from cyclonedds.idl.types import float32, int32, sequence, uint32
+from cyclonedds.idl.types import float32, sequence
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
-LOCALHOST = (
-    "<CycloneDDS><Domain Id=\"any\"><General>"
-    "<Interfaces><NetworkInterface address=\"127.0.0.1\"/></Interfaces>"
-    "<AllowMulticast>false</AllowMulticast></General>"
-    "<Discovery><ParticipantIndex>auto</ParticipantIndex>"
-    "<MaxAutoParticipantIndex>32</MaxAutoParticipantIndex>"
-    "<Peers><Peer address=\"localhost\"/></Peers></Discovery>"
-    "</Domain></CycloneDDS>"
-)
-
-
-@dataclass
-class Time(IdlStruct, typename="builtin_interfaces::msg::dds_::Time_"):
-    sec: int32
-    nanosec: uint32
-
-
-@dataclass
-class Header(IdlStruct, typename="std_msgs::msg::dds_::Header_"):
-    stamp: Time
-    frame_id: str
+from ros2_common import LOCALHOST, Header  # beside this script
 
 
 @dataclass

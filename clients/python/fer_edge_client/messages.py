@@ -1,5 +1,5 @@
 """fer-edge's MQTT payloads as dataclasses, one per definition of
-schema/mqtt.schema.json (schema_version 1.4), and `parse`, which picks the
+schema/mqtt.schema.json (schema_version 1.5), and `parse`, which picks the
 class by topic as the schema's x-topics does.
 
 Fields follow the schema's properties one for one (the tests check it);
@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Dict, List, Optional, Union
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 
 #: The largest payload read (an expression message is ~1 KB).
 MAX_PAYLOAD = 256 * 1024

@@ -93,11 +93,12 @@ model_dir = "{ROOT}/models/mtcnn"
 model = "{ROOT}/models/fer-minixception"
 
 [mqtt]
-embedded = false
 host = "127.0.0.1"
 port = {port}
 device_id = "py-kiosk"
 reconnect_max_backoff_s = 0.5
+[mqtt.broker]
+embedded = false
 """)
     env = dict(os.environ, FER_EDGE_LOG="warn")
     return subprocess.Popen([fer_edge_bin(), "run", "--config", str(cfg)], cwd=ROOT, env=env)

@@ -88,8 +88,9 @@ pace = false
 [emotion]
 model = "{bundle}"
 [mqtt]
-listen = "127.0.0.1:{port}"
 device_id = "gcn"
+[mqtt.broker]
+listen = "127.0.0.1:{port}"
 """)
     d = subprocess.Popen([fer_edge, "run", "--config", str(cfg)], cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
