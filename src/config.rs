@@ -54,6 +54,57 @@ pub struct ModelOrigins {
     pub source: Option<PathBuf>,
 }
 
+/// Keys that changed section: (old section, old key, new section path, new key).
+const MOVED_KEYS: [(&str, &str, &[&str], &str); 5] = [
+    ("detector", "interval", &["follow"], "interval"),
+    ("detector", "follow_threshold", &["follow"], "threshold"),
+    ("detector", "background", &["follow"], "background"),
+    ("mqtt", "embedded", &["mqtt", "broker"], "embedded"),
+    ("mqtt", "listen", &["mqtt", "broker"], "listen"),
+];
+
+/// Moves the keys of [`MOVED_KEYS`] to their new place in one file's
+/// table (a key already at the new place in the same file wins); one
+/// deprecation warning per key moved.
+fn move_deprecated_in_table(table: &mut toml::Table) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (section, key, to, new_key) in MOVED_KEYS {
+        let Some(v) = table
+            .get_mut(section)
+            .and_then(|s| s.as_table_mut())
+            .and_then(|s| s.remove(key))
+        else {
+            continue;
+        };
+        match table_at(table, to) {
+            Some(dest) => {
+                dest.entry(new_key.to_string()).or_insert(v);
+            }
+            // The new place is not a table: the type check reports that.
+            None => continue,
+        }
+        warnings.push(format!(
+            "[{section}] {key} is deprecated: it is read, but write it as `{new_key}` under [{}]",
+            to.join(".")
+        ));
+    }
+    warnings
+}
+
+/// The table at `path` below `t`, made where missing; None when something
+/// on the way is not a table.
+fn table_at<'a>(t: &'a mut toml::Table, path: &[&str]) -> Option<&'a mut toml::Table> {
+    match path.split_first() {
+        None => Some(t),
+        Some((first, rest)) => {
+            let next = t
+                .entry(first.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table_at(next.as_table_mut()?, rest)
+        }
+    }
+}
+
 /// Merges `over` into `base`: tables key by key, anything else replaced.
 fn merge_tables(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
@@ -119,9 +170,15 @@ impl Config {
                 message: message.trim_end().to_string(),
             };
             toml::from_str::<Config>(&text).map_err(|e| parse_err(e.to_string()))?;
-            let table: toml::Table = text
+            let mut table: toml::Table = text
                 .parse()
                 .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+            // Keys that moved go to their new place in each file before the
+            // files are merged, so that a later file's key wins whichever
+            // place either file used.
+            for warning in move_deprecated_in_table(&mut table) {
+                tracing::warn!("config {}: {warning}", crate::fileio::shown(path));
+            }
             let sets = |section: &str, key: &str| {
                 table
                     .get(section)
@@ -351,6 +408,28 @@ mod tests {
             .to_string();
             assert!(err.contains("bogus_key"), "{section}: {err}");
         }
+    }
+
+    #[test]
+    fn a_later_file_wins_whichever_place_each_file_wrote_a_moved_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let old = file(
+            "old.toml",
+            "[mqtt]\nlisten = \"127.0.0.1:1884\"\n[detector]\ninterval = 4\n",
+        );
+        let new = file(
+            "new.toml",
+            "[mqtt.broker]\nlisten = \"127.0.0.1:1885\"\n[follow]\ninterval = 6\n",
+        );
+        let (c, _) = Config::load_layered(&[old.clone(), new.clone()]).unwrap();
+        assert_eq!((c.mqtt.broker.listen.port(), c.follow.interval), (1885, 6));
+        let (c, _) = Config::load_layered(&[new, old]).unwrap();
+        assert_eq!((c.mqtt.broker.listen.port(), c.follow.interval), (1884, 4));
     }
 
     #[test]
