@@ -54,6 +54,29 @@ pub struct ModelOrigins {
     pub source: Option<PathBuf>,
 }
 
+/// One config file's text as a table, with moved keys at their new place
+/// (one deprecation warning each), checked for unknown keys and types
+/// (errors name `origin` and point at the file's own lines unless keys
+/// moved), and as the [`Config`] it describes alone.
+fn read_file(text: &str, origin: &Path) -> Result<(toml::Table, Config), ConfigError> {
+    let err = |e: &dyn std::fmt::Display| ConfigError::Parse {
+        path: origin.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    };
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(&e))?;
+    let moved = move_deprecated_in_table(&mut table);
+    for warning in &moved {
+        tracing::warn!("config {}: {warning}", crate::fileio::shown(origin));
+    }
+    let cfg = if moved.is_empty() {
+        toml::from_str(text)
+    } else {
+        toml::from_str(&toml::to_string(&table).map_err(|e| err(&e))?)
+    }
+    .map_err(|e| err(&e))?;
+    Ok((table, cfg))
+}
+
 /// Keys that changed section: (old section, old key, new section path, new key).
 const MOVED_KEYS: [(&str, &str, &[&str], &str); 5] = [
     ("detector", "interval", &["follow"], "interval"),
@@ -133,13 +156,7 @@ pub enum ConfigError {
 impl Config {
     /// Parses and validates TOML text; `origin` is only used in messages.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        for warning in cfg.move_deprecated_keys() {
-            tracing::warn!("config {}: {warning}", origin.display());
-        }
+        let (_, mut cfg) = read_file(text, origin)?;
         // A ROS 2 camera is read on the domain [ros2] names.
         cfg.source.dds = cfg.ros2.clone();
         cfg.validate().map_err(|message| ConfigError::Invalid {
@@ -165,20 +182,10 @@ impl Config {
                 "a config file",
             )
             .map_err(ConfigError::Read)?;
-            let parse_err = |message: String| ConfigError::Parse {
-                path: path.clone(),
-                message: message.trim_end().to_string(),
-            };
-            toml::from_str::<Config>(&text).map_err(|e| parse_err(e.to_string()))?;
-            let mut table: toml::Table = text
-                .parse()
-                .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
-            // Keys that moved go to their new place in each file before the
+            // Moved keys go to their new place in each file before the
             // files are merged, so that a later file's key wins whichever
             // place either file used.
-            for warning in move_deprecated_in_table(&mut table) {
-                tracing::warn!("config {}: {warning}", crate::fileio::shown(path));
-            }
+            let (table, _) = read_file(&text, path)?;
             let sets = |section: &str, key: &str| {
                 table
                     .get(section)
@@ -238,32 +245,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// Moves keys that changed section to where they live now, returning
-    /// one deprecation warning per key moved (the old key still works).
-    pub fn move_deprecated_keys(&mut self) -> Vec<String> {
-        let mut warnings = Vec::new();
-        let mut warn = |old: &str, new: &str| {
-            warnings.push(format!(
-                "[detector] {old} is deprecated: it is read, but write it as `{new}` under [follow]"
-            ));
-        };
-        let d = &mut self.detector;
-        if let Some(v) = d.deprecated_interval.take() {
-            self.follow.interval = v;
-            warn("interval", "interval");
-        }
-        if let Some(v) = d.deprecated_follow_threshold.take() {
-            self.follow.threshold = v;
-            warn("follow_threshold", "threshold");
-        }
-        if let Some(v) = d.deprecated_background.take() {
-            self.follow.background = v;
-            warn("background", "background");
-        }
-        warnings.extend(self.mqtt.move_deprecated_keys());
-        warnings
     }
 
     /// Checks every section's values.
@@ -434,19 +415,21 @@ mod tests {
 
     #[test]
     fn the_broker_keys_that_lived_under_mqtt_still_work_and_say_where_they_live_now() {
-        let mut cfg: Config = toml::from_str(
-            "[mqtt]
-embedded = false
-listen = \"0.0.0.0:1884\"
-",
-        )
-        .unwrap();
-        let warnings = cfg.move_deprecated_keys();
+        let mut table: toml::Table = "[mqtt]\nembedded = false\nlisten = \"0.0.0.0:1884\"\n"
+            .parse()
+            .unwrap();
+        let warnings = move_deprecated_in_table(&mut table);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].contains("[mqtt.broker]") && warnings[1].contains("listen"));
+        let cfg = Config::parse(&toml::to_string(&table).unwrap(), Path::new("x.toml")).unwrap();
         assert!(!cfg.mqtt.broker.embedded);
         assert_eq!(cfg.mqtt.broker.listen.to_string(), "0.0.0.0:1884");
-        assert_eq!(cfg.mqtt.deprecated_listen, None);
+        let parsed = Config::parse(
+            "[mqtt]\nembedded = false\nlisten = \"0.0.0.0:1884\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(parsed.mqtt, cfg.mqtt);
         // The new place, parsed once; a bad address names its key and shows a good one.
         let c = Config::parse(
             "[mqtt.broker]\nlisten = \"127.0.0.1:1999\"\n",
@@ -466,13 +449,14 @@ listen = \"0.0.0.0:1884\"
 
     #[test]
     fn the_follow_keys_that_lived_under_detector_still_work_and_say_where_they_live_now() {
-        let mut cfg: Config = toml::from_str(
-            "[detector]\ninterval = 4\nfollow_threshold = 0.5\nbackground = false\n",
-        )
-        .unwrap();
-        let warnings = cfg.move_deprecated_keys();
+        let mut table: toml::Table =
+            "[detector]\ninterval = 4\nfollow_threshold = 0.5\nbackground = false\n"
+                .parse()
+                .unwrap();
+        let warnings = move_deprecated_in_table(&mut table);
         assert_eq!(warnings.len(), 3, "{warnings:?}");
         assert!(warnings[1].contains("[follow]") && warnings[1].contains("threshold"));
+        let cfg = Config::parse(&toml::to_string(&table).unwrap(), Path::new("x.toml")).unwrap();
         assert_eq!(
             cfg.follow,
             FollowConfig {

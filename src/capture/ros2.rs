@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use super::{CaptureError, Frame, FrameSource, Origin, SourceConfig};
 use crate::ros2::dds::{CameraReader, ImageSample};
-use crate::ros2::image::{self, InHeader, Transport};
+use crate::ros2::image::{self, Transport};
+use crate::ros2::msgs::Header;
 use crate::ros2::Network;
 
 /// How often the reader is looked at while no image is waiting.
@@ -56,10 +57,7 @@ pub fn open(cfg: &SourceConfig) -> Result<Box<dyn FrameSource>, CaptureError> {
     let transport = Transport::of_topic(&topic);
     tracing::info!(
         "reading {} images from {topic} ({network})",
-        match transport {
-            Transport::Raw => "sensor_msgs/Image",
-            Transport::Compressed => "sensor_msgs/CompressedImage",
-        }
+        transport.message()
     );
     Ok(Box::new(Ros2Camera {
         topic,
@@ -98,19 +96,19 @@ impl Ros2Camera {
         };
         let image = image.map_err(|e| self.bad(e))?;
         let size = image.dimensions();
-        if self.size.is_some_and(|s| s != size) {
+        if let Some(was) = self.size.filter(|s| *s != size) {
             tracing::info!(
                 "images on {} are now {}x{} (were {}x{})",
                 self.topic,
                 size.0,
                 size.1,
-                self.size.unwrap_or_default().0,
-                self.size.unwrap_or_default().1
+                was.0,
+                was.1
             );
         }
         self.size = Some(size);
         self.seq += 1;
-        let InHeader { stamp, frame_id } = header;
+        let Header { stamp, frame_id } = header;
         Ok(Frame {
             seq: self.seq,
             timestamp: self.t0.elapsed().as_secs_f64(),
@@ -126,13 +124,11 @@ impl Ros2Camera {
 
 impl FrameSource for Ros2Camera {
     fn describe(&self) -> String {
-        let kind = match self.transport {
-            Transport::Raw => "sensor_msgs/Image",
-            Transport::Compressed => "sensor_msgs/CompressedImage",
-        };
         format!(
-            "ros2://{} ({kind}, DDS domain {})",
-            self.topic, self.network.domain_id
+            "ros2://{} ({}, DDS domain {})",
+            self.topic,
+            self.transport.message(),
+            self.network.domain_id
         )
     }
 

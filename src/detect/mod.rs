@@ -46,15 +46,6 @@ pub struct DetectorConfig {
     pub threads: usize,
     /// Engine for the three networks; default `[inference] backend`.
     pub backend: Option<String>,
-    /// Deprecated: `[follow] interval` (still read, with a warning).
-    #[serde(rename = "interval")]
-    pub deprecated_interval: Option<u32>,
-    /// Deprecated: `[follow] threshold` (still read, with a warning).
-    #[serde(rename = "follow_threshold")]
-    pub deprecated_follow_threshold: Option<f32>,
-    /// Deprecated: `[follow] background` (still read, with a warning).
-    #[serde(rename = "background")]
-    pub deprecated_background: Option<bool>,
 }
 
 impl Default for DetectorConfig {
@@ -67,9 +58,6 @@ impl Default for DetectorConfig {
             max_faces: 32,
             threads: 2,
             backend: None,
-            deprecated_interval: None,
-            deprecated_follow_threshold: None,
-            deprecated_background: None,
         }
     }
 }

@@ -68,21 +68,15 @@ fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    s.parse()
-        .map_err(|e| format!("{s:?} is not an address like 127.0.0.1:1883 ({e})"))
+    s.parse().map_err(|e| {
+        format!("mqtt.broker.listen = {s:?} is not an address like 127.0.0.1:1883 ({e})")
+    })
 }
 
 /// `[mqtt]` in the config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
-    /// Deprecated place of `[mqtt.broker] embedded` (still read, with a
-    /// warning; [`MqttConfig::move_deprecated_keys`]).
-    #[serde(rename = "embedded")]
-    pub deprecated_embedded: Option<bool>,
-    /// Deprecated place of `[mqtt.broker] listen`.
-    #[serde(rename = "listen")]
-    pub deprecated_listen: Option<String>,
     /// External broker (when `[mqtt.broker] embedded = false`).
     pub host: String,
     pub port: u16,
@@ -136,8 +130,6 @@ pub struct MqttConfig {
 impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
-            deprecated_embedded: None,
-            deprecated_listen: None,
             host: "127.0.0.1".into(),
             port: 1883,
             device_id: "kiosk-1".into(),
@@ -166,32 +158,6 @@ impl Default for MqttConfig {
 }
 
 impl MqttConfig {
-    /// Moves `embedded` and `listen` from `[mqtt]` to `[mqtt.broker]`,
-    /// returning one deprecation warning per key moved. A `listen` that is
-    /// not an address stays where it is, for [`Self::validate`] to report.
-    pub fn move_deprecated_keys(&mut self) -> Vec<String> {
-        let warn = |k: &str| {
-            format!(
-                "[mqtt] {k} is deprecated: it is read, but write it as `{k}` under [mqtt.broker]"
-            )
-        };
-        let mut warnings = Vec::new();
-        if let Some(v) = self.deprecated_embedded.take() {
-            self.broker.embedded = v;
-            warnings.push(warn("embedded"));
-        }
-        if let Some(addr) = self
-            .deprecated_listen
-            .as_deref()
-            .and_then(|s| parse_listen(s).ok())
-        {
-            self.broker.listen = addr;
-            self.deprecated_listen = None;
-            warnings.push(warn("listen"));
-        }
-        warnings
-    }
-
     /// Where a subscriber on this machine finds the messages: the embedded
     /// broker's address (loopback for one on every interface), or the
     /// external broker's host and port; with a phrase naming it.
@@ -220,14 +186,6 @@ impl MqttConfig {
 
     /// The embedded broker's `listen`, or the external broker's host and port.
     fn validate_address(&self) -> Result<(), String> {
-        if let Some(bad) = &self.deprecated_listen {
-            return Err(format!(
-                "mqtt.listen = {}; write it as mqtt.broker.listen",
-                parse_listen(bad)
-                    .err()
-                    .unwrap_or_else(|| format!("{bad:?}"))
-            ));
-        }
         if self.broker.embedded {
             let addr = self.broker.listen;
             if addr.port() == 0 {
@@ -384,16 +342,6 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(e.contains("mqtt.device_id"));
-        let mut c = MqttConfig {
-            deprecated_listen: Some("nowhere".into()),
-            ..Default::default()
-        };
-        assert!(c.move_deprecated_keys().is_empty());
-        let e = c.validate().unwrap_err();
-        assert!(
-            e.contains("mqtt.listen") && e.contains("mqtt.broker.listen"),
-            "{e}"
-        );
         let e = MqttConfig {
             broker: BrokerConfig {
                 listen: "127.0.0.1:0".parse().unwrap(),

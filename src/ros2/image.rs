@@ -14,43 +14,13 @@
 
 use serde::Deserialize;
 
-use super::msgs::Time;
+use super::msgs::Header;
 use crate::frame::RgbImage;
-
-/// `std_msgs/Header`, as a subscriber reads it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct InHeader {
-    pub stamp: InTime,
-    pub frame_id: String,
-}
-
-/// `builtin_interfaces/Time`, as a subscriber reads it.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-pub struct InTime {
-    pub sec: i32,
-    pub nanosec: u32,
-}
-
-impl InTime {
-    /// Seconds (Unix time on a robot's wall clock, or its simulated time).
-    pub fn seconds(self) -> f64 {
-        self.sec as f64 + self.nanosec.min(999_999_999) as f64 * 1e-9
-    }
-}
-
-impl From<Time> for InTime {
-    fn from(t: Time) -> InTime {
-        InTime {
-            sec: t.sec,
-            nanosec: t.nanosec,
-        }
-    }
-}
 
 /// `sensor_msgs/Image`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ImageMsg {
-    pub header: InHeader,
+    pub header: Header,
     pub height: u32,
     pub width: u32,
     pub encoding: String,
@@ -63,7 +33,7 @@ pub struct ImageMsg {
 /// `sensor_msgs/CompressedImage`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct CompressedImageMsg {
-    pub header: InHeader,
+    pub header: Header,
     /// `jpeg`, `png`, or image_transport's `rgb8; jpeg compressed bgr8`.
     pub format: String,
     pub data: Vec<u8>,
@@ -87,6 +57,14 @@ impl Transport {
             Transport::Compressed
         } else {
             Transport::Raw
+        }
+    }
+
+    /// The ROS 2 message, as logs and `describe` name it.
+    pub fn message(self) -> &'static str {
+        match self {
+            Transport::Raw => "sensor_msgs/Image",
+            Transport::Compressed => "sensor_msgs/CompressedImage",
         }
     }
 
@@ -188,8 +166,11 @@ pub fn raw_to_rgb(m: &ImageMsg, max_pixels: u64) -> Result<RgbImage, String> {
     // (`is_bigendian`) does not change them.
     let (w32, h32) = (m.width, m.height);
     let step = step as usize;
-    match layout {
-        Layout::Yuyv => crate::capture::convert::yuyv_to_rgb(&m.data, w32, h32, step as u32),
+    // Each row of the packed layouts appended as RGB.
+    let row_to_rgb: fn(&[u8], &mut Vec<u8>) = match layout {
+        Layout::Yuyv => {
+            return crate::capture::convert::yuyv_to_rgb(&m.data, w32, h32, step as u32)
+        }
         Layout::Uyvy => {
             // Y and chroma swap places pairwise: U Y0 V Y1 → Y0 U Y1 V.
             let mut yuyv = Vec::with_capacity(row as usize * h as usize);
@@ -198,28 +179,19 @@ pub fn raw_to_rgb(m: &ImageMsg, max_pixels: u64) -> Result<RgbImage, String> {
                     yuyv.extend_from_slice(&[q[1], q[0]]);
                 }
             }
-            crate::capture::convert::yuyv_to_rgb(&yuyv, w32, h32, row as u32)
+            return crate::capture::convert::yuyv_to_rgb(&yuyv, w32, h32, row as u32);
         }
-        _ => {
-            let mut rgb = Vec::with_capacity(pixels as usize * 3);
-            for r in m.data.chunks(step).take(h as usize) {
-                let r = &r[..row as usize];
-                match layout {
-                    Layout::Rgb => rgb.extend_from_slice(r),
-                    Layout::Bgr => r
-                        .chunks_exact(3)
-                        .for_each(|p| rgb.extend([p[2], p[1], p[0]])),
-                    Layout::Rgba => r.chunks_exact(4).for_each(|p| rgb.extend(&p[..3])),
-                    Layout::Bgra => r
-                        .chunks_exact(4)
-                        .for_each(|p| rgb.extend([p[2], p[1], p[0]])),
-                    Layout::Mono => r.iter().for_each(|&v| rgb.extend([v, v, v])),
-                    Layout::Uyvy | Layout::Yuyv => unreachable!("converted above"),
-                }
-            }
-            RgbImage::from_raw(w32, h32, rgb).ok_or_else(|| "image buffer size mismatch".into())
-        }
+        Layout::Rgb => |r, o| o.extend_from_slice(r),
+        Layout::Bgr => |r, o| r.chunks_exact(3).for_each(|p| o.extend([p[2], p[1], p[0]])),
+        Layout::Rgba => |r, o| r.chunks_exact(4).for_each(|p| o.extend(&p[..3])),
+        Layout::Bgra => |r, o| r.chunks_exact(4).for_each(|p| o.extend([p[2], p[1], p[0]])),
+        Layout::Mono => |r, o| r.iter().for_each(|&v| o.extend([v, v, v])),
+    };
+    let mut rgb = Vec::with_capacity(pixels as usize * 3);
+    for r in m.data.chunks(step).take(h as usize) {
+        row_to_rgb(&r[..row as usize], &mut rgb);
     }
+    RgbImage::from_raw(w32, h32, rgb).ok_or_else(|| "image buffer size mismatch".into())
 }
 
 /// The RGB image of a `CompressedImage` (JPEG or PNG): the size its header
@@ -240,10 +212,11 @@ pub fn compressed_to_rgb(m: &CompressedImageMsg, max_pixels: u64) -> Result<RgbI
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ros2::msgs::Time;
 
-    fn header() -> InHeader {
-        InHeader {
-            stamp: InTime {
+    fn header() -> Header {
+        Header {
+            stamp: Time {
                 sec: 1_700_000_000,
                 nanosec: 500_000_000,
             },

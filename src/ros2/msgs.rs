@@ -6,13 +6,13 @@
 //! `/humans/faces/tracked` and of each face's `expression` and `roi`.
 //! Pure, and built with or without the `ros2` feature.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::report::LabelSet;
 use crate::track::core::FaceOutput;
 
 /// `builtin_interfaces/Time`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Time {
     pub sec: i32,
     pub nanosec: u32,
@@ -28,10 +28,15 @@ impl Time {
             nanosec: (((t - sec) * 1e9) as u32).min(999_999_999),
         }
     }
+
+    /// Seconds (Unix time on a robot's wall clock, or its simulated time).
+    pub fn seconds(self) -> f64 {
+        self.sec as f64 + self.nanosec.min(999_999_999) as f64 * 1e-9
+    }
 }
 
-/// `std_msgs/Header`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `std_msgs/Header` (written by the output, read from camera images).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Header {
     pub stamp: Time,
     pub frame_id: String,
