@@ -259,13 +259,30 @@ fn a_panic_on_a_broker_thread_stops_the_daemon_with_exit_70() {
             .spawn()
             .unwrap(),
     );
-    assert!(wait_for_log(
+    let started = wait_for_log(
         &log,
         "embedded MQTT broker listening",
-        Duration::from_secs(60)
-    )
-    .is_some());
-    let _ = mosquitto_pub(port, &["-t", "robots/x", "-m", "x"]);
+        Duration::from_secs(60),
+    );
+    assert!(
+        started.is_some(),
+        "the embedded broker starts (daemon alive: {}): {}",
+        d.alive(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // Any other client leaves the broker alone; this one fires the fault.
+    assert_still_serves(port, &mut d);
+    let _ = mosquitto_pub(
+        port,
+        &[
+            "-i",
+            "fer-edge-fault-broker-panic",
+            "-t",
+            "robots/x",
+            "-m",
+            "x",
+        ],
+    );
     let status = d.wait_exit(Duration::from_secs(15));
     let logged = std::fs::read_to_string(&log).unwrap();
     assert_eq!(status.and_then(|s| s.code()), Some(70), "{logged}");

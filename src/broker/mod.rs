@@ -243,6 +243,10 @@ pub fn start(settings: BrokerSettings) -> Result<EmbeddedBroker, BrokerError> {
     })
 }
 
+/// The client id that fires `FER_EDGE_FAULT=broker-panic` (debug builds).
+#[cfg(debug_assertions)]
+const FAULT_CLIENT_ID: &str = "fer-edge-fault-broker-panic";
+
 const THREAD_BROKER: &str = "mqtt-broker";
 const THREAD_GATE: &str = "mqtt-gate";
 const THREAD_V4: &str = "fer-edge-v4";
@@ -620,12 +624,6 @@ impl Gate {
     where
         S: AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        // Fault injection, debug builds only (tests/trust.rs): a panic on a
-        // broker thread, as a rumqttd bug once caused, must stop the daemon.
-        #[cfg(debug_assertions)]
-        if std::env::var_os("FER_EDGE_FAULT").is_some_and(|v| v == "broker-panic") {
-            panic!("fault injected by FER_EDGE_FAULT=broker-panic");
-        }
         let (read_half, mut client_w) = tokio::io::split(stream);
         let mut client_r = BufReader::new(read_half);
         let first = match tokio::time::timeout(CONNECT_TIMEOUT, read_packet(&mut client_r)).await {
@@ -655,6 +653,17 @@ impl Gate {
                 return;
             }
         };
+        // Fault injection, debug builds only (tests/broker_trust.rs): a panic
+        // on a broker thread, as a rumqttd bug once caused, must stop the
+        // daemon. Only the client that asks for it triggers it, so a stray
+        // connection (a client of an earlier test retrying a reused port)
+        // cannot fire it before the test is ready.
+        #[cfg(debug_assertions)]
+        if connect.client_id == FAULT_CLIENT_ID
+            && std::env::var_os("FER_EDGE_FAULT").is_some_and(|v| v == "broker-panic")
+        {
+            panic!("fault injected by FER_EDGE_FAULT=broker-panic");
+        }
         if let Verdict::Refuse(why, message) = self.judge(&connect) {
             self.warn(peer, &connect.client_id, &format!("{why:?}"), &message);
             let _ = client_w
