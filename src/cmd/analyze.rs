@@ -4,8 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::exit::{self, Failure};
-use super::ConfigArgs;
-use super::{load_config, set_engine};
+use super::ChainArgs;
 use fer_edge::analyze::{self, AnalyzeError, AnalyzeOptions};
 use fer_edge::faces::FaceChain;
 
@@ -16,14 +15,7 @@ pub struct Args {
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
-    pub config: ConfigArgs,
-    /// Emotion model bundle, overriding `[emotion] model`.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Engine for every model (`tract`, `onnxruntime`, `cuda`),
-    /// overriding the config's.
-    #[arg(long)]
-    pub backend: Option<String>,
+    pub chain: ChainArgs,
     /// Also write `<name>.annotated.png` per image into this folder.
     #[arg(long, value_name = "DIR")]
     pub annotate: Option<PathBuf>,
@@ -40,20 +32,12 @@ impl Args {
             annotate_dir: self.annotate,
             max_image_bytes: self.max_image_mb << 20,
         };
-        command(&self.config, self.model, self.backend, &opts)
+        command(&self.chain, &opts)
     }
 }
 
-fn command(
-    config: &ConfigArgs,
-    model: Option<std::path::PathBuf>,
-    backend: Option<String>,
-    opts: &AnalyzeOptions,
-) -> Result<ExitCode, Failure> {
-    let mut cfg = load_config(&config.files, model)?;
-    if let Some(b) = backend {
-        set_engine(&mut cfg, b)?;
-    }
+fn command(chain: &ChainArgs, opts: &AnalyzeOptions) -> Result<ExitCode, Failure> {
+    let cfg = chain.load()?;
     let mut chain = FaceChain::from_config(&cfg).map_err(exit::config)?;
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();

@@ -5,18 +5,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::exit::{self, Failure};
-use super::ConfigArgs;
-use super::{load_config, set_engine, set_source, source_hints};
+use super::ChainArgs;
+use super::{set_source, source_hints};
 use fer_edge::faces::FaceChain;
 
 /// `fer-edge check`'s arguments (its help is the variant's in `cli.rs`).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub config: ConfigArgs,
-    /// Engine for every model, overriding the config's.
-    #[arg(long)]
-    pub backend: Option<String>,
+    pub chain: ChainArgs,
     /// A source overriding `[source]`: a camera device, an IP camera URL
     /// (`rtsp://...`), a ROS 2 image topic (`ros2:///camera/image_raw`) or a replay.
     #[arg(long)]
@@ -35,23 +32,16 @@ macro_rules! say {
 impl Args {
     /// Runs it.
     pub fn run(self) -> Result<ExitCode, Failure> {
-        command(&self.config.files, self.backend, self.source)
+        command(&self.chain, self.source)
     }
 }
 
 /// `fer-edge check`: loads the config and every model, prints what runs
 /// where (engine, and the device each model's nodes really run on), then
 /// proves the broker and the source as `run` would meet them.
-fn command(
-    config: &[PathBuf],
-    backend: Option<String>,
-    source: Option<PathBuf>,
-) -> Result<ExitCode, Failure> {
-    let engines_only = config.is_empty() && source.is_none();
-    let mut cfg = load_config(config, None)?;
-    if let Some(b) = backend {
-        set_engine(&mut cfg, b)?;
-    }
+fn command(chain: &ChainArgs, source: Option<PathBuf>) -> Result<ExitCode, Failure> {
+    let engines_only = chain.config.files.is_empty() && source.is_none();
+    let mut cfg = chain.load()?;
     if let Some(s) = source {
         set_source(&mut cfg, s);
     }

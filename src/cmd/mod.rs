@@ -32,6 +32,32 @@ pub struct ConfigArgs {
     pub files: Vec<PathBuf>,
 }
 
+/// The config, model and engine of a command that runs one chain
+/// (`analyze`, `check`); `bench` and `eval` take several of each, side by side.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ChainArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Emotion model bundle, overriding `[emotion] model`.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Engine for every model (`tract`, `onnxruntime`, `cuda`),
+    /// overriding the config's.
+    #[arg(long)]
+    pub backend: Option<String>,
+}
+
+impl ChainArgs {
+    /// The config files, then `--model` and `--backend` over them.
+    pub fn load(&self) -> Result<Config, Failure> {
+        let mut cfg = load_config(&self.config.files, self.model.clone())?;
+        if let Some(b) = &self.backend {
+            set_engine(&mut cfg, b.clone())?;
+        }
+        Ok(cfg)
+    }
+}
+
 use exit::Failure;
 
 /// Loads the config files (later ones override earlier ones; none: the

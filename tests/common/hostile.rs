@@ -79,17 +79,28 @@ pub fn paho_sub(
 }
 
 pub fn start_embedded(dir: &Path, port: u16, extra: &str) -> (Proc, PathBuf) {
+    start_embedded_env(dir, port, extra, &[])
+}
+
+/// [`start_embedded`] with extra environment variables for the daemon.
+pub fn start_embedded_env(
+    dir: &Path,
+    port: u16,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> (Proc, PathBuf) {
     let cfg = embedded_config(dir, port, extra);
     let log = dir.join("daemon.log");
-    let d = daemon_logged(&cfg, &log, "info");
+    let mut d = daemon_logged_env(&cfg, &log, "info", env);
+    let started = wait_for_log(
+        &log,
+        "embedded MQTT broker listening",
+        Duration::from_secs(60),
+    );
     assert!(
-        wait_for_log(
-            &log,
-            "embedded MQTT broker listening",
-            Duration::from_secs(60)
-        )
-        .is_some(),
-        "the embedded broker starts: {}",
+        started.is_some(),
+        "the embedded broker starts (daemon alive: {}): {}",
+        d.alive(),
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     (d, log)

@@ -327,9 +327,15 @@ pub fn daemon_layered(configs: &[&Path]) -> Proc {
 
 /// The daemon with its log (at `level`) written to `log`.
 pub fn daemon_logged(config: &Path, log: &Path, level: &str) -> Proc {
+    daemon_logged_env(config, log, level, &[])
+}
+
+/// [`daemon_logged`] with extra environment variables (a fault to inject).
+pub fn daemon_logged_env(config: &Path, log: &Path, level: &str, env: &[(&str, &str)]) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_fer-edge"))
         .current_dir(root())
         .env("FER_EDGE_LOG", level)
+        .envs(env.iter().copied())
         .arg("run")
         .arg("--config")
         .arg(config)

@@ -21,7 +21,6 @@ random inputs, recorded in the manifest).
 Usage: python -m emotion_gcn.export --checkpoint best.pt --out models/emotion-gcn
 """
 import argparse
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -32,6 +31,7 @@ import torch
 
 from . import adjacency as adj
 from . import embeddings
+from .bundle import write_bundle
 from .labels import EXPRESSIONS, NODES
 from .model import EmotionGCN, FoldedEmotionGCN, MultiTask, gen_adj
 
@@ -137,10 +137,8 @@ def export(model, meta, out, name, version):
         with open(os.path.join(out, gcn_file), "w") as f:
             json.dump(gcn, f)
             f.write("\n")
-    sha = hashlib.sha256(open(onnx_path, "rb").read()).hexdigest()
     trained = meta["trained"]
     manifest = {
-        "format": "fer-edge-bundle/1",
         "name": name,
         "version": version,
         "architecture": meta["kind"],
@@ -150,7 +148,6 @@ def export(model, meta, out, name, version):
         "license": ("MIT OR Apache-2.0 (random weights, no training data)" if not trained else
                     "weights inherit the terms of their training data (AffectNet: research use only); code MIT OR Apache-2.0"),
         "model_file": "model.onnx",
-        "sha256": sha,
         "input": {"name": "input", "width": 227, "height": 227, "color": "rgb", "mean": MEAN, "std": STD},
         "outputs": {"expressions": "expr_logits", "expressions_kind": "logits", "va": "va"},
         "classes": EXPRESSIONS,
@@ -161,11 +158,8 @@ def export(model, meta, out, name, version):
         "gcn": {"file": gcn_file, "tau": meta["graph"]["tau"] if meta["graph"] else None,
                 "p": meta["graph"]["p"] if meta["graph"] else None} if gcn_file else None,
     }
-    manifest = {k: v for k, v in manifest.items() if v is not None}
-    with open(os.path.join(out, "bundle.json"), "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
-    print(json.dumps({"bundle": out, "sha256": sha, "max_abs_diff_onnx_vs_pytorch": max_diff, "trained": trained}))
+    manifest = write_bundle(out, manifest)
+    print(json.dumps({"bundle": out, "sha256": manifest["sha256"], "max_abs_diff_onnx_vs_pytorch": max_diff, "trained": trained}))
     return manifest
 
 

@@ -51,6 +51,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import embeddings
+from .bundle import write_bundle
 from .labels import NODE_WORDS
 from .model import GraphConvolution, gen_adj
 
@@ -343,7 +344,6 @@ def export(args):
     name = os.path.basename(os.path.normpath(args.out))
     m = ck["metrics"]
     manifest = {
-        "format": "fer-edge-bundle/1",
         "name": name,
         "version": args.version,
         "architecture": f"fernet-w{cfg['width']}-{cfg['head']}",
@@ -356,7 +356,6 @@ def export(args):
         },
         "license": "MIT OR Apache-2.0 (fer-edge's own weights); trained on FER2013, whose own terms for commercial use are unclear",
         "model_file": "model.onnx",
-        "sha256": digest,
         "input": {"name": "input", "width": SIZE, "height": SIZE, "color": "gray", "mean": [0.5], "std": [0.5]},
         "outputs": {"expressions": "expr_logits", "expressions_kind": "logits"},
         "classes": CLASSES,
@@ -377,9 +376,7 @@ def export(args):
             "inputs_checked": [f"random-{i}" for i in range(4)],
         },
     }
-    with open(os.path.join(args.out, "bundle.json"), "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
+    write_bundle(args.out, manifest)
     print(json.dumps({"bundle": args.out, "sha256": digest, "max_abs_diff": worst, "epoch": ck["epoch"],
                       "publictest_accuracy": m["publictest_accuracy"]}))
 
