@@ -12,8 +12,10 @@
 //! the faces a full detection finds on each frame and the share of them the
 //! run read on its timed frames (`coverage`; runs that read different work
 //! are not compared); as text or JSON. `--model-only` times just the
-//! emotion model on one aligned crop (batch 1), the number to compare
-//! engines on. Benchmarks, not tests:
+//! emotion model on one aligned crop, the number to compare engines on;
+//! `--batch 1,6,12` times it on that many faces at once, the way the daemon
+//! reads a frame's faces (one call where the engine batches), per face.
+//! Benchmarks, not tests:
 //! nothing here fails on a slow machine.
 
 use std::collections::BTreeMap;
@@ -38,6 +40,8 @@ pub struct BenchOptions {
     pub frames: PathBuf,
     pub runs: usize,
     pub model_only: bool,
+    /// `--model-only`: faces per call, each timed side by side (empty: 1).
+    pub batch: Vec<usize>,
 }
 
 /// Errors of the bench command.
@@ -59,6 +63,8 @@ pub struct BenchReport {
     pub model_input: String,
     pub frames: Vec<String>,
     pub runs: usize,
+    /// `--model-only`: faces per call of the model (1 otherwise).
+    pub batch: usize,
     pub faces_per_frame: Vec<usize>,
     /// Per frame, under the daemon's stage names (`decode` and `serialise`
     /// are the bench's own: the daemon's sources decode in `capture`).
@@ -109,8 +115,9 @@ pub struct FrameKind {
 struct EngineBench {
     /// The daemon's per-frame path: chain and track core.
     follower: Follower,
-    /// The aligned crop `--model-only` times the emotion model on.
-    crop: Option<RgbImage>,
+    /// `--model-only`: the aligned crops the emotion model reads in one
+    /// call (copies of one face, as many as the batch).
+    crops: Vec<RgbImage>,
     stages: BTreeMap<Stage, Vec<f64>>,
     per_face: BTreeMap<Stage, Vec<f64>>,
     e2e: Vec<f64>,
@@ -168,12 +175,14 @@ fn read_frames(dir: &std::path::Path) -> Result<Frames, BenchError> {
 
 impl EngineBench {
     /// Loads the chain and warms it up on the frames.
-    fn new(cfg: &Config, frames: &Frames, model_only: bool) -> Result<EngineBench, BenchError> {
+    /// `batch`: `Some(faces per call)` for `--model-only`.
+    fn new(cfg: &Config, frames: &Frames, batch: Option<usize>) -> Result<EngineBench, BenchError> {
+        let model_only = batch.is_some();
         let mut follower = Follower::from_config(cfg)?;
         let chain = follower.chain_mut();
-        let mut crop = None;
+        let mut crops = Vec::new();
         let mut expected_faces = Vec::new();
-        if model_only {
+        if let Some(n) = batch {
             let img = imageio::decode_bytes(&frames[0].1).map_err(BenchError::Input)?;
             let first = chain.process(&img)?;
             let reading = first.faces.first().ok_or_else(|| {
@@ -185,10 +194,10 @@ impl EngineBench {
             let c = chain
                 .aligned_crop(&img, reading)
                 .ok_or_else(|| BenchError::Input("the face could not be aligned".into()))?;
+            crops = vec![c; n.max(1)];
             for _ in 0..3 {
-                chain_infer(chain, &c)?;
+                chain_infer(chain, &crops)?;
             }
-            crop = Some(c);
         } else {
             // The work: what a full detection finds on each frame.
             for (_, bytes) in frames.iter() {
@@ -206,7 +215,7 @@ impl EngineBench {
         }
         Ok(EngineBench {
             follower,
-            crop,
+            crops,
             stages: BTreeMap::new(),
             per_face: BTreeMap::new(),
             e2e: Vec::new(),
@@ -223,20 +232,24 @@ impl EngineBench {
         })
     }
 
-    /// One timed run of the emotion model on the aligned crop.
+    /// One timed call of the emotion model on the aligned crops.
     fn model_round(&mut self) -> Result<(), BenchError> {
-        let crop = self.crop.as_ref().expect("model-only bench has a crop");
+        let n = self.crops.len();
         let t = Instant::now();
-        chain_infer(self.follower.chain_mut(), crop)?;
+        chain_infer(self.follower.chain_mut(), &self.crops)?;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         self.stages.entry(Stage::Emotion).or_default().push(ms);
-        self.per_face.entry(Stage::Emotion).or_default().push(ms);
+        self.per_face
+            .entry(Stage::Emotion)
+            .or_default()
+            .push(ms / n as f64);
         self.e2e.push(ms);
         self.busy_s += ms / 1000.0;
-        self.faces_per_frame = vec![1];
-        self.total_faces += 1;
-        self.covered_faces += 1;
-        self.expected_timed += 1;
+        self.faces_per_frame = vec![n];
+        self.total_faces += n;
+        self.total_read += n;
+        self.covered_faces += n;
+        self.expected_timed += n;
         Ok(())
     }
 
@@ -343,6 +356,7 @@ impl EngineBench {
             model_input: format!("{}x{} {:?}", m.input.width, m.input.height, m.input.color),
             frames: frames.iter().map(|f| f.0.display().to_string()).collect(),
             runs,
+            batch: self.crops.len().max(1),
             faces_per_frame: self.faces_per_frame,
             stages_ms: self
                 .stages
@@ -390,24 +404,40 @@ impl EngineBench {
 /// turns round by round so that a noisy machine slows them alike.
 pub fn run(cfgs: &[Config], opts: &BenchOptions) -> Result<Vec<BenchReport>, BenchError> {
     let frames = read_frames(&opts.frames)?;
-    run_on(cfgs, &frames, opts.runs, opts.model_only)
+    if !opts.model_only {
+        return run_on(cfgs, &frames, opts.runs, &[]);
+    }
+    let batch = if opts.batch.is_empty() {
+        vec![1]
+    } else {
+        opts.batch.clone()
+    };
+    run_on(cfgs, &frames, opts.runs, &batch)
 }
 
 /// [`run`] on frames already in memory (`fer-edge calibrate` times the
-/// frames its camera gave).
+/// frames its camera gave). `model_batches` not empty: `--model-only`,
+/// each config at each batch size (one report each, engine by engine).
 pub fn run_on(
     cfgs: &[Config],
     frames: &Frames,
     runs: usize,
-    model_only: bool,
+    model_batches: &[usize],
 ) -> Result<Vec<BenchReport>, BenchError> {
     if frames.is_empty() {
         return Err(BenchError::Input("no frames to time".into()));
     }
-    let mut benches = cfgs
-        .iter()
-        .map(|c| EngineBench::new(c, frames, model_only))
-        .collect::<Result<Vec<_>, _>>()?;
+    let model_only = !model_batches.is_empty();
+    let mut benches = Vec::new();
+    for c in cfgs {
+        if model_only {
+            for &n in model_batches {
+                benches.push(EngineBench::new(c, frames, Some(n))?);
+            }
+        } else {
+            benches.push(EngineBench::new(c, frames, None)?);
+        }
+    }
     let total = runs * benches.len() * if model_only { 1 } else { frames.len() };
     let bar = crate::progress::bar(total as u64, "bench".into(), "frames");
     for _ in 0..runs {
@@ -491,9 +521,9 @@ fn announce(
     t0.elapsed().as_secs_f64() * 1000.0
 }
 
-fn chain_infer(chain: &mut FaceChain, crop: &RgbImage) -> Result<(), BenchError> {
+fn chain_infer(chain: &mut FaceChain, crops: &[RgbImage]) -> Result<(), BenchError> {
     chain
-        .infer_crop(crop)
+        .infer_crops(crops)
         .map(|_| ())
         .map_err(|e| BenchError::Frame(crate::faces::FrameError::Emotion(e)))
 }
@@ -501,8 +531,10 @@ fn chain_infer(chain: &mut FaceChain, crop: &RgbImage) -> Result<(), BenchError>
 /// Human-readable report.
 pub fn text(r: &BenchReport) -> String {
     let mut s = format!(
-        "machine: {}\nbackend: {}   model: {} ({})\nframes: {} x {} runs, faces per frame {:?}\nfaces read: {:.0}% of those a full detection finds{}{}\n\n{:<18} {:>9} {:>9} {:>9}\n",
-        r.machine, r.backend, r.model, r.model_input, r.frames.len(), r.runs, r.faces_per_frame,
+        "machine: {}\nbackend: {}   model: {} ({}){}\nframes: {} x {} runs, faces per frame {:?}\nfaces read: {:.0}% of those a full detection finds{}{}\n\n{:<18} {:>9} {:>9} {:>9}\n",
+        r.machine, r.backend, r.model, r.model_input,
+        if r.batch > 1 { format!("   {} faces per call", r.batch) } else { String::new() },
+        r.frames.len(), r.runs, r.faces_per_frame,
         r.coverage * 100.0,
         if r.untimed_frames > 0 { format!(" ({} frames before all faces were read not timed)", r.untimed_frames) } else { String::new() },
         if r.coverage < MIN_COVERAGE { "   WARNING: too few faces read; this frame rate is not the real one" } else { "" },
@@ -576,6 +608,7 @@ mod tests {
             model_input: String::new(),
             frames: Vec::new(),
             runs: 1,
+            batch: 1,
             faces_per_frame: Vec::new(),
             stages_ms: BTreeMap::new(),
             per_face_ms: BTreeMap::new(),

@@ -315,7 +315,7 @@ impl FaceChain {
         let t = Instant::now();
         let found = self.detector.detect(img)?;
         times.detect_ms = ms(t);
-        let mut result = self.read(img, found.into_iter().map(|d| (d, None)), &mut times)?;
+        let mut result = self.read(img, found.into_iter().map(|d| (d, None, false)), &mut times)?;
         result.times = times;
         result.detected = true;
         Ok(result)
@@ -390,7 +390,8 @@ impl FaceChain {
         if plan.detect && self.background.is_none() {
             let found = self.detector.detect(img)?;
             times.detect_ms = ms(t);
-            let mut result = self.read(img, found.into_iter().map(|d| (d, None)), &mut times)?;
+            let mut result =
+                self.read(img, found.into_iter().map(|d| (d, None, false)), &mut times)?;
             result.times = times;
             result.detected = true;
             return Ok(result);
@@ -410,74 +411,95 @@ impl FaceChain {
         let followed = tracked
             .into_iter()
             .zip(held)
-            .filter_map(|(d, h)| Some((d?, h)));
-        let mut result = self.read(img, followed, &mut times)?;
-        let seeds = self.read(img, found.flatten().map(|d| (d, None)), &mut times)?;
-        result.seeded = seeds.faces.len();
-        result.read += seeds.read;
-        result.faces.extend(seeds.faces);
-        result.skipped_faces += seeds.skipped_faces;
+            .filter_map(|(d, h)| Some((d?, h, false)));
+        // New faces the follow pass found come after the followed ones,
+        // read in the same call.
+        let seeds = found.flatten().map(|d| (d, None, true));
+        let mut result = self.read(img, followed.chain(seeds), &mut times)?;
         result.times = times;
         result.detected = background;
         result.lost = lost;
         Ok(result)
     }
 
-    /// Aligns each detection and reads its emotion, or keeps the held
-    /// reading it comes with.
+    /// Aligns each detection and reads the emotions of all of them in one
+    /// call of the model, or keeps the held reading one comes with. Each
+    /// item says whether it is a seed (a new face found while following):
+    /// `seeded` counts those kept.
     fn read<'h>(
         &mut self,
         img: &RgbImage,
-        detections: impl Iterator<Item = (Detection, Option<&'h Held>)>,
+        detections: impl Iterator<Item = (Detection, Option<&'h Held>, bool)>,
         times: &mut StageTimes,
     ) -> Result<FrameResult, FrameError> {
-        let mut faces = Vec::new();
-        let (mut skipped, mut read) = (0, 0);
-        for (det, held) in detections {
-            if let Some(h) = held {
-                faces.push(FaceReading {
-                    detection: det,
-                    emotion: h.emotion.clone(),
-                    held_from: Some(h.track_id),
-                });
-                continue;
-            }
-            let t = Instant::now();
-            let aligned = align::align(img, &det.landmarks, &self.framing);
-            times.align_ms += ms(t);
-            let (crop, _) = match aligned {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(bbox = ?det.bbox, "face skipped: {e}");
-                    skipped += 1;
-                    continue;
+        // Each face kept, with its held reading (None: to be read from
+        // its crop, in `crops`' order).
+        let mut kept: Vec<(Detection, Option<&Held>)> = Vec::new();
+        let mut crops = Vec::new();
+        let (mut skipped, mut seeded) = (0, 0);
+        let t = Instant::now();
+        for (det, held, seed) in detections {
+            if held.is_none() {
+                match align::align(img, &det.landmarks, &self.framing) {
+                    Ok((crop, _)) => crops.push(crop),
+                    Err(e) => {
+                        tracing::warn!(bbox = ?det.bbox, "face skipped: {e}");
+                        skipped += 1;
+                        continue;
+                    }
                 }
+            }
+            seeded += usize::from(seed);
+            kept.push((det, held));
+        }
+        times.align_ms += ms(t);
+        let t = Instant::now();
+        let mut read = self.read_crops(&crops)?.into_iter();
+        times.emotion_ms += ms(t);
+        let mut faces = Vec::with_capacity(kept.len());
+        for (detection, held) in kept {
+            let (emotion, held_from) = match held {
+                Some(h) => (h.emotion.clone(), Some(h.track_id)),
+                None => match read.next() {
+                    Some(e) => (e, None),
+                    None => break,
+                },
             };
-            let t = Instant::now();
-            let emotion = self.read_crop(&crop)?;
-            times.emotion_ms += ms(t);
-            read += 1;
             faces.push(FaceReading {
-                detection: det,
+                detection,
                 emotion,
-                held_from: None,
+                held_from,
             });
         }
         Ok(FrameResult {
             faces,
-            read,
+            read: crops.len(),
+            seeded,
             skipped_faces: skipped,
             ..FrameResult::default()
         })
     }
 
-    /// The emotion of an aligned crop, `[calibration]` applied: what the
+    /// The emotions of aligned crops, `[calibration]` applied: what the
     /// chain reads for every face.
+    fn read_crops(
+        &mut self,
+        crops: &[RgbImage],
+    ) -> Result<Vec<crate::frame::Emotion>, EmotionError> {
+        let mut read = self.emotion.infer_batch(crops)?;
+        if let Some(c) = &self.calibration {
+            for e in &mut read {
+                *e = c.apply(e);
+            }
+        }
+        Ok(read)
+    }
+
+    /// [`Self::read_crops`] for one crop.
     fn read_crop(&mut self, crop: &RgbImage) -> Result<crate::frame::Emotion, EmotionError> {
-        let emotion = self.emotion.infer(crop)?;
-        Ok(match &self.calibration {
-            Some(c) => c.apply(&emotion),
-            None => emotion,
+        self.emotion.infer(crop).map(|e| match &self.calibration {
+            Some(c) => c.apply(&e),
+            None => e,
         })
     }
 
@@ -493,9 +515,13 @@ impl FaceChain {
         self.read_crop(&crop)
     }
 
-    /// Runs only the emotion model on an aligned crop (benchmarks).
-    pub fn infer_crop(&mut self, crop: &RgbImage) -> Result<crate::frame::Emotion, EmotionError> {
-        self.emotion.infer(crop)
+    /// Runs only the emotion model on aligned crops, in one call where the
+    /// engine batches, as a frame's faces are read (benchmarks).
+    pub fn infer_crops(
+        &mut self,
+        crops: &[RgbImage],
+    ) -> Result<Vec<crate::frame::Emotion>, EmotionError> {
+        self.emotion.infer_batch(crops)
     }
 
     /// Aligned crop of one face, for debugging and calibration views.

@@ -525,7 +525,7 @@ fn time_engines(
         opts.speed_runs
     );
     let timing = std::time::Instant::now();
-    let timed = crate::bench::run_on(&cfgs, frames, opts.speed_runs, false);
+    let timed = crate::bench::run_on(&cfgs, frames, opts.speed_runs, &[]);
     eprintln!(
         "calibrate: engines timed in {:.0} s",
         timing.elapsed().as_secs_f64()

@@ -43,6 +43,10 @@ pub struct Args {
     /// Time only the emotion model on one aligned crop (batch 1).
     #[arg(long)]
     pub model_only: bool,
+    /// With `--model-only`: faces per call of the model (copies of the
+    /// crop, read as a frame's faces are); `1,6,12` times each side by side.
+    #[arg(long, value_delimiter = ',', requires = "model_only", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub batch: Vec<u64>,
     /// Measure this core's peak FP32 rate (an FMA loop) and exit.
     #[arg(long)]
     pub peak: bool,
@@ -125,6 +129,7 @@ fn command(a: Args) -> Result<ExitCode, Failure> {
             frames: a.frames.clone(),
             runs: a.runs.max(1),
             model_only: a.model_only,
+            batch: a.batch.iter().map(|&n| n as usize).collect(),
         },
     )
     .map_err(exit::bench_error)?;

@@ -107,7 +107,8 @@ impl EmotionModel {
         }
         let ch = m.input.color.channels();
         let shape = [1, ch, m.input.height as usize, m.input.width as usize];
-        let session = backend.load(&bundle.model_path)?.prepare(&shape)?;
+        // A frame's faces go through in one call where the engine gains by it.
+        let session = backend.load(&bundle.model_path)?.prepare_batching(&shape)?;
         let find = |name: &str, want: &[usize]| -> Result<usize, EmotionError> {
             let outs = session.outputs();
             let ix = outs.iter().position(|o| o.name == name).ok_or_else(|| {
@@ -147,6 +148,12 @@ impl EmotionModel {
         })
     }
 
+    /// Whether a frame's faces go through the model in one call (see
+    /// [`crate::infer::Session::batches`]); else one by one.
+    pub fn batches(&self) -> bool {
+        self.session.batches()
+    }
+
     /// Where the model's nodes run.
     pub fn placement(&self) -> &crate::infer::Placement {
         self.session.placement()
@@ -182,6 +189,13 @@ impl EmotionModel {
 
     /// The model's raw outputs for one aligned crop (no softmax, model order).
     pub fn run_raw(&mut self, crop: &RgbImage) -> Result<Vec<Vec<f32>>, EmotionError> {
+        self.input.clear();
+        self.push_input(crop)?;
+        Ok(self.session.run(&self.input)?)
+    }
+
+    /// Appends one crop's input tensor to `self.input`.
+    fn push_input(&mut self, crop: &RgbImage) -> Result<(), EmotionError> {
         let m = &self.bundle.manifest;
         let want = (m.input.width, m.input.height);
         if crop.dimensions() != want {
@@ -197,39 +211,79 @@ impl EmotionModel {
             &m.input.std,
             &mut self.input,
         );
-        Ok(self.session.run(&self.input)?)
+        Ok(())
     }
 
     /// Reads the emotion of one aligned crop.
     pub fn infer(&mut self, crop: &RgbImage) -> Result<Emotion, EmotionError> {
         let out = self.run_raw(crop)?;
+        Ok(self.emotion_of(&out[self.expr_ix], self.va_ix.map(|ix| &out[ix][..])))
+    }
+
+    /// Reads the emotion of several aligned crops (a frame's faces), in one
+    /// call of the model where its engine batches
+    /// ([`crate::infer::Session::batches`]), else one by one; the same
+    /// readings either way, in the crops' order.
+    pub fn infer_batch(&mut self, crops: &[RgbImage]) -> Result<Vec<Emotion>, EmotionError> {
+        let mut all = Vec::with_capacity(crops.len());
+        for chunk in crops.chunks(MAX_BATCH) {
+            if chunk.len() == 1 || !self.session.batches() {
+                for c in chunk {
+                    all.push(self.infer(c)?);
+                }
+                continue;
+            }
+            self.input.clear();
+            for c in chunk {
+                self.push_input(c)?;
+            }
+            let n = chunk.len();
+            let out = self.session.run_batch(n, &self.input)?;
+            let expr = &out[self.expr_ix];
+            let (ne, nv) = (expr.len() / n, self.va_ix.map_or(0, |ix| out[ix].len() / n));
+            for k in 0..n {
+                let va = self.va_ix.map(|ix| &out[ix][k * nv..(k + 1) * nv]);
+                all.push(self.emotion_of(&expr[k * ne..(k + 1) * ne], va));
+            }
+        }
+        Ok(all)
+    }
+
+    /// One face's emotion from its raw expression scores (model order) and,
+    /// for a model that regresses them, its valence and arousal.
+    fn emotion_of(&self, raw: &[f32], va: Option<&[f32]>) -> Emotion {
         let m = &self.bundle.manifest;
-        let raw = &out[self.expr_ix];
         let probs_model = match m.outputs.expressions_kind {
             ScoreKind::Logits => softmax(raw),
-            ScoreKind::Probabilities => raw.clone(),
+            ScoreKind::Probabilities => raw.to_vec(),
         };
         let mut probs = [0.0f32; 7];
         for (i, p) in probs_model.iter().enumerate() {
             probs[self.bundle.class_to_canonical[i]] = *p;
         }
-        let (v, a, source) = match self.va_ix {
-            Some(ix) => (out[ix][0], out[ix][1], VaSource::Model),
+        let (v, a, source) = match va {
+            Some(va) => (va[0], va[1], VaSource::Model),
             None => {
                 let [v, a] = derive_va(&probs, &self.bundle.anchors);
                 (v, a, VaSource::Derived)
             }
         };
-        Ok(Emotion::from_parts(probs, v, a, source))
+        Emotion::from_parts(probs, v, a, source)
     }
 }
 
-/// Crop → `[1, C, H, W]` floats: pixel / 255, then (x − mean) / std.
+/// Most faces in one call of the emotion model; more are split into calls
+/// of at most this many (bounds the input buffer and the engine's scratch).
+pub const MAX_BATCH: usize = 16;
+
+/// Crop → `[1, C, H, W]` floats appended to `out` (a batch is several in
+/// a row): pixel / 255, then (x − mean) / std.
 pub fn preprocess(crop: &RgbImage, color: Color, mean: &[f32], std: &[f32], out: &mut Vec<f32>) {
     let (w, h) = crop.dimensions();
     let plane = (w * h) as usize;
-    out.clear();
-    out.resize(plane * color.channels(), 0.0);
+    let base = out.len();
+    out.resize(base + plane * color.channels(), 0.0);
+    let out = &mut out[base..];
     match color {
         Color::Gray => {
             let (m, s) = (mean[0], std[0]);
@@ -325,5 +379,9 @@ mod tests {
         let mut out = Vec::new();
         preprocess(&crop, Color::Rgb, &[0.0; 3], &[1.0; 3], &mut out);
         assert_eq!(out, vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+        // A second crop goes after the first: a batch of two.
+        preprocess(&crop, Color::Rgb, &[0.0; 3], &[1.0; 3], &mut out);
+        assert_eq!(out.len(), 12);
+        assert_eq!(out[6..], out[..6]);
     }
 }

@@ -18,9 +18,13 @@
 //!   TensorRT 8.5/10 of JetPack 5/6).
 //!
 //! A feature that is off has a disabled twin that fails with a sentence
-//! saying how to rebuild. Shapes are always fixed at prepare time: tract is
-//! ~2.5x slower with a symbolic batch and ~3.5x slower per image at batch 4,
-//! and TensorRT builds one engine per shape, so callers loop faces at batch 1.
+//! saying how to rebuild. Shapes are fixed at prepare time. Several inputs
+//! in one call ([`Session::run_batch`], the emotion model's faces of one
+//! frame) are one call only where it pays: onnxruntime on the CPU or CUDA,
+//! from a session made by [`Model::prepare_batching`] (the model's batch
+//! axis freed). tract is ~2.5x slower with a symbolic batch and ~3.5x slower
+//! per image at batch 4, and TensorRT builds one engine per shape, so those
+//! run a batch one input at a time, with the same results.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -149,6 +153,12 @@ pub trait Model: Send + Sync {
     /// Fixes the (single) input's shape, optimises, warms up, and makes it
     /// runnable.
     fn prepare(&self, input_shape: &[usize]) -> Result<Box<dyn Session>, InferError>;
+    /// [`Model::prepare`] for a model whose inputs often come several at
+    /// once: where the engine gains by it, the session's
+    /// [`Session::run_batch`] runs them in one call (see [`Session::batches`]).
+    fn prepare_batching(&self, input_shape: &[usize]) -> Result<Box<dyn Session>, InferError> {
+        self.prepare(input_shape)
+    }
 }
 
 /// A model ready to run on inputs of one fixed shape.
@@ -160,6 +170,56 @@ pub trait Session: Send {
     /// Runs one input (row-major, `input_shape` elements) and returns one
     /// flat buffer per output, in the order of [`Session::outputs`].
     fn run(&mut self, input: &[f32]) -> Result<Vec<Vec<f32>>, InferError>;
+    /// Runs `n` inputs stacked on the first axis (`n` × `input_shape`
+    /// elements) and returns each output stacked the same way. Sessions
+    /// that do not batch (see [`Session::batches`]) run them one by one.
+    fn run_batch(&mut self, n: usize, input: &[f32]) -> Result<Vec<Vec<f32>>, InferError> {
+        run_one_by_one(self, n, input)
+    }
+    /// Whether [`Session::run_batch`] runs its inputs in one call.
+    fn batches(&self) -> bool {
+        false
+    }
+}
+
+/// [`Session::run_batch`] as `n` calls of [`Session::run`].
+pub(crate) fn run_one_by_one<S: Session + ?Sized>(
+    s: &mut S,
+    n: usize,
+    input: &[f32],
+) -> Result<Vec<Vec<f32>>, InferError> {
+    let one = element_count(s.input_shape());
+    check_batch_len(s.input_shape(), n, input)?;
+    let mut stacked: Vec<Vec<f32>> = Vec::new();
+    for item in input.chunks_exact(one.max(1)).take(n) {
+        let outs = s.run(item)?;
+        if stacked.is_empty() {
+            stacked = outs;
+        } else {
+            for (all, o) in stacked.iter_mut().zip(outs) {
+                all.extend(o);
+            }
+        }
+    }
+    Ok(stacked)
+}
+
+/// Refuses a batch whose length is not `n` inputs of `shape`.
+pub(crate) fn check_batch_len(shape: &[usize], n: usize, input: &[f32]) -> Result<(), InferError> {
+    let want = element_count(shape) * n;
+    if n > 0 && input.len() == want {
+        Ok(())
+    } else {
+        let mut batch = shape.to_vec();
+        if let Some(d) = batch.first_mut() {
+            *d *= n;
+        }
+        Err(InferError::InputSize {
+            got: input.len(),
+            want,
+            shape: batch,
+        })
+    }
 }
 
 /// An onnxruntime execution provider, in the config's spelling.

@@ -450,10 +450,60 @@ impl Model for OrtModel {
     }
 
     fn prepare(&self, input_shape: &[usize]) -> Result<Box<dyn Session>, InferError> {
+        Ok(Box::new(self.prepare_run(input_shape)?))
+    }
+
+    /// One call for a frame's faces: the model's batch axis freed (its
+    /// graph is unchanged), checked by a warm-up at batch 2. TensorRT
+    /// builds one engine per shape, so with it, and with a model whose
+    /// batch cannot be freed, the session runs faces one by one (said once
+    /// in the log).
+    fn prepare_batching(&self, input_shape: &[usize]) -> Result<Box<dyn Session>, InferError> {
+        let why_not = if self.wants_tensorrt() {
+            Some("TensorRT builds one engine per input shape".to_string())
+        } else {
+            match batch_free(&self.bytes) {
+                Ok(bytes) => {
+                    let free = OrtModel {
+                        path: self.path.clone(),
+                        bytes,
+                        sha256: self.sha256.clone(),
+                        output_names: self.output_names.clone(),
+                        cfg: self.cfg.clone(),
+                        loaded: self.loaded,
+                        gpu_stack: OnceLock::new(),
+                    };
+                    let mut run = free.prepare_run(input_shape)?;
+                    run.batching = true;
+                    let two = vec![0.0; 2 * element_count(input_shape)];
+                    match run.run_batch(2, &two) {
+                        Ok(_) => return Ok(Box::new(run)),
+                        Err(e) => Some(format!("a batch of 2 does not run ({e})")),
+                    }
+                }
+                Err(why) => Some(why),
+            }
+        };
+        if let Some(why) = why_not {
+            tracing::info!(
+                "{}: onnxruntime reads a frame's faces one by one: {why}",
+                self.path.display()
+            );
+        }
+        self.prepare(input_shape)
+    }
+}
+
+impl OrtModel {
+    /// Whether this session would run on TensorRT (asked for, and in the library).
+    fn wants_tensorrt(&self) -> bool {
+        self.cfg.providers.contains(&Provider::Tensorrt)
+            && matches!(ep::TensorRT::is_available(), Ok(true))
+    }
+
+    fn prepare_run(&self, input_shape: &[usize]) -> Result<OrtRun, InferError> {
         // Only a library with the TensorRT provider builds engines to cache.
-        let wants_trt = self.cfg.providers.contains(&Provider::Tensorrt)
-            && matches!(ep::TensorRT::is_available(), Ok(true));
-        let cache = if wants_trt {
+        let cache = if self.wants_tensorrt() {
             self.engine_cache_entry(input_shape)
         } else {
             None
@@ -509,6 +559,7 @@ impl Model for OrtModel {
             outputs: Vec::new(),
             placement: Placement::default(),
             session,
+            batching: false,
         };
         // Warm-up (also builds TensorRT engines and sizes the outputs).
         let out = s.run_raw(&vec![0.0; element_count(input_shape)])?;
@@ -557,7 +608,7 @@ impl Model for OrtModel {
         } else if first_report(&self.path) {
             tracing::info!("{}: onnxruntime {}", self.path.display(), s.placement);
         }
-        Ok(Box::new(s))
+        Ok(s)
     }
 }
 
@@ -616,17 +667,28 @@ struct OrtRun {
     outputs: Vec<OutputInfo>,
     placement: Placement,
     session: OrtSession,
+    /// The model's batch axis is free: `run_batch` is one call.
+    batching: bool,
 }
 
 impl OrtRun {
     /// Runs once; returns each output's shape and values.
     fn run_raw(&mut self, input: &[f32]) -> Result<Vec<ShapedOutput>, InferError> {
         check_input_len(&self.input_shape, input)?;
+        let shape = self.shape_i64.clone();
+        self.run_shaped(shape, input)
+    }
+
+    fn run_shaped(
+        &mut self,
+        shape: Vec<i64>,
+        input: &[f32],
+    ) -> Result<Vec<ShapedOutput>, InferError> {
         let err = |e: ort::Error| InferError::Run {
             path: self.path.clone(),
             reason: e.to_string(),
         };
-        let tensor = TensorRef::from_array_view((self.shape_i64.clone(), input)).map_err(err)?;
+        let tensor = TensorRef::from_array_view((shape, input)).map_err(err)?;
         let outputs = self.session.run(ort::inputs![tensor]).map_err(err)?;
         let mut out = Vec::with_capacity(outputs.len());
         for (_, value) in outputs.iter() {
@@ -656,11 +718,103 @@ impl Session for OrtRun {
     fn run(&mut self, input: &[f32]) -> Result<Vec<Vec<f32>>, InferError> {
         Ok(self.run_raw(input)?.into_iter().map(|(_, v)| v).collect())
     }
+
+    fn run_batch(&mut self, n: usize, input: &[f32]) -> Result<Vec<Vec<f32>>, InferError> {
+        if !self.batching || n == 1 {
+            return super::run_one_by_one(self, n, input);
+        }
+        super::check_batch_len(&self.input_shape, n, input)?;
+        let mut shape = self.shape_i64.clone();
+        shape[0] *= n as i64;
+        Ok(self
+            .run_shaped(shape, input)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    fn batches(&self) -> bool {
+        self.batching
+    }
+}
+
+/// The ONNX model in `bytes` with the first axis of its input and outputs
+/// made symbolic (`N`), re-encoded; the graph itself is untouched. Refused
+/// (with the reason) when that axis is not a batch of 1 everywhere, or the
+/// graph declares intermediate shapes that could pin it.
+pub(crate) fn batch_free(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    use prost::Message as _;
+    use tract_onnx::pb::{tensor_shape_proto::dimension::Value as Dim, type_proto, ModelProto};
+    let mut model = ModelProto::decode(bytes).map_err(|e| format!("not an ONNX protobuf: {e}"))?;
+    let graph = model.graph.as_mut().ok_or("the file holds no graph")?;
+    if !graph.value_info.is_empty() {
+        return Err("the graph declares intermediate shapes (value_info)".into());
+    }
+    let initializers: BTreeSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
+    let mut freed = 0;
+    for v in graph
+        .input
+        .iter_mut()
+        .filter(|v| !initializers.contains(&v.name))
+        .chain(graph.output.iter_mut())
+    {
+        let dim = v
+            .r#type
+            .as_mut()
+            .and_then(|t| match t.value.as_mut() {
+                Some(type_proto::Value::TensorType(t)) => t.shape.as_mut(),
+                None => None,
+            })
+            .and_then(|s| s.dim.first_mut())
+            .ok_or_else(|| format!("{} has no shape", v.name))?;
+        match &dim.value {
+            Some(Dim::DimValue(1)) => dim.value = Some(Dim::DimParam("N".into())),
+            Some(Dim::DimParam(_)) => {}
+            other => {
+                return Err(format!(
+                    "{}'s first axis is {other:?}, not a batch of 1",
+                    v.name
+                ))
+            }
+        }
+        freed += 1;
+    }
+    if freed == 0 {
+        return Err("the graph has no inputs or outputs".into());
+    }
+    Ok(model.encode_to_vec())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shipped_model_gets_a_free_batch_axis_and_keeps_its_graph() {
+        use prost::Message as _;
+        use tract_onnx::pb::{tensor_shape_proto::dimension::Value as Dim, type_proto, ModelProto};
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fernet-w16/model.onnx");
+        let bytes = std::fs::read(path).unwrap();
+        let free = ModelProto::decode(&batch_free(&bytes).unwrap()[..]).unwrap();
+        let before = ModelProto::decode(&bytes[..]).unwrap();
+        let (g, g0) = (free.graph.unwrap(), before.graph.unwrap());
+        assert_eq!(g.node, g0.node);
+        assert_eq!(g.initializer, g0.initializer);
+        for v in g.input.iter().chain(&g.output) {
+            let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref().unwrap().value.as_ref()
+            else {
+                panic!("{} is not a tensor", v.name)
+            };
+            let dims = &t.shape.as_ref().unwrap().dim;
+            assert_eq!(dims[0].value, Some(Dim::DimParam("N".into())), "{}", v.name);
+            assert!(
+                matches!(dims[1].value, Some(Dim::DimValue(_))),
+                "{}",
+                v.name
+            );
+        }
+        assert!(batch_free(b"not a model").is_err());
+    }
 
     #[test]
     fn the_profile_counts_each_node_once_per_provider() {
