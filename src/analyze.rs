@@ -166,7 +166,7 @@ pub fn run(
             width: img.width(),
             height: img.height(),
             faces: result
-                .faces
+                .faces()
                 .iter()
                 .map(|f| face_report(f, chain.is_calibrated()))
                 .collect(),
@@ -193,7 +193,7 @@ pub fn run(
                 .unwrap_or_else(|| "image".into());
             name.push(".annotated.png");
             let target = dir.join(name);
-            if let Err(e) = annotate::annotate(&img, &result.faces).save(&target) {
+            if let Err(e) = annotate::annotate(&img, result.faces()).save(&target) {
                 writeln!(
                     err,
                     "error: {}: cannot write annotated image {}: {e}",

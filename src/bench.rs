@@ -185,7 +185,7 @@ impl EngineBench {
         if let Some(n) = batch {
             let img = imageio::decode_bytes(&frames[0].1).map_err(BenchError::Input)?;
             let first = chain.process(&img)?;
-            let reading = first.faces.first().ok_or_else(|| {
+            let reading = first.faces().first().ok_or_else(|| {
                 BenchError::Input(format!(
                     "{}: no face to align for --model-only",
                     frames[0].0.display()
@@ -202,7 +202,7 @@ impl EngineBench {
             // The work: what a full detection finds on each frame.
             for (_, bytes) in frames.iter() {
                 let img = imageio::decode_bytes(bytes).map_err(BenchError::Input)?;
-                expected_faces.push(chain.process(&img)?.faces.len());
+                expected_faces.push(chain.process(&img)?.faces().len());
             }
             // Warm-up, the way the rounds run: prepares the detector's
             // pyramid (on the detector thread when it has one) and the

@@ -63,32 +63,23 @@ pub struct StageTimes {
     pub frame_ms: f64,
 }
 
-/// What one frame gave.
+/// What one frame gave: what the track core takes ([`Observation`]: the
+/// faces, tracked first then seeds, and whether a detection ran) and what
+/// only the chain knows (faces read, time per stage, faces skipped).
 #[derive(Debug, Clone, Default)]
 pub struct FrameResult {
-    pub faces: Vec<FaceReading>,
-    /// Faces aligned and read on this frame (the others in `faces` kept
-    /// their track's held reading).
+    pub observation: Observation,
+    /// Faces aligned and read on this frame (the others kept their track's
+    /// held reading).
     pub read: usize,
     pub times: StageTimes,
     pub skipped_faces: usize,
-    /// True when the full detector ran; false on a followed frame.
-    pub detected: bool,
-    /// Followed faces whose O-Net score fell below `[follow] threshold`.
-    pub lost: usize,
-    /// Readings at the end of `faces` that came from seeds.
-    pub seeded: usize,
 }
 
 impl FrameResult {
-    /// What the track core needs from this frame.
-    pub fn observation(self) -> Observation {
-        Observation {
-            readings: self.faces,
-            seeded: self.seeded,
-            detected: self.detected,
-            lost: self.lost,
-        }
+    /// The faces found, tracked first, then seeds.
+    pub fn faces(&self) -> &[FaceReading] {
+        &self.observation.readings
     }
 }
 
@@ -317,7 +308,7 @@ impl FaceChain {
         times.detect_ms = ms(t);
         let mut result = self.read(img, found.into_iter().map(|d| (d, None, false)), &mut times)?;
         result.times = times;
-        result.detected = true;
+        result.observation.detected = true;
         Ok(result)
     }
 
@@ -352,9 +343,9 @@ impl FaceChain {
         }
         let plan = core.plan(t);
         let r = self.run(img, &plan)?;
-        let (mut times, faces, read) = (r.times, r.faces.len(), r.read);
+        let (mut times, faces, read) = (r.times, r.faces().len(), r.read);
         let t_track = Instant::now();
-        let output = core.update(t, r.observation());
+        let output = core.update(t, r.observation);
         times.track_ms = ms(t_track);
         times.frame_ms = ms(t_frame);
         Ok(Step {
@@ -393,7 +384,7 @@ impl FaceChain {
             let mut result =
                 self.read(img, found.into_iter().map(|d| (d, None, false)), &mut times)?;
             result.times = times;
-            result.detected = true;
+            result.observation.detected = true;
             return Ok(result);
         }
         let found = self
@@ -417,8 +408,8 @@ impl FaceChain {
         let seeds = found.flatten().map(|d| (d, None, true));
         let mut result = self.read(img, followed.chain(seeds), &mut times)?;
         result.times = times;
-        result.detected = background;
-        result.lost = lost;
+        result.observation.detected = background;
+        result.observation.lost = lost;
         Ok(result)
     }
 
@@ -472,9 +463,12 @@ impl FaceChain {
             });
         }
         Ok(FrameResult {
-            faces,
+            observation: Observation {
+                readings: faces,
+                seeded,
+                ..Observation::default()
+            },
             read: crops.len(),
-            seeded,
             skipped_faces: skipped,
             ..FrameResult::default()
         })

@@ -37,7 +37,7 @@ fn crops(chain: &mut FaceChain) -> Vec<RgbImage> {
     for f in files.iter().take(2) {
         let img = image::open(f).unwrap().to_rgb8();
         let found = chain.process(&img).unwrap();
-        for face in &found.faces {
+        for face in found.faces() {
             crops.push(chain.aligned_crop(&img, face).unwrap());
         }
     }

@@ -308,7 +308,7 @@ fn paste(frame: &mut RgbImage, patch: &RgbImage, x: i64, y: i64) {
 fn face_patch(chain: &mut FaceChain) -> RgbImage {
     let img = photo("astronaut.png");
     let r = chain.process(&img).unwrap();
-    let b: BBox = r.faces[0].detection.bbox;
+    let b: BBox = r.faces()[0].detection.bbox;
     let m = 0.4;
     let (x, y) = ((b.x - b.w * m).max(0.0), (b.y - b.h * m).max(0.0));
     let (w, h) = (b.w * (1.0 + 2.0 * m), b.h * (1.0 + 2.0 * m));

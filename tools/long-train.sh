@@ -43,6 +43,11 @@ start)
   (cd tools/emotion_gcn && ORT_DISABLE_TELEMETRY=1 nohup nice -n 19 "$venv/bin/python" -m emotion_gcn.fer2013 train \
      --data "$data" --out "$run_dir" --resume $(sed "s|{runs}|$cache/runs|g" "../../$log_dir/args") >>"$run_dir/train.log" 2>&1 &
    echo $! >"$pid_file")
+  # With autogroup scheduling (sched_autogroup_enabled = 1, the default on
+  # desktop kernels) `nice` only ranks processes within one session's group:
+  # the run's group got an equal share against builds and tests. Lower the
+  # group's own nice too.
+  echo 19 >"/proc/$(cat "$pid_file")/autogroup" 2>/dev/null || true
   echo "long-train: $name started (pid $(cat "$pid_file")), log $run_dir/train.log"
   ;;
 status|sync)

@@ -290,7 +290,7 @@ fn read(
         return Ok(Some((e.probabilities, e.valence, e.arousal)));
     }
     let result = chain.process(&img).map_err(|e| e.to_string())?;
-    Ok(pick(&result.faces, s.face.as_ref()).map(|f| {
+    Ok(pick(result.faces(), s.face.as_ref()).map(|f| {
         (
             f.emotion.probabilities,
             f.emotion.valence,
