@@ -37,7 +37,6 @@ also appended to OUT/history.jsonl. Uses CUDA when present.
 """
 import argparse
 import glob
-import hashlib
 import importlib.metadata
 import json
 import math
@@ -51,7 +50,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import embeddings
-from .bundle import write_bundle
+from .bundle import sha256_file as sha256, write_bundle
 from .labels import NODE_WORDS
 from .model import GraphConvolution, gen_adj
 
@@ -295,14 +294,6 @@ def train(args):
         torch.save(state, last + ".partial")
         os.replace(last + ".partial", last)
     print(json.dumps({"best": best, "seconds_total": round(time.time() - t0, 1)}), flush=True)
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # Valence/arousal anchors of the derived V/A (the same circumplex placement
