@@ -41,6 +41,11 @@ fn calibrate(args: &[&str]) -> Output {
 /// Runs a survey of `sequence` into `dir/out`; returns report.json.
 fn survey(dir: &Path, sequence: &str, extra: &[&str]) -> (Output, Value) {
     let cfg = survey_config(dir, free_port(), sequence);
+    survey_with(dir, &cfg, extra)
+}
+
+/// Runs a survey with the config at `cfg` into `dir/out`; returns report.json.
+fn survey_with(dir: &Path, cfg: &Path, extra: &[&str]) -> (Output, Value) {
     let out = dir.join("out");
     let mut args = vec![
         "--config",
@@ -269,9 +274,43 @@ fn a_neutral_baseline_reaches_the_daemons_messages() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
-    // A neutral face (FER2013's, in a drifting frame) is.
+    // A neutral face (FER2013's, in a drifting frame) is. The survey and
+    // the daemon below read the same frames: one pass of the replay (the
+    // survey ends with the source), every face on every frame. A looping
+    // survey that stops at a wall-clock deadline reads a load-dependent
+    // share of the sequence, and its mean is then not the daemon's.
+    // The sequence twice over, as one folder: a baseline needs 30 readings.
+    let frames = tempfile::tempdir().unwrap();
+    let seq = root().join("tests/data/sequences/neutral1");
+    let mut names: Vec<_> = std::fs::read_dir(&seq)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    for pass in 0..2 {
+        for (i, name) in names.iter().enumerate() {
+            let to = frames.path().join(format!("{pass}{i:04}.jpg"));
+            std::fs::copy(seq.join(name), to).unwrap();
+        }
+    }
     let dir = tempfile::tempdir().unwrap();
-    let (o, r) = survey(dir.path(), "neutral1", &["--baseline", "--speed-runs", "0"]);
+    let one_pass = |dir: &Path, port: u16| {
+        let cfg = write_config(dir, &DaemonConfig::replay(port, true, "neutral1"));
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let text = text.replace(
+            &seq.display().to_string(),
+            &frames.path().display().to_string(),
+        );
+        std::fs::write(&cfg, text).unwrap();
+        add_to_section(&cfg, "follow", "expression_rate_hz = 0.0\n");
+        cfg
+    };
+    let cfg = one_pass(dir.path(), free_port());
+    let (o, r) = survey_with(
+        dir.path(),
+        &cfg,
+        &["--baseline", "--speed-runs", "0", "--duration", "60s"],
+    );
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -289,10 +328,7 @@ fn a_neutral_baseline_reaches_the_daemons_messages() {
     // centre on the baseline, and every message says it is calibrated.
     let port = free_port();
     let run_dir = tempfile::tempdir().unwrap();
-    let base = write_config(
-        run_dir.path(),
-        &DaemonConfig::replay(port, true, "neutral1"),
-    );
+    let base = one_pass(run_dir.path(), port);
     let written = dir.path().join("out/calibration.toml");
     let mut d = daemon_layered(&[&base, &written]);
     assert!(wait_for_port(port, Duration::from_secs(60)));

@@ -254,7 +254,9 @@ pub fn run(cfg: &Config, opts: &CalibrateOptions) -> Result<Outcome, CalibrateEr
 fn toml_header(cfg: &Config, opts: &CalibrateOptions, measured_s: f64) -> Vec<String> {
     let asked = opts.duration.as_secs_f64();
     let span = if measured_s + 1.0 < asked {
-        format!("{measured_s:.0} s (of {asked:.0} s asked: the source ended early)")
+        // A short replay's half second would print as "0 s".
+        let digits = if measured_s < 10.0 { 1 } else { 0 };
+        format!("{measured_s:.digits$} s (of {asked:.0} s asked: the source ended early)")
     } else {
         format!("{asked:.0} s")
     };

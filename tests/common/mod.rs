@@ -281,8 +281,6 @@ stats_interval_s = 1.0
     path
 }
 
-/// Adds `lines` at the top of `section` (`[mqtt]`, ...) of the config at
-/// `path`, or appends the section when the file has none.
 /// Replaces the whole `[source]` section of the config at `path` with
 /// `lines` (another kind of source than the test config's replay).
 pub fn replace_source(path: &Path, lines: &str) {
@@ -293,6 +291,8 @@ pub fn replace_source(path: &Path, lines: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Adds `lines` at the top of `section` (`[mqtt]`, ...) of the config at
+/// `path`, or appends the section when the file has none.
 pub fn add_to_section(path: &Path, section: &str, lines: &str) {
     let text = std::fs::read_to_string(path).unwrap();
     let header = format!("[{section}]\n");
