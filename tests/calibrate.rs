@@ -560,9 +560,20 @@ fn bad_input_gets_a_clear_message_and_partial_results_are_kept() {
     assert!(err(&o).contains("more than 0"), "{}", err(&o));
 
     // Too short to say much: said, and what was measured is still written.
+    // The replay is paced at 15 frames/s, as a camera: 300 ms hold at most
+    // five frames whatever the machine's speed (an unpaced replay gave a
+    // quiet machine 21 frames in 300 ms, enough to judge).
+    let paced_dir = tempfile::tempdir().unwrap();
+    let paced = write_config(
+        paced_dir.path(),
+        &DaemonConfig {
+            pace: true,
+            ..DaemonConfig::replay(free_port(), true, "pan1")
+        },
+    );
     let o = calibrate(&[
         "--config",
-        cfg,
+        paced.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
         "--duration",
