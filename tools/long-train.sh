@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Long FER2013 training runs on this machine's CPU, in installments across
-# sessions (issue 33). A run's checkpoints live outside the work tree, under
-# ${FER_EDGE_CACHE:-~/.cache/fer-edge}/runs/NAME, where a later session on the
-# same machine finds them; its log (the command and the per-epoch curve with
-# CPU seconds) is committed under tools/emotion_gcn/runs/NAME/, which is
-# enough to start the run again from scratch on a new machine (seeded).
+# sessions (issue 33). A run trains under
+# ${FER_EDGE_CACHE:-~/.cache/fer-edge}/runs/NAME; `sync` copies its log (the
+# per-epoch curve with CPU seconds) and its checkpoints (last.pt, resumable,
+# and best.pt, weights only) into tools/emotion_gcn/runs/NAME/, to be
+# committed: a session on a new machine, whose cache is empty, resumes from
+# them (the machines are not kept between sessions: a teacher's 3.7 CPU hours
+# were lost that way on 2026-12-06). A width-32 run's pair is ~14 MB.
 #
-#   bash tools/long-train.sh start  [NAME]   start, or resume from last.pt, at nice 19 in the background
+#   bash tools/long-train.sh start  [NAME]   start, or resume from last.pt (the cache's, else the committed one), at nice 19 in the background
 #   bash tools/long-train.sh status [NAME]   epochs done, best PublicTest accuracy, CPU hours
-#   bash tools/long-train.sh sync   [NAME]   copy the curve into tools/emotion_gcn/runs/NAME/ (commit it)
+#   bash tools/long-train.sh sync   [NAME]   copy curve and checkpoints into tools/emotion_gcn/runs/NAME/ (commit them)
 #   bash tools/long-train.sh stop   [NAME]   stop it (resumable; an epoch in progress is lost)
 #
 # NAME picks tools/emotion_gcn/runs/NAME/args: one line of `fer2013 train`
@@ -39,6 +41,13 @@ start)
   fi
   venv=$(bash tools/setup-python.sh)
   mkdir -p "$run_dir"
+  # A new machine: resume from the committed checkpoint and curve.
+  if [ ! -f "$run_dir/last.pt" ] && [ -f "$log_dir/last.pt" ]; then
+    for f in last.pt best.pt history.jsonl; do
+      [ -f "$log_dir/$f" ] && cp "$log_dir/$f" "$run_dir/$f"
+    done
+    echo "long-train: $name resumes from the committed checkpoint ($log_dir/last.pt)"
+  fi
   # shellcheck disable=SC2046
   (cd tools/emotion_gcn && ORT_DISABLE_TELEMETRY=1 nohup nice -n 19 "$venv/bin/python" -m emotion_gcn.fer2013 train \
      --data "$data" --out "$run_dir" --resume $(sed "s|{runs}|$cache/runs|g" "../../$log_dir/args") >>"$run_dir/train.log" 2>&1 &
@@ -55,6 +64,11 @@ status|sync)
   if [ "$verb" = sync ]; then
     [ -f "$hist" ] || { echo "long-train: no $hist yet" >&2; exit 1; }
     cp "$hist" "$log_dir/history.jsonl"
+    # The checkpoints of the last finished epoch (the trainer replaces them
+    # atomically, so a running run can be synced).
+    for f in last.pt best.pt; do
+      [ -f "$run_dir/$f" ] && cp "$run_dir/$f" "$log_dir/$f.partial" && mv "$log_dir/$f.partial" "$log_dir/$f"
+    done
   fi
   [ -f "$hist" ] || hist=$log_dir/history.jsonl
   state=stopped; running && state="running (pid $(cat "$pid_file"))"

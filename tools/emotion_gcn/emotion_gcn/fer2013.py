@@ -252,6 +252,15 @@ def train(args):
         sched.load_state_dict(ck["scheduler_state_dict"])
         gen.set_state(ck["generator_state"])
         start, best = ck["epoch"] + 1, ck["best"]
+        # The curve may run past the checkpoint (an epoch's row is written
+        # before its checkpoint; a copy may be taken between the two): keep
+        # the rows the checkpoint has seen, so no epoch is counted twice.
+        hist = os.path.join(args.out, "history.jsonl")
+        if os.path.exists(hist):
+            with open(hist) as f:
+                rows = [line for line in f if line.strip() and json.loads(line)["epoch"] <= ck["epoch"]]
+            with open(hist, "w") as f:
+                f.writelines(rows)
         print(json.dumps({"resumed_from_epoch": ck["epoch"]}), flush=True)
     for epoch in range(start, args.epochs):
         model.train()
@@ -287,8 +296,12 @@ def train(args):
                  "metrics": row}
         if acc > best["accuracy"]:
             best = {"accuracy": acc, "epoch": epoch}
-            state["best"] = best
-            torch.save(state, os.path.join(args.out, "best.pt.partial"))
+            # best.pt is read (export, a student's teacher), never resumed:
+            # the weights alone, half last.pt's size, so that a run's
+            # checkpoints can be kept in the repository (tools/long-train.sh).
+            kept = {k: state[k] for k in ("epoch", "model_state_dict", "config", "metrics")}
+            kept["best"] = best
+            torch.save(kept, os.path.join(args.out, "best.pt.partial"))
             os.replace(os.path.join(args.out, "best.pt.partial"), os.path.join(args.out, "best.pt"))
         state["best"] = best
         torch.save(state, last + ".partial")

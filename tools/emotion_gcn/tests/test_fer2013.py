@@ -81,6 +81,18 @@ def test_training_is_seeded_resumable_and_exports_a_bundle_fer_edge_scores(data,
     assert again[0]["train_loss"] == hist[0]["train_loss"]
     # Resuming a finished run trains nothing more; other settings are refused.
     assert len(train(data, out, "--epochs", "2", "--seed", "3", "--resume")) == 2
+    # A copy taken between an epoch's curve row and its checkpoint (as
+    # tools/long-train.sh sync may) resumes without counting that epoch twice.
+    with open(out / "history.jsonl", "a") as f:
+        f.write(json.dumps({**hist[-1], "epoch": 2}) + "\n")
+    train(data, out, "--epochs", "2", "--seed", "3", "--resume")
+    rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]
+    # last.pt resumes (optimizer state); best.pt is the weights alone, smaller.
+    last = torch.load(out / "last.pt", weights_only=False)
+    best_ck = torch.load(out / "best.pt", weights_only=False)
+    assert "optimizer_state_dict" in last and "optimizer_state_dict" not in best_ck
+    assert set(best_ck) >= {"model_state_dict", "config", "metrics", "best", "epoch"}
     with pytest.raises(SystemExit, match="was trained with"):
         train(data, out, "--epochs", "3", "--seed", "3", "--resume")
     bundle = tmp_path / "bundle"
