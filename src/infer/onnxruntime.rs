@@ -300,6 +300,7 @@ impl Backend for OnnxRuntimeBackend {
             cfg: self.cfg.clone(),
             loaded: self.loaded,
             gpu_stack: OnceLock::new(),
+            batch_free: false,
         }))
     }
 }
@@ -314,6 +315,10 @@ struct OrtModel {
     /// TensorRT version and GPU name, probed once per model (P-Net is
     /// prepared once per pyramid level and thread).
     gpu_stack: OnceLock<(Option<i32>, Option<String>)>,
+    /// The batch axis is free ([`Model::prepare_batching`]): inputs of
+    /// varying size, so no memory pattern (onnxruntime plans one per shape
+    /// and keeps each).
+    batch_free: bool,
 }
 
 impl OrtModel {
@@ -425,6 +430,8 @@ impl OrtModel {
             .with_inter_threads(1)
             .map_err(fail)?
             .with_profiling(profile)
+            .map_err(fail)?
+            .with_memory_pattern(!self.batch_free)
             .map_err(fail)?;
         let mut registered = Vec::new();
         for p in self.cfg.providers.iter().filter(|p| !excluded.contains(p)) {
@@ -472,6 +479,7 @@ impl Model for OrtModel {
                         cfg: self.cfg.clone(),
                         loaded: self.loaded,
                         gpu_stack: OnceLock::new(),
+                        batch_free: true,
                     };
                     let mut run = free.prepare_run(input_shape)?;
                     run.batching = true;
@@ -486,7 +494,7 @@ impl Model for OrtModel {
         };
         if let Some(why) = why_not {
             tracing::info!(
-                "{}: onnxruntime reads a frame's faces one by one: {why}",
+                "{}: onnxruntime runs its inputs one by one: {why}",
                 self.path.display()
             );
         }
