@@ -296,12 +296,13 @@ fn a_neutral_baseline_reaches_the_daemons_messages() {
     let dir = tempfile::tempdir().unwrap();
     let one_pass = |dir: &Path, port: u16| {
         let cfg = write_config(dir, &DaemonConfig::replay(port, true, "neutral1"));
-        let text = std::fs::read_to_string(&cfg).unwrap();
-        let text = text.replace(
-            &seq.display().to_string(),
-            &frames.path().display().to_string(),
+        replace_source(
+            &cfg,
+            &format!(
+                "kind = \"replay\"\npath = \"{}\"\nfps = 15.0\npace = false\nloop = false",
+                frames.path().display()
+            ),
         );
-        std::fs::write(&cfg, text).unwrap();
         add_to_section(&cfg, "follow", "expression_rate_hz = 0.0\n");
         cfg
     };

@@ -24,14 +24,13 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics as st
 import subprocess
 import sys
 import tempfile
 import time
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from report import REPO, daemon_config, free_port  # tools/bench/report.py, beside this file
 SEQUENCES = [("1 face", "tests/data/sequences/pan1"), ("6 faces", "tests/data/sequences/pan6")]
 
 
@@ -53,16 +52,7 @@ def fer_peer(python, frames, runs):
 
 def daemon_peak_rss(binary, engine, seconds, model, tmp):
     """Peak RSS (MB) of `fer-edge run` on pan6 with one engine, and frames processed."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    cfg = os.path.join(tmp, f"daemon-{engine}.toml")
-    with open(cfg, "w") as f:
-        f.write(f'[source]\nkind = "replay"\npath = "tests/data/sequences/pan6"\npace = true\nloop = true\nfps = 30.0\n'
-                f'[inference]\nbackend = "{engine}"\n'
-                + (f'[emotion]\nmodel = "{model}"\n' if model else "")
-                + f'[mqtt]\nport = {port}\nstats_interval_s = 0.0\n[mqtt.broker]\nembedded = true\nlisten = "127.0.0.1:{port}"\n')
+    cfg = daemon_config(os.path.join(tmp, f"daemon-{engine}.toml"), "pan6", engine, free_port(), model)
     d = subprocess.Popen([binary, "run", "--config", cfg], cwd=REPO, stderr=subprocess.DEVNULL,
                          env=dict(os.environ, FER_EDGE_LOG="warn"))
     try:

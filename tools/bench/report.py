@@ -59,6 +59,28 @@ def single(frame, tmp):
     return d
 
 
+def free_port():
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def daemon_config(path, sequence, backend, port, model=None):
+    """A config for `fer-edge run`: `sequence` looped at 30 fps (newest frame
+    wins) on `backend`, the embedded broker on `port`, a stats message per
+    frame."""
+    with open(path, "w") as f:
+        f.write(f'[source]\nkind = "replay"\npath = "tests/data/sequences/{sequence}"\npace = true\nloop = true\nfps = 30.0\n'
+                f'[inference]\nbackend = "{backend}"\n'
+                + (f'[emotion]\nmodel = "{model}"\n' if model else "")
+                + f'[mqtt]\nport = {port}\nstats_interval_s = 0.0\n[mqtt.broker]\nembedded = true\nlisten = "127.0.0.1:{port}"\n')
+    return path
+
+
 def daemon_latency(sequence, tmp, backend="tract", seconds=12):
     """capture->publish latency of `fer-edge run` with the default config on a
     live source: the sequence looped at 30 fps (newest frame wins), read from
@@ -67,15 +89,8 @@ def daemon_latency(sequence, tmp, backend="tract", seconds=12):
     import socket
     import time
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    cfg = os.path.join(tmp, f"run-{sequence}-{backend}.toml")
-    with open(cfg, "w") as f:
-        f.write(f'[source]\nkind = "replay"\npath = "tests/data/sequences/{sequence}"\npace = true\nloop = true\nfps = 30.0\n'
-                f'[inference]\nbackend = "{backend}"\n'
-                f'[mqtt]\nlisten = "127.0.0.1:{port}"\nport = {port}\nstats_interval_s = 0.0\n')
+    port = free_port()
+    cfg = daemon_config(os.path.join(tmp, f"run-{sequence}-{backend}.toml"), sequence, backend, port)
     d = subprocess.Popen([FER_EDGE, "run", "--config", cfg], cwd=REPO, stderr=subprocess.DEVNULL)
     for _ in range(600):
         try:
