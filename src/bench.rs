@@ -60,6 +60,9 @@ pub struct BenchReport {
     pub machine: String,
     pub backend: String,
     pub model: String,
+    /// Which of the bundle's twins ran (`fp32` or `int8`), and why.
+    pub precision: String,
+    pub precision_reason: String,
     pub model_input: String,
     pub frames: Vec<String>,
     pub runs: usize,
@@ -353,6 +356,9 @@ impl EngineBench {
                 m.version,
                 if m.trained { "" } else { " (untrained)" }
             ),
+            precision: crate::emotion::precision::name(chain.emotion_model().precision().used)
+                .into(),
+            precision_reason: chain.emotion_model().precision().reason.clone(),
             model_input: format!("{}x{} {:?}", m.input.width, m.input.height, m.input.color),
             frames: frames.iter().map(|f| f.0.display().to_string()).collect(),
             runs,
@@ -605,6 +611,8 @@ mod tests {
             machine: String::new(),
             backend: backend.into(),
             model: String::new(),
+            precision: "fp32".into(),
+            precision_reason: String::new(),
             model_input: String::new(),
             frames: Vec::new(),
             runs: 1,

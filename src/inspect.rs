@@ -14,7 +14,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::emotion::{BundleError, EmotionConfig, EmotionError, EmotionModel};
+use crate::emotion::{BundleError, EmotionConfig, EmotionError, EmotionModel, Precision};
 use crate::infer::Backend;
 
 /// The part of `gcn.json` that `inspect` reads.
@@ -84,15 +84,19 @@ fn truncate(s: &str) -> &str {
 pub fn inspect(path: &Path) -> Result<String, InspectError> {
     let backend = crate::infer::backend("tract", &Default::default())
         .map_err(|e| InspectError::Emotion(e.into()))?;
-    let model = EmotionModel::from_config(
-        &EmotionConfig {
-            model: path.to_path_buf(),
-            backend: None,
-        },
-        backend.as_ref(),
-    )?;
+    let twin = |precision| EmotionConfig {
+        precision,
+        ..EmotionConfig::for_bundle(path)
+    };
+    let model = EmotionModel::from_config(&twin(Precision::Fp32), backend.as_ref())?;
     let bundle = model.bundle().clone();
     drop(model);
+    if bundle.int8_path.is_some() {
+        drop(EmotionModel::from_config(
+            &twin(Precision::Int8),
+            backend.as_ref(),
+        )?);
+    }
     let mut out = String::new();
     let m = &bundle.manifest;
     let _ = writeln!(out, "bundle:   {}", bundle.manifest_path.display());
@@ -109,6 +113,13 @@ pub fn inspect(path: &Path) -> Result<String, InspectError> {
         }
     );
     let _ = writeln!(out, "sha256:   {} (verified)", m.sha256);
+    if let Some(q) = &m.int8 {
+        let _ = writeln!(
+            out,
+            "int8:     {} {} (verified, loads)",
+            q.model_file, q.sha256
+        );
+    }
     let _ = writeln!(
         out,
         "manifest:\n{}",
@@ -205,13 +216,12 @@ pub fn run_aligned(
     crop_path: &Path,
     backend: &dyn Backend,
 ) -> Result<serde_json::Value, InspectError> {
-    let mut model = EmotionModel::from_config(
-        &EmotionConfig {
-            model: bundle.to_path_buf(),
-            backend: None,
-        },
-        backend,
-    )?;
+    // The float model: what training code is compared with.
+    let cfg = EmotionConfig {
+        precision: Precision::Fp32,
+        ..EmotionConfig::for_bundle(bundle)
+    };
+    let mut model = EmotionModel::from_config(&cfg, backend)?;
     let crop = crate::imageio::decode(crop_path).map_err(|reason| InspectError::Image {
         path: crate::fileio::shown(crop_path),
         reason,

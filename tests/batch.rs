@@ -1,6 +1,6 @@
 //! A frame's faces read in one call of the emotion model give the same
 //! readings as one by one, on every engine of this build and every shipped
-//! bundle, on real faces (the six people of `pan6`, two frames: 12 crops);
+//! bundle (fernet-w16's int8 twin too), on real faces (the six people of `pan6`, two frames: 12 crops);
 //! and onnxruntime really takes them in one call (tract and TensorRT read
 //! them one by one: see `infer`'s module doc).
 //!
@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use fer_edge::config::Config;
+use fer_edge::emotion::Precision;
 use fer_edge::faces::FaceChain;
 use fer_edge::frame::RgbImage;
 
@@ -16,10 +17,11 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn config(model: &str, backend: &str) -> Config {
+fn config(model: &str, backend: &str, precision: Precision) -> Config {
     let mut cfg = Config::default();
     cfg.detector.model_dir = root().join("models/mtcnn");
     cfg.emotion.model = root().join("models").join(model);
+    cfg.emotion.precision = precision;
     cfg.inference.backend = backend.into();
     cfg.follow.background = false;
     cfg
@@ -50,10 +52,18 @@ fn a_batch_reads_the_same_as_one_by_one_on_every_engine_and_bundle() {
     if cfg!(feature = "onnxruntime") {
         engines.push("onnxruntime");
     }
-    for model in ["fernet-w16", "fernet-w24", "fer-minixception"] {
+    let bundles = [
+        ("fernet-w16", Precision::Fp32),
+        ("fernet-w16", Precision::Int8),
+        ("fernet-w24", Precision::Fp32),
+        ("fer-minixception", Precision::Fp32),
+    ];
+    for (name, precision) in bundles {
+        let model = format!("{name} {precision:?}");
         for engine in &engines {
-            let mut chain = FaceChain::from_config(&config(model, engine))
+            let mut chain = FaceChain::from_config(&config(name, engine, precision))
                 .unwrap_or_else(|e| panic!("{model} on {engine}: {e}"));
+            assert_eq!(chain.emotion_model().precision().used, precision);
             assert_eq!(
                 chain.emotion_model().batches(),
                 *engine == "onnxruntime",

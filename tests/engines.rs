@@ -87,7 +87,12 @@ fn write_config(dir: &Path, body: &str) -> PathBuf {
 }
 
 fn analyze_with(backend: &str, photos: &[PathBuf]) -> Vec<Value> {
-    let mut args = vec!["analyze", "--backend", backend];
+    // The float model on both (`auto` may take the int8 twin on one engine
+    // and not the other: tests/int8.rs compares the twins).
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "[emotion]\nprecision = \"fp32\"\n");
+    let cfg = cfg.display().to_string();
+    let mut args = vec!["analyze", "--config", &cfg, "--backend", backend];
     let paths: Vec<String> = photos.iter().map(|p| p.display().to_string()).collect();
     args.extend(paths.iter().map(String::as_str));
     let out = fer_edge(&args, &[]);

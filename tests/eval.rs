@@ -515,21 +515,22 @@ fn predictions_csv_named_bars_other_image_formats_and_contempt_left_out() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("model,engine,image,label,prediction,confidence,face_found,error")
+        Some("model,engine,precision,image,label,prediction,confidence,face_found,error")
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len() as u64, images);
-    let correct = rows.iter().filter(|c| c[3] == c[4]).count() as f64;
+    let correct = rows.iter().filter(|c| c[4] == c[5]).count() as f64;
     let accuracy = r["accuracy"].as_f64().unwrap();
     assert!(
         (correct / images as f64 - accuracy).abs() < 1e-9,
         "{correct} vs {accuracy}"
     );
     for c in &rows {
-        assert_eq!(c.len(), 8, "{c:?}");
-        assert!(c[2].ends_with(".tiff") || c[2].contains('.'), "{c:?}");
-        let p: f64 = c[5].parse().unwrap();
-        assert!((0.0..=1.0).contains(&p) && c[6] == "true", "{c:?}");
+        assert_eq!(c.len(), 9, "{c:?}");
+        assert!(c[2] == "fp32" || c[2] == "int8", "{c:?}");
+        assert!(c[3].ends_with(".tiff") || c[3].contains('.'), "{c:?}");
+        let p: f64 = c[6].parse().unwrap();
+        assert!((0.0..=1.0).contains(&p) && c[7] == "true", "{c:?}");
     }
     // The report's per-class chart names its classes.
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();

@@ -5,7 +5,12 @@
 #      linked for glibc 2.31, checked by tools/check-glibc.sh);
 #   2. the library's unit tests, run under qemu;
 #   3. `fer-edge analyze` on the test photos under qemu, compared with this
-#      machine's x86-64 build: same faces, same labels, boxes within 1 px.
+#      machine's x86-64 build: same faces, same labels, boxes within 1 px;
+#   4. the default bundle's int8 twin and its float model on both engines
+#      (onnxruntime: PyPI's arm64 library, tools/fetch-onnxruntime.sh), whole
+#      image on the 98 FER2013 faces of tests/data/fer2013-sample, under qemu
+#      and on x86-64: the same label for each face (issue 32). qemu says
+#      nothing about speed: `auto` times the twins on the board itself.
 # Not in CI (it costs a second full release build of tract for aarch64; see
 # the README, "Build the packages"); run it before shipping an arm64 package.
 set -euo pipefail
@@ -46,6 +51,28 @@ for x, y in zip(a, b):
         assert abs(f["valence"] - g["valence"]) < 1e-3 and abs(f["arousal"] - g["arousal"]) < 1e-3
         faces += 1
 print(f"test-aarch64: analyze under qemu matches x86-64 on {len(a)} photos, {faces} faces: ok")
+PY
+
+ort_arm=$(bash tools/fetch-onnxruntime.sh aarch64)
+x86_csv=$(mktemp --suffix .csv) arm_csv=$(mktemp --suffix .csv)
+twins=(eval tests/data/fer2013-sample --whole-image --backend tract,onnxruntime --precision fp32,int8)
+"${CARGO_TARGET_DIR:-target}/release/fer-edge" "${twins[@]}" --predictions "$x86_csv" >/dev/null
+qemu-aarch64-static -E "LD_LIBRARY_PATH=$sysroot/lib/aarch64-linux-gnu:$sysroot/usr/lib/aarch64-linux-gnu" \
+  -E "ORT_DYLIB_PATH=$ort_arm/libonnxruntime.so.1.32.0" "$bin" "${twins[@]}" --predictions "$arm_csv" >/dev/null
+python3 - "$x86_csv" "$arm_csv" <<'PY'
+import csv, sys
+def rows(p):
+    with open(p) as f:
+        return [(r["model"], f'{r["engine"]} {r["precision"]}', r["image"], r["prediction"]) for r in csv.DictReader(f)]
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
+assert len(a) == len(b) == 4 * 98, (len(a), len(b))
+runs = {}
+for x, y in zip(a, b):
+    assert x[:3] == y[:3], (x, y)
+    runs.setdefault(x[1], []).append(x[3] == y[3])
+for run, same in runs.items():
+    print(f"test-aarch64: {run}: {sum(same)}/{len(same)} labels as on x86-64")
+    assert all(same), run
 PY
 
 # The arm64 package, unpacked: the binary finds its config's models in the

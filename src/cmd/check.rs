@@ -117,6 +117,7 @@ fn models(cfg: &fer_edge::config::Config) -> Result<(), Failure> {
         m.input.color,
         m.va_source
     );
+    say!("emotion:  {}", chain.emotion_model().precision().reason);
     say!(
         "align:    eye distance {:.2} of width, eye line at {:.2} of height",
         f.eye_distance,

@@ -22,6 +22,11 @@ pub struct Args {
     /// scored side by side; default the config's.
     #[arg(long, value_delimiter = ',')]
     pub backend: Vec<String>,
+    /// Which of each bundle's twins to score, comma separated
+    /// (`fp32,int8`), side by side; default the config's `[emotion]
+    /// precision` (`auto`: the int8 twin where it measures faster here).
+    #[arg(long, value_delimiter = ',')]
+    pub precision: Vec<fer_edge::emotion::Precision>,
     /// The image is the face crop: no detection or alignment, resized
     /// to the model's input (how FER2013 results are usually quoted).
     #[arg(long)]
@@ -65,6 +70,7 @@ impl Args {
             &self.config.files,
             self.model,
             self.backend,
+            self.precision,
             &opts,
             self.report.as_deref(),
             self.predictions.as_deref(),
@@ -77,6 +83,7 @@ fn command(
     config: &[PathBuf],
     models: Vec<PathBuf>,
     engines: Vec<String>,
+    precisions: Vec<fer_edge::emotion::Precision>,
     opts: &fer_edge::eval::EvalOptions,
     report: Option<&std::path::Path>,
     predictions: Option<&std::path::Path>,
@@ -104,26 +111,37 @@ fn command(
         0 => vec![None],
         _ => engines.into_iter().map(Some).collect(),
     };
+    let precisions: Vec<Option<fer_edge::emotion::Precision>> = match precisions.len() {
+        0 => vec![None],
+        _ => precisions.into_iter().map(Some).collect(),
+    };
     let mut runs = Vec::new();
     let mut stdout = std::io::stdout().lock();
+    let mut combos = Vec::new();
     for m in &models {
         for e in &engines {
-            let mut cfg = load_config(config, m.clone())?;
-            if let Some(e) = e {
-                set_engine(&mut cfg, e.clone())?;
-            }
-            let bar = eval::progress_bar(set.samples.len(), &cfg);
-            let run = eval::run(&cfg, &set, opts, &mut || bar.inc(1)).map_err(exit::config)?;
-            bar.finish_and_clear();
-            for f in &run.unreadable_files {
-                eprintln!("error: {f}");
-            }
-            let line = serde_json::to_string(&run).map_err(exit::io)?;
-            writeln!(stdout, "{line}")
-                .and_then(|_| stdout.flush())
-                .map_err(|e| exit::io(format!("cannot write the results to stdout: {e}")))?;
-            runs.push(run);
+            combos.extend(precisions.iter().map(|p| (m, e, p)));
         }
+    }
+    for (m, e, p) in combos {
+        let mut cfg = load_config(config, m.clone())?;
+        if let Some(e) = e {
+            set_engine(&mut cfg, e.clone())?;
+        }
+        if let Some(p) = p {
+            cfg.emotion.precision = *p;
+        }
+        let bar = eval::progress_bar(set.samples.len(), &cfg);
+        let run = eval::run(&cfg, &set, opts, &mut || bar.inc(1)).map_err(exit::config)?;
+        bar.finish_and_clear();
+        for f in &run.unreadable_files {
+            eprintln!("error: {f}");
+        }
+        let line = serde_json::to_string(&run).map_err(exit::io)?;
+        writeln!(stdout, "{line}")
+            .and_then(|_| stdout.flush())
+            .map_err(|e| exit::io(format!("cannot write the results to stdout: {e}")))?;
+        runs.push(run);
     }
     write_files(&runs, report, predictions)?;
     let unreadable: usize = runs.iter().map(|r| r.unreadable).max().unwrap_or(0);

@@ -61,6 +61,23 @@ pub struct Manifest {
     /// Emotion-GCN parameters for `fer-edge model inspect` (free form).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gcn: Option<serde_json::Value>,
+    /// An int8 twin of `model_file` (same inputs and outputs), run where
+    /// `[emotion] precision` asks for it or `auto` measures it faster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8: Option<Int8Spec>,
+}
+
+/// `int8` in `bundle.json`: the quantized twin of the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Int8Spec {
+    /// ONNX file name (QDQ int8), relative to the bundle folder.
+    pub model_file: String,
+    /// Hex sha256 of that file.
+    pub sha256: String,
+    /// How it was quantized and checked (free form: method, calibration
+    /// images, agreement with the float model).
+    #[serde(flatten)]
+    pub about: BTreeMap<String, serde_json::Value>,
 }
 
 fn yes() -> bool {
@@ -166,6 +183,8 @@ pub struct Bundle {
     pub manifest: Manifest,
     pub manifest_path: PathBuf,
     pub model_path: PathBuf,
+    /// The int8 twin's file, checked against its sha256, when there is one.
+    pub int8_path: Option<PathBuf>,
     /// For each of the model's outputs (model order), the canonical index.
     pub class_to_canonical: [usize; 7],
     /// Anchors in canonical order (zeros when V/A comes from the model).
@@ -204,10 +223,22 @@ impl Bundle {
         let model_path =
             models::require_file(&dir.join(&manifest.model_file), "model_file in bundle.json")?;
         models::verify_sha256(&model_path, &manifest.sha256, &manifest_path)?;
+        let int8_path = match &manifest.int8 {
+            Some(q) => {
+                let path = models::require_file(
+                    &dir.join(&q.model_file),
+                    "int8.model_file in bundle.json",
+                )?;
+                models::verify_sha256(&path, &q.sha256, &manifest_path)?;
+                Some(path)
+            }
+            None => None,
+        };
         Ok(Bundle {
             manifest,
             manifest_path,
             model_path,
+            int8_path,
             class_to_canonical,
             anchors,
         })

@@ -16,8 +16,10 @@ use crate::infer::{Backend, InferError, Session};
 
 pub mod bundle;
 pub mod calibration;
+pub mod precision;
 
 pub use self::bundle::{Bundle, BundleError, Color, Manifest, ScoreKind};
+pub use self::precision::{Precision, PrecisionChoice};
 
 /// `[emotion]` in the config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -27,6 +29,9 @@ pub struct EmotionConfig {
     pub model: PathBuf,
     /// Engine for the emotion model; default `[inference] backend`.
     pub backend: Option<String>,
+    /// `auto` (the bundle's int8 twin where it measures faster on this
+    /// machine, see [`precision`]), `fp32` or `int8`.
+    pub precision: Precision,
 }
 
 impl Default for EmotionConfig {
@@ -34,6 +39,17 @@ impl Default for EmotionConfig {
         EmotionConfig {
             model: PathBuf::from("models/fernet-w16"),
             backend: None,
+            precision: Precision::Auto,
+        }
+    }
+}
+
+impl EmotionConfig {
+    /// The config for one bundle with every other key at its default.
+    pub fn for_bundle(model: &std::path::Path) -> EmotionConfig {
+        EmotionConfig {
+            model: model.to_path_buf(),
+            ..EmotionConfig::default()
         }
     }
 }
@@ -74,6 +90,8 @@ pub enum EmotionError {
         got: Vec<usize>,
         want: Vec<usize>,
     },
+    #[error("{path}: emotion.precision = \"int8\" but this bundle has no int8 twin; set precision = \"auto\" or \"fp32\", or add one with `python -m emotion_gcn.fer2013 quantize --bundle …` (tools/emotion_gcn)")]
+    NoInt8 { path: PathBuf },
     #[error("aligned crop is {got:?} but the model takes {want:?}")]
     CropSize { got: (u32, u32), want: (u32, u32) },
 }
@@ -82,6 +100,7 @@ pub enum EmotionError {
 pub struct EmotionModel {
     bundle: Bundle,
     session: Box<dyn Session>,
+    precision: PrecisionChoice,
     expr_ix: usize,
     va_ix: Option<usize>,
     input: Vec<f32>,
@@ -107,8 +126,7 @@ impl EmotionModel {
         }
         let ch = m.input.color.channels();
         let shape = [1, ch, m.input.height as usize, m.input.width as usize];
-        // A frame's faces go through in one call where the engine gains by it.
-        let session = backend.load(&bundle.model_path)?.prepare_batching(&shape)?;
+        let (session, precision) = choose_twin(cfg.precision, &bundle, backend, &shape)?;
         let find = |name: &str, want: &[usize]| -> Result<usize, EmotionError> {
             let outs = session.outputs();
             let ix = outs.iter().position(|o| o.name == name).ok_or_else(|| {
@@ -139,9 +157,11 @@ impl EmotionModel {
                 "THIS MODEL IS UNTRAINED (random weights, for latency work only): its expressions and valence/arousal mean nothing"
             );
         }
+        tracing::info!(model = %bundle.manifest_path.display(), "{}", precision.reason);
         Ok(EmotionModel {
             bundle,
             session,
+            precision,
             expr_ix,
             va_ix,
             input: Vec::new(),
@@ -152,6 +172,11 @@ impl EmotionModel {
     /// [`crate::infer::Session::batches`]); else one by one.
     pub fn batches(&self) -> bool {
         self.session.batches()
+    }
+
+    /// Which of the bundle's twins runs (float or int8), and why.
+    pub fn precision(&self) -> &PrecisionChoice {
+        &self.precision
     }
 
     /// Where the model's nodes run.
@@ -269,6 +294,77 @@ impl EmotionModel {
             }
         };
         Emotion::from_parts(probs, v, a, source)
+    }
+}
+
+/// Prepares the twin `asked` names on `backend` (a frame's faces go through
+/// in one call where the engine gains by it); for `auto` with an int8 twin
+/// on a CPU engine, prepares both, times them and keeps the faster (see
+/// [`precision`]).
+fn choose_twin(
+    asked: Precision,
+    bundle: &Bundle,
+    backend: &dyn Backend,
+    shape: &[usize],
+) -> Result<(Box<dyn Session>, PrecisionChoice), EmotionError> {
+    let prepare = |path: &std::path::Path| -> Result<Box<dyn Session>, EmotionError> {
+        Ok(backend.load(path)?.prepare_batching(shape)?)
+    };
+    let fixed = |used: Precision, reason: String| PrecisionChoice {
+        used,
+        asked,
+        timed_ms: None,
+        reason,
+    };
+    let int8_path = bundle.int8_path.as_deref();
+    match (asked, int8_path) {
+        (Precision::Int8, None) => Err(EmotionError::NoInt8 {
+            path: bundle.manifest_path.clone(),
+        }),
+        (Precision::Int8, Some(p)) => Ok((
+            prepare(p)?,
+            fixed(
+                Precision::Int8,
+                "precision int8 (asked in the config)".into(),
+            ),
+        )),
+        (Precision::Fp32, _) => Ok((
+            prepare(&bundle.model_path)?,
+            fixed(
+                Precision::Fp32,
+                "precision fp32 (asked in the config)".into(),
+            ),
+        )),
+        (Precision::Auto, None) => Ok((
+            prepare(&bundle.model_path)?,
+            fixed(
+                Precision::Fp32,
+                "precision auto: fp32 (the bundle has no int8 twin)".into(),
+            ),
+        )),
+        (Precision::Auto, Some(p)) => {
+            let mut float = prepare(&bundle.model_path)?;
+            if float.placement().uses_gpu() {
+                return Ok((
+                    float,
+                    fixed(
+                        Precision::Fp32,
+                        "precision auto: fp32 (on a GPU the engine's own FP16/INT8 settings apply)"
+                            .into(),
+                    ),
+                ));
+            }
+            let mut int8 = prepare(p)?;
+            let input = precision::timing_input(shape.iter().product());
+            let (tf, tq) = precision::time_both(float.as_mut(), int8.as_mut(), &input)?;
+            let choice = precision::decide(&tf, &tq);
+            let keep = if choice.used == Precision::Int8 {
+                int8
+            } else {
+                float
+            };
+            Ok((keep, choice))
+        }
     }
 }
 

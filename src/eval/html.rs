@@ -178,7 +178,7 @@ pub fn render(runs: &[EvalRun]) -> String {
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{:.1}</td></tr>",
             escape(&r.model),
-            escape(&r.engine),
+            escape(&format!("{} ({})", r.engine, r.precision)),
             r.mode,
             pct(s.accuracy),
             s.macro_f1,
@@ -196,7 +196,7 @@ pub fn render(runs: &[EvalRun]) -> String {
             out,
             "<h2 id=\"run{k}\">{} on {} ({})</h2>\n<p class=\"muted\">{} · sha256 {}</p>",
             escape(&r.model),
-            escape(&r.engine),
+            escape(&format!("{} ({})", r.engine, r.precision)),
             r.mode,
             escape(&r.model_path),
             escape(&r.model_sha256)

@@ -93,6 +93,8 @@ pub struct EvalRun {
     pub model_path: String,
     pub model_sha256: String,
     pub engine: String,
+    /// Which of the bundle's twins ran: `fp32` or `int8`.
+    pub precision: &'static str,
     /// `end-to-end` or `whole-image`.
     pub mode: &'static str,
     /// `[calibration]` applied to the readings.
@@ -146,7 +148,7 @@ impl Prediction {
 
     /// The CSV header of [`Self::csv_row`].
     pub const CSV_HEADER: &'static str =
-        "model,engine,image,label,prediction,confidence,face_found,error";
+        "model,engine,precision,image,label,prediction,confidence,face_found,error";
 
     /// One CSV row (RFC 4180 quoting) for `run`'s model and engine.
     pub fn csv_row(&self, run: &EvalRun) -> String {
@@ -162,9 +164,10 @@ impl Prediction {
             None => (String::new(), String::new()),
         };
         format!(
-            "{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             q(&run.model),
             q(&run.engine),
+            run.precision,
             q(&self.image),
             self.truth.name(),
             pred,
@@ -247,11 +250,16 @@ pub fn run(
         });
     };
     let manifest = chain.emotion_model().manifest();
+    let used = chain.emotion_model().precision().used;
     Ok(EvalRun {
         model: manifest.name.clone(),
         model_path: model,
-        model_sha256: manifest.sha256.clone(),
+        model_sha256: match (&manifest.int8, used) {
+            (Some(q), crate::emotion::Precision::Int8) => q.sha256.clone(),
+            _ => manifest.sha256.clone(),
+        },
         engine: chain.engine_label(),
+        precision: crate::emotion::precision::name(used),
         mode: opts.mode(),
         calibrated: chain.is_calibrated(),
         dataset: SetInfo {

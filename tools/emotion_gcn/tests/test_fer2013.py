@@ -126,3 +126,32 @@ def test_a_student_distils_from_a_teacher_checkpoint_and_records_which(data, tmp
     # A resumed run must keep its teacher.
     with pytest.raises(SystemExit):
         train(data, tmp_path / "kd", "--epochs", "2", "--resume")
+
+
+def test_quantize_adds_an_int8_twin_fer_edge_runs_and_refuses_a_poor_one(data, tmp_path, fer_edge):
+    out = tmp_path / "run"
+    train(data, out, "--epochs", "1")
+    bundle = tmp_path / "bundle"
+    fer2013.main(["export", "--checkpoint", str(out / "best.pt"), "--out", str(bundle)])
+    before = json.loads((bundle / "bundle.json").read_text())
+    # A twin that agrees with the float model on less than asked is not added.
+    with pytest.raises(SystemExit, match="agrees with the float model"):
+        fer2013.main(["quantize", "--bundle", str(bundle), "--data", data, "--images", "32", "--min-agreement", "1.01"])
+    assert not (bundle / "model.int8.onnx").exists()
+    assert json.loads((bundle / "bundle.json").read_text()) == before
+    fer2013.main(["quantize", "--bundle", str(bundle), "--data", data, "--images", "32", "--min-agreement", "0"])
+    m = json.loads((bundle / "bundle.json").read_text())
+    q = m["int8"]
+    assert q["model_file"] == "model.int8.onnx"
+    assert q["sha256"] == fer2013.sha256(str(bundle / "model.int8.onnx"))
+    assert "32 FER2013 training images" in q["calibration"]
+    assert 0 <= q["publictest_top1_agreement_with_fp32"] <= 1
+    # The float model and the rest of the manifest are untouched.
+    assert {k: v for k, v in m.items() if k != "int8"} == before
+    # fer-edge loads the twin and says it ran it.
+    res = run([fer_edge, "eval", SAMPLE, "--whole-image", "--model", str(bundle), "--precision", "fp32,int8"], cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["precision"] for r in rows] == ["fp32", "int8"]
+    assert rows[1]["model_sha256"] == q["sha256"] and rows[0]["model_sha256"] == m["sha256"]
+    assert all(r["images"] == 98 for r in rows)
