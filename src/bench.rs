@@ -537,8 +537,8 @@ fn chain_infer(chain: &mut FaceChain, crops: &[RgbImage]) -> Result<(), BenchErr
 /// Human-readable report.
 pub fn text(r: &BenchReport) -> String {
     let mut s = format!(
-        "machine: {}\nbackend: {}   model: {} ({}){}\nframes: {} x {} runs, faces per frame {:?}\nfaces read: {:.0}% of those a full detection finds{}{}\n\n{:<18} {:>9} {:>9} {:>9}\n",
-        r.machine, r.backend, r.model, r.model_input,
+        "machine: {}\nbackend: {}   model: {} ({}, {}){}\nframes: {} x {} runs, faces per frame {:?}\nfaces read: {:.0}% of those a full detection finds{}{}\n\n{:<18} {:>9} {:>9} {:>9}\n",
+        r.machine, r.backend, r.model, r.model_input, r.precision,
         if r.batch > 1 { format!("   {} faces per call", r.batch) } else { String::new() },
         r.frames.len(), r.runs, r.faces_per_frame,
         r.coverage * 100.0,

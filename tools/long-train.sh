@@ -48,8 +48,12 @@ start)
     done
     echo "long-train: $name resumes from the committed checkpoint ($log_dir/last.pt)"
   fi
+  # The pid file must hold the trainer's own pid (`stop`, and `kill -STOP`
+  # to pause it for a benchmark): `cd … && cmd &` would background the
+  # whole list in a forked shell and record that shell instead.
   # shellcheck disable=SC2046
-  (cd tools/emotion_gcn && ORT_DISABLE_TELEMETRY=1 nohup nice -n 19 "$venv/bin/python" -m emotion_gcn.fer2013 train \
+  (cd tools/emotion_gcn || exit 1
+   ORT_DISABLE_TELEMETRY=1 nohup nice -n 19 "$venv/bin/python" -m emotion_gcn.fer2013 train \
      --data "$data" --out "$run_dir" --resume $(sed "s|{runs}|$cache/runs|g" "../../$log_dir/args") >>"$run_dir/train.log" 2>&1 &
    echo $! >"$pid_file")
   # With autogroup scheduling (sched_autogroup_enabled = 1, the default on

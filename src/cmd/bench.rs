@@ -34,6 +34,10 @@ pub struct Args {
     /// and second, 0 every frame); `0,5` times both side by side.
     #[arg(long, value_delimiter = ',')]
     pub expression_rate: Vec<f64>,
+    /// Override `[emotion] precision`; `fp32,int8` times the bundle's
+    /// float model and its int8 twin side by side.
+    #[arg(long, value_delimiter = ',')]
+    pub precision: Vec<fer_edge::emotion::Precision>,
     /// Folder of frames to replay as one video, in name order
     /// (`tests/data/sequences/pan6` has six faces).
     #[arg(long, default_value = "tests/data/sequences/pan1")]
@@ -118,6 +122,7 @@ fn command(a: Args) -> Result<ExitCode, Failure> {
     let cfgs = vary(cfgs, &a.expression_rate, |c, &hz| {
         c.follow.expression_rate_hz = hz
     });
+    let cfgs = vary(cfgs, &a.precision, |c, &p| c.emotion.precision = p);
     for c in &cfgs {
         c.follow
             .validate()
