@@ -6,11 +6,14 @@
 #   2. the library's unit tests, run under qemu;
 #   3. `fer-edge analyze` on the test photos under qemu, compared with this
 #      machine's x86-64 build: same faces, same labels, boxes within 1 px;
-#   4. the default bundle's int8 twin and its float model on both engines
-#      (onnxruntime: PyPI's arm64 library, tools/fetch-onnxruntime.sh), whole
+#   4. the default bundle's int8 twin and its float model on tract, whole
 #      image on the 98 FER2013 faces of tests/data/fer2013-sample, under qemu
 #      and on x86-64: the same label for each face (issue 32). qemu says
 #      nothing about speed: `auto` times the twins on the board itself.
+#      onnxruntime is left out here: PyPI's arm64 library (1.32.0, fetched by
+#      tools/fetch-onnxruntime.sh aarch64) dies with SIGSEGV as it starts
+#      under qemu-user, whatever -cpu (max, neoverse-n1, cortex-a76/a72),
+#      before any model is read; it needs a real arm64 machine.
 # Not in CI (it costs a second full release build of tract for aarch64; see
 # the README, "Build the packages"); run it before shipping an arm64 package.
 set -euo pipefail
@@ -53,19 +56,17 @@ for x, y in zip(a, b):
 print(f"test-aarch64: analyze under qemu matches x86-64 on {len(a)} photos, {faces} faces: ok")
 PY
 
-ort_arm=$(bash tools/fetch-onnxruntime.sh aarch64)
 x86_csv=$(mktemp --suffix .csv) arm_csv=$(mktemp --suffix .csv)
-twins=(eval tests/data/fer2013-sample --whole-image --backend tract,onnxruntime --precision fp32,int8)
+twins=(eval tests/data/fer2013-sample --whole-image --backend tract --precision fp32,int8)
 "${CARGO_TARGET_DIR:-target}/release/fer-edge" "${twins[@]}" --predictions "$x86_csv" >/dev/null
-qemu-aarch64-static -E "LD_LIBRARY_PATH=$sysroot/lib/aarch64-linux-gnu:$sysroot/usr/lib/aarch64-linux-gnu" \
-  -E "ORT_DYLIB_PATH=$ort_arm/libonnxruntime.so.1.32.0" "$bin" "${twins[@]}" --predictions "$arm_csv" >/dev/null
+qemu "$bin" "${twins[@]}" --predictions "$arm_csv" >/dev/null
 python3 - "$x86_csv" "$arm_csv" <<'PY'
 import csv, sys
 def rows(p):
     with open(p) as f:
         return [(r["model"], f'{r["engine"]} {r["precision"]}', r["image"], r["prediction"]) for r in csv.DictReader(f)]
 a, b = rows(sys.argv[1]), rows(sys.argv[2])
-assert len(a) == len(b) == 4 * 98, (len(a), len(b))
+assert len(a) == len(b) == 2 * 98, (len(a), len(b))
 runs = {}
 for x, y in zip(a, b):
     assert x[:3] == y[:3], (x, y)

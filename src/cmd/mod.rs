@@ -70,6 +70,10 @@ pub fn load_config(paths: &[PathBuf], model: Option<PathBuf>) -> Result<Config, 
         cfg.emotion.model = std::path::absolute(&m).unwrap_or(m);
     }
     cfg.locate_models(&origins).map_err(exit::config)?;
+    // Process-wide, before any pipeline thread allocates.
+    if let Some(done) = fer_edge::host::set_mmap_threshold(cfg.inference.malloc_mmap_threshold_kb) {
+        tracing::debug!("{done}");
+    }
     Ok(cfg)
 }
 

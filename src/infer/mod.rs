@@ -297,6 +297,10 @@ pub struct InferenceConfig {
     pub device: u32,
     /// Refuse to start when a model that asked for a GPU would run on the CPU.
     pub require_gpu: bool,
+    /// Buffers of at least this many KiB are mapped and returned to the
+    /// kernel when freed (0: glibc's own rule); see
+    /// [`crate::host::set_mmap_threshold`].
+    pub malloc_mmap_threshold_kb: u32,
     pub tensorrt: TensorRtConfig,
 }
 
@@ -309,6 +313,7 @@ impl Default for InferenceConfig {
             providers: vec![Provider::Cpu],
             device: 0,
             require_gpu: false,
+            malloc_mmap_threshold_kb: 1024,
             tensorrt: TensorRtConfig::default(),
         }
     }
@@ -318,6 +323,13 @@ impl InferenceConfig {
     /// Checks values without touching the file system.
     pub fn validate(&self) -> Result<(), String> {
         validate_backend_name("inference.backend", &self.backend)?;
+        if self.malloc_mmap_threshold_kb > crate::host::MAX_MMAP_THRESHOLD_KB {
+            return Err(format!(
+                "inference.malloc_mmap_threshold_kb = {} is above glibc's limit of {} (32 MiB); use 0 to 32768 (0: glibc's own rule)",
+                self.malloc_mmap_threshold_kb,
+                crate::host::MAX_MMAP_THRESHOLD_KB
+            ));
+        }
         if !(1..=64).contains(&self.threads) {
             return Err(format!(
                 "inference.threads = {} must be 1 to 64",
