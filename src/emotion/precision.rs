@@ -47,7 +47,8 @@ impl std::str::FromStr for Precision {
 }
 
 /// How much faster (median time ratio) the int8 twin must be for `auto` to
-/// take it: it reads ~0.1 point less on FER2013 (MODEL_CARD.md), so a gain
+/// take it: its readings differ a little (PublicTest top-1 99% the same,
+/// accuracy within 0.1 point: MODEL_CARD.md), so a gain
 /// within the timing noise of a busy machine is not worth it.
 pub const INT8_MIN_GAIN: f64 = 1.25;
 
