@@ -130,19 +130,19 @@ fn a_twin_whose_file_changed_is_refused_by_its_sha256() {
     bytes[n / 2] ^= 0x55;
     std::fs::write(&q, bytes).unwrap();
     // Even a config that asks for the float model: the bundle as a whole is not what was shipped.
-    let msg = model(dir.path(), "tract", Precision::Fp32)
-        .err()
-        .expect("refused")
-        .to_string();
+    let refusal = || {
+        model(dir.path(), "tract", Precision::Fp32)
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    let msg = refusal();
     assert!(
         msg.contains("model.int8.onnx") && msg.contains("sha256"),
         "{msg}"
     );
     std::fs::remove_file(&q).unwrap();
-    let msg = model(dir.path(), "tract", Precision::Fp32)
-        .err()
-        .expect("refused")
-        .to_string();
+    let msg = refusal();
     assert!(
         msg.contains("model.int8.onnx") && msg.contains("int8.model_file"),
         "{msg}"

@@ -42,13 +42,50 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install a Rust toolchain (rustup) first" >&2; exit 1; }
 
-# onnxruntime: the C library shipped inside PyPI's onnxruntime wheel, for
-# this machine's architecture (tools/fetch-onnxruntime.sh).
-# An architecture without a wheel is not fatal (tract still runs); a wheel
-# that is not the pinned one is.
-ort_rc=0
-bash "$(dirname "$0")/fetch-onnxruntime.sh" "$(uname -m)" >/dev/null || ort_rc=$?
-[ "$ort_rc" -eq 0 ] || [ "$ort_rc" -eq 3 ] || exit "$ort_rc"
+# onnxruntime: the C library shipped inside PyPI's onnxruntime wheel (MIT),
+# pinned and checked, unpacked where fer-edge looks by default
+# (<cache>/onnxruntime/<version>/, see src/infer/onnxruntime.rs). Nothing is
+# installed into Python. On a Jetson use JetPack's onnxruntime-gpu instead.
+ORT_VERSION=1.32.0
+case "$(uname -m)" in
+  x86_64) ort_plat=manylinux_2_28_x86_64
+          ort_sha=5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d ;;
+  aarch64) ort_plat=manylinux_2_28_aarch64
+           ort_sha=2303372a85299b6757b0e11e1cbf13e410ddf7e10c37f4b37e99d1c90e7daf7c ;;
+  *) ort_plat="" ;;
+esac
+ort_dir="${FER_EDGE_CACHE:-$HOME/.cache/fer-edge}/onnxruntime/$ORT_VERSION"
+if [ -z "$ort_plat" ]; then
+  echo "setup: no onnxruntime wheel for $(uname -m); the onnxruntime engine needs a library of your own" >&2
+elif [ ! -f "$ort_dir/libonnxruntime.so.$ORT_VERSION" ]; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  echo "setup: fetching onnxruntime $ORT_VERSION ($ort_plat) from PyPI" >&2
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+    --implementation cp --platform "$ort_plat" -d "$tmp" "onnxruntime==$ORT_VERSION" >&2
+  whl=$(ls "$tmp"/onnxruntime-*.whl)
+  if ! echo "$ort_sha  $whl" | sha256sum -c --quiet >/dev/null 2>&1; then
+    echo "setup: $whl does not have the pinned sha256 $ort_sha; refusing it" >&2
+    exit 1
+  fi
+  mkdir -p "$ort_dir.partial"
+  python3 - "$whl" "$ort_dir.partial" <<'PY'
+import sys, zipfile, os
+whl, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(whl) as z:
+    for n in z.namelist():
+        base = os.path.basename(n)
+        if n.startswith("onnxruntime/capi/libonnxruntime") and ".so" in base:
+            with z.open(n) as src, open(os.path.join(dest, base), "wb") as out:
+                out.write(src.read())
+        elif n == "onnxruntime/LICENSE":
+            with z.open(n) as src, open(os.path.join(dest, "LICENSE"), "wb") as out:
+                out.write(src.read())
+PY
+  rm -rf "$ort_dir"
+  mv "$ort_dir.partial" "$ort_dir"
+  echo "setup: onnxruntime $ORT_VERSION in $ort_dir" >&2
+fi
 # The clients' side of the tests, in one venv: a second MQTT client
 # (paho-mqtt, pure Python) so MQTT 3.1.1 and MQTT 5 are checked with a
 # client that is not mosquitto's; Eclipse Cyclone DDS (the DDS of many ROS 2

@@ -10,10 +10,11 @@
 #      image on the 98 FER2013 faces of tests/data/fer2013-sample, under qemu
 #      and on x86-64: the same label for each face (issue 32). qemu says
 #      nothing about speed: `auto` times the twins on the board itself.
-#      onnxruntime is left out here: PyPI's arm64 library (1.32.0, fetched by
-#      tools/fetch-onnxruntime.sh aarch64) dies with SIGSEGV as it starts
-#      under qemu-user, whatever -cpu (max, neoverse-n1, cortex-a76/a72),
-#      before any model is read; it needs a real arm64 machine.
+#      onnxruntime is left out here: PyPI's arm64 library (1.32.0, the
+#      manylinux_2_28_aarch64 wheel whose sha256 tools/setup.sh pins) dies
+#      with SIGSEGV as it starts under qemu-user, whatever -cpu (max,
+#      neoverse-n1, cortex-a76/a72), before any model is read; it needs a
+#      real arm64 machine.
 # Not in CI (it costs a second full release build of tract for aarch64; see
 # the README, "Build the packages"); run it before shipping an arm64 package.
 set -euo pipefail

@@ -37,12 +37,10 @@ impl std::str::FromStr for Precision {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Precision::Auto),
-            "fp32" => Ok(Precision::Fp32),
-            "int8" => Ok(Precision::Int8),
-            other => Err(format!("{other:?} is not a precision: auto, fp32 or int8")),
-        }
+        [Precision::Auto, Precision::Fp32, Precision::Int8]
+            .into_iter()
+            .find(|p| name(*p) == s)
+            .ok_or_else(|| format!("{s:?} is not a precision: auto, fp32 or int8"))
     }
 }
 
@@ -179,5 +177,11 @@ mod tests {
         let t: T = toml::from_str("p = \"int8\"").unwrap();
         assert_eq!(t.p, Precision::Int8);
         assert!(toml::from_str::<T>("p = \"INT4\"").is_err());
+        // The command line's spelling is the config's.
+        for p in [Precision::Auto, Precision::Fp32, Precision::Int8] {
+            let t: T = toml::from_str(&format!("p = \"{}\"", name(p))).unwrap();
+            assert_eq!(name(p).parse::<Precision>(), Ok(t.p));
+        }
+        assert!("INT4".parse::<Precision>().is_err());
     }
 }
