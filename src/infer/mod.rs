@@ -10,7 +10,9 @@
 //! Engines, one file each:
 //! - `tract` (`tract.rs`, always built): pure Rust on the CPU, and tract's
 //!   CUDA runtime as backend `cuda` (cargo feature `cuda`; CUDA is loaded at
-//!   run time, so the binary builds and starts without it).
+//!   run time, so the binary builds and starts without it). On the CPU its
+//!   max pools, PReLUs and softmaxes run on kernels of ours
+//!   (`tract_kernels.rs`), 1.5–3× faster models, the same values.
 //! - `onnxruntime` (`onnxruntime.rs`, cargo feature `onnxruntime`, on by
 //!   default): the ONNX Runtime library loaded at run time, with its CPU,
 //!   CUDA and TensorRT execution providers. TensorRT is reached only this way
@@ -40,6 +42,7 @@ mod onnxruntime;
 #[path = "onnxruntime_disabled.rs"]
 mod onnxruntime;
 mod tract;
+mod tract_kernels;
 pub use tract::{onnx_signature, OnnxSignature};
 
 pub use self::gpu_probe::{gpu_name, tensorrt_version};

@@ -1,5 +1,6 @@
-//! The tract backends, the one file that names tract: `tract` on the CPU
-//! and `cuda`, tract's CUDA runtime (cargo feature `cuda`).
+//! The tract backends: `tract` on the CPU and `cuda`, tract's CUDA runtime
+//! (cargo feature `cuda`). With `tract_kernels.rs` (the CPU kernels swapped
+//! into tract's graphs), the only files that name tract.
 //!
 //! In: an ONNX path, then an input shape, then `f32` inputs. Out: `f32`
 //! outputs. One run state per session is reused across calls (it keeps
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
+use super::tract_kernels;
 use super::{
     check_input_len, element_count, Backend, InferError, Model, OutputInfo, Placement, Session,
 };
@@ -108,12 +110,14 @@ impl Backend for TractBackend {
     }
 
     fn load(&self, path: &Path) -> Result<Box<dyn Model>, InferError> {
-        let model = tract_onnx::onnx()
-            .model_for_path(path)
-            .map_err(|e| InferError::Load {
-                path: path.to_path_buf(),
-                reason: format!("{e:#}"),
-            })?;
+        let mut onnx = tract_onnx::onnx();
+        if matches!(self.target, Target::Cpu) {
+            tract_kernels::register(&mut onnx);
+        }
+        let model = onnx.model_for_path(path).map_err(|e| InferError::Load {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        })?;
         Ok(Box::new(TractModel {
             path: path.to_path_buf(),
             model,
@@ -133,12 +137,15 @@ impl TractModel {
     /// concrete shape of every output.
     fn typed(&self, input_shape: &[usize]) -> TractResult<(TypedModel, Vec<OutputInfo>)> {
         let names = self.output_names();
-        let typed = self
+        let mut typed = self
             .model
             .clone()
             .with_input_fact(0, f32::fact(input_shape).into())?
             .into_typed()?
             .into_decluttered()?;
+        if matches!(self.target, Target::Cpu) {
+            tract_kernels::swap(&mut typed)?;
+        }
         let mut outputs = Vec::with_capacity(names.len());
         for (ix, name) in names.into_iter().enumerate() {
             let fact = typed.output_fact(ix)?;
