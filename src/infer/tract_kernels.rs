@@ -29,6 +29,28 @@ use tract_onnx::tract_hir::infer::{
 };
 use tract_onnx::tract_hir::internal::{expand, Expansion, InferenceOp};
 
+/// `Op` and `TypedOp` for a kernel of ours whose output is typed and shaped
+/// as its first input.
+macro_rules! elementwise_op {
+    ($op:ident) => {
+        impl Op for $op {
+            fn name(&self) -> StaticName {
+                stringify!($op).into()
+            }
+
+            op_as_typed_op!();
+        }
+
+        impl TypedOp for $op {
+            fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+                Ok(tvec!(inputs[0].without_value()))
+            }
+
+            as_op!();
+        }
+    };
+}
+
 /// Registers [`ChannelPrelu`] as the builder of ONNX `PRelu`.
 pub fn register(onnx: &mut tract_onnx::Onnx) {
     onnx.op_register.insert("PRelu", prelu_builder);
@@ -281,14 +303,6 @@ impl LastAxisSoftmax {
     }
 }
 
-impl Op for LastAxisSoftmax {
-    fn name(&self) -> StaticName {
-        "LastAxisSoftmax".into()
-    }
-
-    op_as_typed_op!();
-}
-
 impl EvalOp for LastAxisSoftmax {
     op_out_of_plan!();
 
@@ -300,13 +314,7 @@ impl EvalOp for LastAxisSoftmax {
     }
 }
 
-impl TypedOp for LastAxisSoftmax {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        Ok(tvec!(inputs[0].without_value()))
-    }
-
-    as_op!();
-}
+elementwise_op!(LastAxisSoftmax);
 
 /// ONNX `PRelu` as the inference stage sees it: two inputs, the output
 /// shaped and typed as the first.
@@ -405,14 +413,6 @@ impl ChannelPrelu {
     }
 }
 
-impl Op for ChannelPrelu {
-    fn name(&self) -> StaticName {
-        "ChannelPrelu".into()
-    }
-
-    op_as_typed_op!();
-}
-
 impl EvalOp for ChannelPrelu {
     op_out_of_plan!();
 
@@ -425,13 +425,7 @@ impl EvalOp for ChannelPrelu {
     }
 }
 
-impl TypedOp for ChannelPrelu {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        Ok(tvec!(inputs[0].without_value()))
-    }
-
-    as_op!();
-}
+elementwise_op!(ChannelPrelu);
 
 #[cfg(test)]
 mod tests {
