@@ -332,7 +332,10 @@ impl Session for TractSession {
             reason: format!("{e:#}"),
         };
         let tensor = Tensor::from_shape(&self.input_shape, input).map_err(err)?;
-        let results = self.state.run_tensor(tensor).map_err(err)?;
+        let results = self.state.run_tensor(tensor);
+        // What runs next in this thread is ours: give it clean vector state.
+        tract_kernels::clear_upper_vector_state();
+        let results = results.map_err(err)?;
         results
             .iter()
             .map(|t| {
