@@ -17,6 +17,11 @@
 //!   approximation: the values agree within 1e-6.
 //!
 //! Only the CPU target uses them: on the GPU they would pull nodes off it.
+//!
+//! Also here: [`clear_upper_vector_state`], which the tract session calls
+//! after every run and each kernel at its start, because tract's AVX-512
+//! kernels leave the vector registers in a state that slows every SSE
+//! instruction after them ~2.4× on the machine measured.
 
 use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
