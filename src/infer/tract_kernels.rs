@@ -175,14 +175,6 @@ impl PlaneMaxPool {
         let (h, w) = (self.input[r - 2], self.input[r - 1]);
         let (oh, ow) = (self.output[r - 2], self.output[r - 1]);
         let ([kh, kw], [sh, sw], [pt, pl]) = (self.kernel, self.strides, self.pad_before);
-        // For each kernel column, the outputs whose tap lands inside the row.
-        let spans: TVec<(usize, usize, usize)> = (0..kw)
-            .filter_map(|kx| {
-                let lo = pl.saturating_sub(kx).div_ceil(sw);
-                let hi = ((w + pl).checked_sub(kx + 1)? / sw + 1).min(ow);
-                (lo < hi).then_some((kx, lo, hi))
-            })
-            .collect();
         // The common 2×2, stride-2 pool, every window inside the plane: four
         // taps per output, read pairwise (the same taps in the same order).
         let whole = 2 * oh <= h && 2 * ow <= w;
@@ -209,6 +201,14 @@ impl PlaneMaxPool {
         // rows under each output row. Both keep the first of equal maxima in
         // window order, so the value (and the sign of a zero) is the one the
         // row-major fold picks.
+        // For each kernel column, the outputs whose tap lands inside the row.
+        let spans: TVec<(usize, usize, usize)> = (0..kw)
+            .filter_map(|kx| {
+                let lo = pl.saturating_sub(kx).div_ceil(sw);
+                let hi = ((w + pl).checked_sub(kx + 1)? / sw + 1).min(ow);
+                (lo < hi).then_some((kx, lo, hi))
+            })
+            .collect();
         let mut across = vec![f32::MIN; h * ow];
         for (plane, out) in input
             .chunks_exact(h * w)
@@ -490,24 +490,21 @@ mod tests {
         )
     }
 
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
+    }
+
     fn max_diff(a: &[Tensor], b: &[Tensor]) -> f32 {
         assert_eq!(a.len(), b.len());
         a.iter()
             .zip(b)
             .flat_map(|(a, b)| {
                 assert_eq!(a.shape(), b.shape());
-                let a = a
-                    .to_plain_array_view::<f32>()
-                    .unwrap()
-                    .iter()
-                    .copied()
-                    .collect::<Vec<_>>();
-                let b = b
-                    .to_plain_array_view::<f32>()
-                    .unwrap()
-                    .iter()
-                    .copied()
-                    .collect::<Vec<_>>();
+                let (a, b) = (values(a), values(b));
                 a.into_iter()
                     .zip(b)
                     .map(|(x, y)| (x - y).abs())
@@ -610,35 +607,15 @@ mod tests {
         // Per channel (axis 1), as [2, 1].
         let slope = Tensor::from_shape(&[2, 1], &[0.5f32, 0.25]).unwrap();
         let out = ChannelPrelu::run_t::<f32>(x.clone(), &slope).unwrap();
-        assert_eq!(
-            out.to_plain_array_view::<f32>()
-                .unwrap()
-                .iter()
-                .copied()
-                .collect::<Vec<_>>(),
-            vec![-0.5, 2.0, -0.75, 4.0]
-        );
+        assert_eq!(values(&out), vec![-0.5, 2.0, -0.75, 4.0]);
         // Per last axis, as [2].
         let slope = Tensor::from_shape(&[2], &[0.5f32, 0.25]).unwrap();
         let out = ChannelPrelu::run_t::<f32>(x.clone(), &slope).unwrap();
-        assert_eq!(
-            out.to_plain_array_view::<f32>()
-                .unwrap()
-                .iter()
-                .copied()
-                .collect::<Vec<_>>(),
-            vec![-0.5, 2.0, -1.5, 4.0]
-        );
+        assert_eq!(values(&out), vec![-0.5, 2.0, -1.5, 4.0]);
         // Varying along two axes: the general path.
         let slope = Tensor::from_shape(&[2, 2], &[0.1f32, 0.2, 0.3, 0.4]).unwrap();
         let out = ChannelPrelu::run_t::<f32>(x.clone(), &slope).unwrap();
-        let got: Vec<f32> = out
-            .to_plain_array_view::<f32>()
-            .unwrap()
-            .iter()
-            .copied()
-            .collect();
-        assert_eq!(got, vec![-0.1, 2.0, -3.0 * 0.3, 4.0]);
+        assert_eq!(values(&out), vec![-0.1, 2.0, -3.0 * 0.3, 4.0]);
     }
 
     #[test]
