@@ -20,7 +20,7 @@ pub mod mtcnn;
 pub mod nms;
 pub mod resample;
 
-use self::mtcnn::Candidate;
+use self::mtcnn::{Candidate, PyramidLevel};
 use self::nms::{nms, Overlap};
 
 /// `[detector]` in the config file.
@@ -34,6 +34,13 @@ pub struct DetectorConfig {
     pub min_face_size: f32,
     /// Ratio between pyramid levels (0.709 ≈ 1/√2 halves the area per level).
     pub scale_factor: f32,
+    /// Black border around the frame, as a fraction of its shorter side, at
+    /// the coarse pyramid levels (those looking for faces half the frame's
+    /// height or more), so that a face cut by the frame's edge is still
+    /// found: a face close to a kiosk's camera, a tight face crop. Those
+    /// levels are tiny, so it costs next to nothing. 0 turns it off (the
+    /// reference MTCNN).
+    pub edge_margin: f32,
     /// Score thresholds of P-Net, R-Net, O-Net.
     #[serde(deserialize_with = "crate::fixed::floats")]
     pub thresholds: [f32; 3],
@@ -54,6 +61,7 @@ impl Default for DetectorConfig {
             model_dir: PathBuf::from("models/mtcnn"),
             min_face_size: 20.0,
             scale_factor: 0.709,
+            edge_margin: 0.25,
             thresholds: [0.6, 0.7, 0.7],
             max_faces: 32,
             threads: 2,
@@ -75,6 +83,12 @@ impl DetectorConfig {
             return Err(format!(
                 "detector.scale_factor = {} is out of range: use 0.3 to 0.95 (0.709 is usual)",
                 self.scale_factor
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.edge_margin) {
+            return Err(format!(
+                "detector.edge_margin = {} is out of range: use 0 (off) to 1 (a fraction of the frame's shorter side; 0.25 is usual)",
+                self.edge_margin
             ));
         }
         if let Some(t) = self.thresholds.iter().find(|t| !(0.0..1.0).contains(*t)) {
@@ -116,8 +130,8 @@ pub enum DetectError {
     },
 }
 
-/// A pyramid level: its scale and the P-Net session prepared for its size.
-type Level = (f32, Box<dyn Session>);
+/// A pyramid level and the P-Net session prepared for its size.
+type Level = (PyramidLevel, Box<dyn Session>);
 /// Prepared P-Net sessions, one per pyramid level.
 type Pyramid = Vec<Level>;
 /// Levels assigned to one thread, with their index in the pyramid.
@@ -195,15 +209,9 @@ impl Detector {
                 levels[0].1.placement().clone()
             }
             _ => {
-                let scales = mtcnn::pyramid_scales(
-                    frame.0,
-                    frame.1,
-                    self.cfg.min_face_size,
-                    self.cfg.scale_factor,
-                );
-                match scales.first() {
-                    Some(&scale) => {
-                        let (sw, sh) = mtcnn::scaled_size(frame.0, frame.1, scale);
+                match self.levels(frame.0, frame.1).first() {
+                    Some(level) => {
+                        let (sw, sh) = level.size(frame.0, frame.1);
                         self.pnet.prepare(&[1, sw, sh, 3])?.placement().clone()
                     }
                     None => Placement::default(),
@@ -239,11 +247,17 @@ impl Detector {
         Ok(faces)
     }
 
+    /// The pyramid's levels for frames of `w x h`.
+    fn levels(&self, w: u32, h: u32) -> Vec<PyramidLevel> {
+        let c = &self.cfg;
+        mtcnn::pyramid(w, h, c.min_face_size, c.scale_factor, c.edge_margin)
+    }
+
     fn pyramid_for(&mut self, w: u32, h: u32) -> Result<&mut Pyramid, DetectError> {
         let fresh = !matches!(&self.pyramid, Some((size, _)) if *size == (w, h));
         if fresh {
-            let scales = mtcnn::pyramid_scales(w, h, self.cfg.min_face_size, self.cfg.scale_factor);
-            if let Some(&first) = scales.first() {
+            let scales = self.levels(w, h);
+            if let Some(first) = scales.first().map(|l| l.scale) {
                 if first < 12.0 / self.cfg.min_face_size {
                     tracing::warn!(
                         "frames of {w}x{h}: faces smaller than {:.0} px are not looked for \
@@ -254,8 +268,8 @@ impl Detector {
                 }
             }
             let mut levels = Vec::new();
-            for scale in scales {
-                let (sw, sh) = mtcnn::scaled_size(w, h, scale);
+            for level in scales {
+                let (sw, sh) = level.size(w, h);
                 let session = self.pnet.prepare(&[1, sw, sh, 3])?;
                 let shapes: Vec<Vec<usize>> =
                     session.outputs().iter().map(|o| o.shape.clone()).collect();
@@ -272,7 +286,7 @@ impl Detector {
                         want: "[1,W',H',4] box, [1,W',H',2] score",
                     });
                 }
-                levels.push((scale, session));
+                levels.push((level, session));
             }
             self.pyramid = Some(((w, h), levels));
         }
@@ -288,7 +302,7 @@ impl Detector {
         // about half the work); each level keeps its own prepared session.
         let mut groups: Vec<(f32, LevelGroup)> = (0..threads).map(|_| (0.0, Vec::new())).collect();
         for (ix, level) in levels.iter_mut().enumerate() {
-            let (sw, sh) = mtcnn::scaled_size(w, h, level.0);
+            let (sw, sh) = level.0.size(w, h);
             let g = groups
                 .iter_mut()
                 .min_by(|a, b| a.0.total_cmp(&b.0))
@@ -299,14 +313,21 @@ impl Detector {
         let run_group = |group: LevelGroup| -> Result<Vec<(usize, Vec<Candidate>)>, DetectError> {
             let mut input = Vec::new();
             let mut out_levels = Vec::new();
-            for (ix, (scale, session)) in group {
-                let (sw, sh) = mtcnn::scaled_size(w, h, *scale);
-                let hwc = resample::resize_area(img, [0.0, 0.0, w as f32, h as f32], sw, sh);
-                to_width_major(&hwc, sw, sh, &mut input);
+            for (ix, (geometry, session)) in group {
+                level_input(img, geometry, &mut input);
                 let out = session.run(&input)?;
                 let shape = &session.outputs()[0].shape;
-                let level =
-                    mtcnn::pnet_candidates(&out[1], &out[0], shape[1], shape[2], *scale, threshold);
+                let mut level = mtcnn::pnet_candidates(
+                    &out[1],
+                    &out[0],
+                    shape[1],
+                    shape[2],
+                    geometry.scale,
+                    threshold,
+                );
+                for c in &mut level {
+                    c.corners = geometry.to_frame(c.corners);
+                }
                 let keep = nms_candidates(&level, 0.5, Overlap::Union);
                 out_levels.push((ix, keep.into_iter().map(|i| level[i]).collect()));
             }
@@ -539,11 +560,11 @@ pub fn network_inputs(
 ) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
     let (w, h) = img.dimensions();
     let mut out = Vec::new();
-    if let Some(&scale) = mtcnn::pyramid_scales(w, h, cfg.min_face_size, cfg.scale_factor).first() {
-        let (sw, sh) = mtcnn::scaled_size(w, h, scale);
-        let hwc = resample::resize_area(img, [0.0, 0.0, w as f32, h as f32], sw, sh);
+    let levels = mtcnn::pyramid(w, h, cfg.min_face_size, cfg.scale_factor, cfg.edge_margin);
+    if let Some(level) = levels.first() {
+        let (sw, sh) = level.size(w, h);
         let mut input = Vec::new();
-        to_width_major(&hwc, sw, sh, &mut input);
+        level_input(img, level, &mut input);
         out.push(("pnet.onnx", vec![1, sw, sh, 3], input));
     }
     let corners = mtcnn::square([face.x, face.y, face.x + face.w, face.y + face.h]);
@@ -553,6 +574,15 @@ pub fn network_inputs(
         out.push((file, vec![1, size, size, 3], input));
     }
     out
+}
+
+/// P-Net's input at one pyramid level: the frame (and its border) resized
+/// to the level's size, width-major and normalised.
+fn level_input(img: &RgbImage, level: &PyramidLevel, out: &mut Vec<f32>) {
+    let (w, h) = img.dimensions();
+    let (sw, sh) = level.size(w, h);
+    let hwc = resample::resize_area(img, level.region(w, h), sw, sh);
+    to_width_major(&hwc, sw, sh, out);
 }
 
 /// HWC pixels (0..255) to MTCNN's width-major, normalised `W x H x 3`.

@@ -25,22 +25,70 @@ pub struct Candidate {
 /// P-Net's working memory stays bounded whatever frame size is accepted.
 pub const MAX_LEVEL_PIXELS: f32 = 4_194_304.0;
 
-/// Scales of the image pyramid: the first maps `min_face` pixels to P-Net's
+/// Levels at which one P-Net cell covers at least this fraction of the
+/// frame's shorter side get the edge border (`edge_margin`): only there can
+/// a face run past the frame's edge by much, and there the levels are a few
+/// hundred pixels, so the border costs next to nothing.
+const BORDER_FROM: f32 = 0.5;
+
+/// One level of the image pyramid: the frame scaled by `scale`, inside a
+/// black border `margin` pixels wide (pixels of the level) on every side.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PyramidLevel {
+    pub scale: f32,
+    pub margin: usize,
+}
+
+impl PyramidLevel {
+    /// P-Net's input size (width, height) at this level, border included.
+    pub fn size(&self, width: u32, height: u32) -> (usize, usize) {
+        let (w, h) = scaled_size(width, height, self.scale);
+        (w + 2 * self.margin, h + 2 * self.margin)
+    }
+
+    /// The frame region `[x, y, w, h]` (frame pixels) that this level's
+    /// input shows: the frame and its border.
+    pub fn region(&self, width: u32, height: u32) -> [f32; 4] {
+        let m = self.margin as f32 / self.scale;
+        [-m, -m, width as f32 + 2.0 * m, height as f32 + 2.0 * m]
+    }
+
+    /// Corners found in this level's input (frame pixels, counted from the
+    /// border's corner) moved to the frame's own origin.
+    pub fn to_frame(&self, c: [f32; 4]) -> [f32; 4] {
+        let m = self.margin as f32 / self.scale;
+        [c[0] - m, c[1] - m, c[2] - m, c[3] - m]
+    }
+}
+
+/// The image pyramid: the first level maps `min_face` pixels to P-Net's
 /// 12-pixel cell (or less, so that the level holds at most
-/// [`MAX_LEVEL_PIXELS`]), each next one is `factor` times smaller, down to
-/// the level where the shorter side is still at least 12 pixels.
-pub fn pyramid_scales(width: u32, height: u32, min_face: f32, factor: f32) -> Vec<f32> {
+/// [`MAX_LEVEL_PIXELS`]), each next one is `factor` times smaller. The
+/// coarsest levels (a cell covering half the shorter side or more) get a
+/// black border of `edge_margin` times their shorter side, so that a face
+/// cut by the frame's edge, or larger than the frame, is still found; the
+/// pyramid ends where a level, border included, is under 12 pixels.
+/// `edge_margin = 0` is the reference MTCNN pyramid.
+pub fn pyramid(width: u32, height: u32, min_face: f32, factor: f32, edge_margin: f32) -> Vec<PyramidLevel> {
     let area = width as f32 * height as f32;
     let m = (CELL / min_face).min((MAX_LEVEL_PIXELS / area.max(1.0)).sqrt());
     let mut min_layer = width.min(height) as f32 * m;
-    let mut scales = Vec::new();
+    let mut levels = Vec::new();
     let mut scale = m;
-    while min_layer >= CELL {
-        scales.push(scale);
+    loop {
+        let margin = if min_layer * BORDER_FROM <= CELL {
+            (edge_margin * min_layer).ceil() as usize
+        } else {
+            0
+        };
+        if min_layer + 2.0 * (margin as f32) < CELL {
+            break;
+        }
+        levels.push(PyramidLevel { scale, margin });
         scale *= factor;
         min_layer *= factor;
     }
-    scales
+    levels
 }
 
 /// Size of the image scaled by `scale` (rounded up, as the reference does).
@@ -142,9 +190,52 @@ pub fn landmarks(corners: [f32; 4], rel: &[f32]) -> [[f32; 2]; 5] {
 mod tests {
     use super::*;
 
+    /// The reference pyramid's scales (no border).
+    fn scales(w: u32, h: u32, min_face: f32) -> Vec<f32> {
+        pyramid(w, h, min_face, 0.709, 0.0).iter().map(|l| l.scale).collect()
+    }
+
+    #[test]
+    fn only_the_coarse_levels_get_a_border_and_it_finds_faces_larger_than_the_frame() {
+        let bare = pyramid(640, 480, 20.0, 0.709, 0.0);
+        let bordered = pyramid(640, 480, 20.0, 0.709, 0.25);
+        assert!(bare.iter().all(|l| l.margin == 0));
+        // The same levels down to the reference's last, with a border only
+        // where a cell covers half the shorter side (a level of <= 24 px).
+        for (a, b) in bare.iter().zip(&bordered) {
+            assert_eq!(a.scale, b.scale);
+            let side = 480.0 * b.scale;
+            assert_eq!(b.margin > 0, side <= 24.0, "{b:?}");
+            if b.margin > 0 {
+                assert_eq!(b.margin, (0.25 * side).ceil() as usize);
+            }
+        }
+        // Beyond it, levels whose frame is under 12 px but whose border
+        // brings them to 12: faces larger than the frame's shorter side.
+        assert!(bordered.len() > bare.len());
+        let last = bordered.last().unwrap();
+        assert!(12.0 / last.scale > 480.0, "{last:?}");
+        let (w, h) = last.size(640, 480);
+        assert!(w.min(h) >= 12);
+        // A 48 px face crop: bordered levels down to faces ~1.5x the crop.
+        let crop = pyramid(48, 48, 20.0, 0.709, 0.25);
+        assert_eq!(crop.iter().filter(|l| l.margin > 0).count(), 3);
+        assert!(crop.len() > pyramid(48, 48, 20.0, 0.709, 0.0).len());
+    }
+
+    #[test]
+    fn a_bordered_level_maps_its_cells_back_to_the_frame() {
+        let l = PyramidLevel { scale: 0.5, margin: 3 };
+        // The input shows 6 frame pixels of border on each side.
+        assert_eq!(l.region(40, 20), [-6.0, -6.0, 52.0, 32.0]);
+        assert_eq!(l.size(40, 20), (26, 16));
+        // A cell at the input's origin lies in the border, up-left of the frame.
+        assert_eq!(l.to_frame([2.0, 2.0, 24.0, 24.0]), [-4.0, -4.0, 18.0, 18.0]);
+    }
+
     #[test]
     fn pyramid_starts_at_the_min_face_scale_and_stops_above_the_cell_size() {
-        let s = pyramid_scales(640, 480, 20.0, 0.709);
+        let s = scales(640, 480, 20.0);
         assert!((s[0] - 0.6).abs() < 1e-6);
         // The last level keeps the shorter side at 12 px or more.
         let last = *s.last().unwrap();
@@ -155,15 +246,15 @@ mod tests {
 
     #[test]
     fn a_tiny_image_has_no_pyramid_level() {
-        assert!(pyramid_scales(10, 10, 20.0, 0.709).is_empty());
+        assert!(scales(10, 10, 20.0).is_empty());
     }
 
     #[test]
     fn the_largest_level_is_bounded_whatever_the_frame_size() {
         // A 1080p frame at the smallest face keeps its full pyramid.
-        assert_eq!(pyramid_scales(1920, 1080, 12.0, 0.709)[0], 1.0);
+        assert_eq!(scales(1920, 1080, 12.0)[0], 1.0);
         for (w, h) in [(8192, 8192), (12000, 12000), (30000, 200)] {
-            let s = pyramid_scales(w, h, 12.0, 0.709);
+            let s = scales(w, h, 12.0);
             let (sw, sh) = scaled_size(w, h, s[0]);
             assert!(
                 (sw * sh) as f32 <= MAX_LEVEL_PIXELS * 1.01,
