@@ -208,15 +208,13 @@ impl Detector {
             Some((size, levels)) if *size == frame && !levels.is_empty() => {
                 levels[0].1.placement().clone()
             }
-            _ => {
-                match self.levels(frame.0, frame.1).first() {
-                    Some(level) => {
-                        let (sw, sh) = level.size(frame.0, frame.1);
-                        self.pnet.prepare(&[1, sw, sh, 3])?.placement().clone()
-                    }
-                    None => Placement::default(),
+            _ => match self.levels(frame.0, frame.1).first() {
+                Some(level) => {
+                    let (sw, sh) = level.size(frame.0, frame.1);
+                    self.pnet.prepare(&[1, sw, sh, 3])?.placement().clone()
                 }
-            }
+                None => Placement::default(),
+            },
         };
         Ok(vec![
             ("P-Net", pnet),

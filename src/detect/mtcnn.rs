@@ -69,7 +69,13 @@ impl PyramidLevel {
 /// cut by the frame's edge, or larger than the frame, is still found; the
 /// pyramid ends where a level, border included, is under 12 pixels.
 /// `edge_margin = 0` is the reference MTCNN pyramid.
-pub fn pyramid(width: u32, height: u32, min_face: f32, factor: f32, edge_margin: f32) -> Vec<PyramidLevel> {
+pub fn pyramid(
+    width: u32,
+    height: u32,
+    min_face: f32,
+    factor: f32,
+    edge_margin: f32,
+) -> Vec<PyramidLevel> {
     let area = width as f32 * height as f32;
     let m = (CELL / min_face).min((MAX_LEVEL_PIXELS / area.max(1.0)).sqrt());
     let mut min_layer = width.min(height) as f32 * m;
@@ -192,7 +198,10 @@ mod tests {
 
     /// The reference pyramid's scales (no border).
     fn scales(w: u32, h: u32, min_face: f32) -> Vec<f32> {
-        pyramid(w, h, min_face, 0.709, 0.0).iter().map(|l| l.scale).collect()
+        pyramid(w, h, min_face, 0.709, 0.0)
+            .iter()
+            .map(|l| l.scale)
+            .collect()
     }
 
     #[test]
@@ -225,7 +234,10 @@ mod tests {
 
     #[test]
     fn a_bordered_level_maps_its_cells_back_to_the_frame() {
-        let l = PyramidLevel { scale: 0.5, margin: 3 };
+        let l = PyramidLevel {
+            scale: 0.5,
+            margin: 3,
+        };
         // The input shows 6 frame pixels of border on each side.
         assert_eq!(l.region(40, 20), [-6.0, -6.0, 52.0, 32.0]);
         assert_eq!(l.size(40, 20), (26, 16));
