@@ -422,7 +422,7 @@ fn a_second_config_file_overrides_the_first_key_by_key() {
     );
     // The override took; the first file's models are still found beside it.
     assert!(s.contains("client id fer-edge-lobby-2"), "{s}");
-    assert!(s.contains("fernet-w16"), "{s}");
+    assert!(s.contains("fernet-w32"), "{s}");
 }
 
 #[test]
@@ -438,7 +438,7 @@ fn check_loads_everything_and_says_what_would_run() {
         String::from_utf8_lossy(&out.stderr)
     );
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.contains("fernet-w16") && s.contains("MTCNN"), "{s}");
+    assert!(s.contains("fernet-w32") && s.contains("MTCNN"), "{s}");
     // The default engine says what `auto` took: onnxruntime where
     // tools/setup.sh put its library, tract elsewhere.
     assert!(

@@ -1,6 +1,7 @@
 //! A frame's faces read in one call of the emotion model give the same
 //! readings as one by one, on every engine of this build and every shipped
-//! bundle (fernet-w16's int8 twin too), on real faces (the six people of `pan6`, two frames: 12 crops);
+//! bundle (the int8 twins of fernet-w32 and fernet-w16 too), on real faces
+//! (the six people of `pan6`, two frames: 12 crops);
 //! and onnxruntime really takes them in one call (tract and TensorRT read
 //! them one by one: see `infer`'s module doc).
 //!
@@ -53,6 +54,8 @@ fn a_batch_reads_the_same_as_one_by_one_on_every_engine_and_bundle() {
         engines.push("onnxruntime");
     }
     let bundles = [
+        ("fernet-w32", Precision::Fp32),
+        ("fernet-w32", Precision::Int8),
         ("fernet-w16", Precision::Fp32),
         ("fernet-w16", Precision::Int8),
         ("fernet-w24", Precision::Fp32),

@@ -30,7 +30,7 @@ fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$outdir/gpu.txt" 2>&1 || true
 "$bin" --version
 
-bundles=(--bundle models/fernet-w16 --bundle models/fernet-w24 --bundle models/fer-minixception)
+bundles=(--bundle models/fernet-w32 --bundle models/fernet-w16 --bundle models/fernet-w24 --bundle models/fer-minixception)
 [ -n "$egcn" ] && bundles+=(--bundle "$egcn")
 FER_EDGE_LOG=${FER_EDGE_LOG:-warn} "$bin" model compare --engines tract,cuda "${bundles[@]}" \
   --runs 100 --json > "$outdir/gpu-check.json"

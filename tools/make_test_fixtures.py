@@ -103,7 +103,7 @@ def mtcnn_input(rgb):
     return np.ascontiguousarray(x.transpose(1, 0, 2)[None])
 
 
-DEFAULT_BUNDLE = "models/fernet-w16"
+DEFAULT_BUNDLE = "models/fernet-w32"
 
 
 def fernet_case(astro, bundle):

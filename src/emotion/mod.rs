@@ -37,7 +37,7 @@ pub struct EmotionConfig {
 impl Default for EmotionConfig {
     fn default() -> Self {
         EmotionConfig {
-            model: PathBuf::from("models/fernet-w16"),
+            model: PathBuf::from("models/fernet-w32"),
             backend: None,
             precision: Precision::Auto,
         }

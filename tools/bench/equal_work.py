@@ -71,7 +71,7 @@ def main():
     ap.add_argument("--fer-edge", action="append", required=True, metavar="LABEL=BINARY",
                     help="a fer-edge binary to time, with its label (repeat to compare builds)")
     ap.add_argument("--fer-python", help="python of a venv with fer==25.10.3 + tensorflow-cpu (the peer is left out without it)")
-    ap.add_argument("--model", help="emotion bundle for fer-edge (default: the config's, models/fernet-w16)")
+    ap.add_argument("--model", help="emotion bundle for fer-edge (default: the config's, models/fernet-w32)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=4, help="passes over the sequence per fer-edge bench")
     ap.add_argument("--fer-runs", type=int, default=2, help="passes over the sequence per fer peer run")
