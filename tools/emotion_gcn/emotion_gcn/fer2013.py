@@ -205,6 +205,18 @@ def class_weights(y, kind):
     return w * counts.sum() / (w * counts).sum()
 
 
+class Ensemble(nn.Module):
+    """Networks whose class probabilities are averaged (scored as one; the
+    log of the mean, so that argmax and softmax read it as logits)."""
+
+    def __init__(self, nets):
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+
+    def forward(self, x):
+        return torch.stack([F.softmax(n(x), dim=1) for n in self.nets]).mean(0).log()
+
+
 def evaluate(model, x, y, device, batch=512):
     model.eval()
     preds = []
@@ -231,19 +243,30 @@ def train(args):
     xte, yte = load_split(os.path.join(args.data, "publictest"))
     print(json.dumps({"loaded": {"training": len(ytr), "publictest": len(yte)}, "seconds": round(time.time() - t0, 1),
                       "device": str(device), "threads": torch.get_num_threads()}), flush=True)
-    teacher = None
+    teachers = []
     if args.teacher:
         # Knowledge distillation (Hinton et al. 2015): the student also
-        # matches the teacher's softened class distribution.
-        tk = torch.load(args.teacher, map_location=device, weights_only=False)
-        tc = tk["config"]
-        teacher = FerNet(tc["width"], tc["head"], tc.get("dropout", 0.3)).to(device)
-        teacher.load_state_dict(tk["model_state_dict"])
-        teacher.eval()
-        cfg["teacher"] = {"sha256": sha256(args.teacher), "width": tc["width"], "head": tc["head"],
-                          "alpha": args.distill_alpha, "temperature": args.temperature}
-        t_acc, _ = evaluate(teacher, xte, yte, device)
-        print(json.dumps({"teacher": cfg["teacher"], "teacher_publictest_accuracy": round(t_acc, 4)}), flush=True)
+        # matches the teachers' softened class distribution; with several
+        # teachers (independently trained networks), their average: an
+        # ensemble distilled into the one network that ships.
+        recorded = []
+        for path in args.teacher:
+            tk = torch.load(path, map_location=device, weights_only=False)
+            tc = tk["config"]
+            net = FerNet(tc["width"], tc["head"], tc.get("dropout", 0.3)).to(device)
+            net.load_state_dict(tk["model_state_dict"])
+            net.eval()
+            teachers.append(net)
+            recorded.append({"sha256": sha256(path), "width": tc["width"], "head": tc["head"],
+                             "alpha": args.distill_alpha, "temperature": args.temperature})
+            t_acc, _ = evaluate(net, xte, yte, device)
+            print(json.dumps({"teacher": recorded[-1], "teacher_publictest_accuracy": round(t_acc, 4)}), flush=True)
+        # One teacher keeps the form earlier runs recorded (their resume
+        # compares configurations).
+        cfg["teacher"] = recorded[0] if len(recorded) == 1 else recorded
+        if len(teachers) > 1:
+            t_acc, _ = evaluate(Ensemble(teachers), xte, yte, device)
+            print(json.dumps({"ensemble_publictest_accuracy": round(t_acc, 4)}), flush=True)
     weights = class_weights(ytr, args.class_weights).to(device)
     print(json.dumps({"class_weights": {c: round(float(w), 3) for c, w in zip(CLASSES, weights)}}), flush=True)
     model = FerNet(args.width, args.head, args.dropout).to(device)
@@ -284,9 +307,9 @@ def train(args):
             x = augment(normalise(xtr[ix]).to(device), gen)
             logits = model(x)
             loss = F.cross_entropy(logits, ytr[ix].to(device), weight=weights, label_smoothing=0.1)
-            if teacher is not None:
+            if teachers:
                 with torch.no_grad():
-                    soft = F.softmax(teacher(x) / args.temperature, dim=1)
+                    soft = torch.stack([F.softmax(t(x) / args.temperature, dim=1) for t in teachers]).mean(0)
                 kd = F.kl_div(F.log_softmax(logits / args.temperature, dim=1), soft, reduction="batchmean")
                 loss = args.distill_alpha * args.temperature ** 2 * kd + (1 - args.distill_alpha) * loss
             opt.zero_grad(set_to_none=True)
@@ -487,7 +510,9 @@ def main(argv=None):
     t.add_argument("--class-weights", choices=["none", "sqrt", "inverse"], default="none",
                    help="weight the loss against class imbalance (thesis §3.3)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    t.add_argument("--teacher", help="a trained checkpoint (best.pt) to distil from")
+    t.add_argument("--teacher", action="append",
+                   help="a trained checkpoint (best.pt) to distil from; repeat it to distil an ensemble "
+                        "(the teachers' softened distributions averaged)")
     t.add_argument("--distill-alpha", type=float, default=0.7, help="weight of the distillation term")
     t.add_argument("--temperature", type=float, default=4.0, help="softmax temperature of the distillation term")
     e = sub.add_parser("export", help="checkpoint -> fer-edge bundle (ONNX checked against PyTorch)")

@@ -128,6 +128,33 @@ def test_a_student_distils_from_a_teacher_checkpoint_and_records_which(data, tmp
         train(data, tmp_path / "kd", "--epochs", "2", "--resume")
 
 
+def test_a_student_distils_from_an_ensemble_of_teachers_and_records_each(data, tmp_path):
+    for seed in ("0", "1"):
+        train(data, tmp_path / f"t{seed}", "--epochs", "1", "--seed", seed)
+    paths = [str(tmp_path / f"t{seed}" / "best.pt") for seed in ("0", "1")]
+    one = train(data, tmp_path / "one", "--epochs", "1", "--teacher", paths[0], "--distill-alpha", "1.0")
+    two = train(data, tmp_path / "two", "--epochs", "1", "--teacher", paths[0], "--teacher", paths[1],
+                "--distill-alpha", "1.0")
+    # The second teacher changes the target the student is trained on.
+    assert two[0]["train_loss"] != one[0]["train_loss"]
+    ck = torch.load(tmp_path / "two" / "last.pt", weights_only=False)
+    assert [t["sha256"] for t in ck["config"]["teacher"]] == [fer2013.sha256(p) for p in paths]
+    # Resuming with one teacher fewer is refused.
+    with pytest.raises(SystemExit):
+        train(data, tmp_path / "two", "--epochs", "2", "--resume", "--teacher", paths[0], "--distill-alpha", "1.0")
+
+
+def test_an_ensemble_averages_its_networks_probabilities():
+    torch.manual_seed(0)
+    nets = [fer2013.FerNet(width=4, head="linear").eval() for _ in range(2)]
+    x = torch.randn(3, 1, 48, 48)
+    with torch.no_grad():
+        got = fer2013.Ensemble(nets)(x).exp()
+        want = (torch.softmax(nets[0](x), 1) + torch.softmax(nets[1](x), 1)) / 2
+    assert torch.allclose(got, want, atol=1e-6)
+    assert torch.allclose(got.sum(1), torch.ones(3), atol=1e-6)
+
+
 def test_quantize_adds_an_int8_twin_fer_edge_runs_and_refuses_a_poor_one(data, tmp_path, fer_edge):
     out = tmp_path / "run"
     train(data, out, "--epochs", "1")
