@@ -206,15 +206,20 @@ def class_weights(y, kind):
 
 
 class Ensemble(nn.Module):
-    """Networks whose class probabilities are averaged (scored as one; the
-    log of the mean, so that argmax and softmax read it as logits)."""
+    """Networks whose class probabilities are averaged: a distillation's
+    teachers (one or several). `probabilities(x, T)` is the mean of their
+    softmax at temperature T (the distillation target); `forward` is the log
+    of the mean at T = 1, so that argmax and softmax read it as logits."""
 
     def __init__(self, nets):
         super().__init__()
         self.nets = nn.ModuleList(nets)
 
+    def probabilities(self, x, temperature=1.0):
+        return torch.stack([F.softmax(n(x) / temperature, dim=1) for n in self.nets]).mean(0)
+
     def forward(self, x):
-        return torch.stack([F.softmax(n(x), dim=1) for n in self.nets]).mean(0).log()
+        return self.probabilities(x).log()
 
 
 def evaluate(model, x, y, device, batch=512):
@@ -243,20 +248,20 @@ def train(args):
     xte, yte = load_split(os.path.join(args.data, "publictest"))
     print(json.dumps({"loaded": {"training": len(ytr), "publictest": len(yte)}, "seconds": round(time.time() - t0, 1),
                       "device": str(device), "threads": torch.get_num_threads()}), flush=True)
-    teachers = []
+    teacher = None
     if args.teacher:
         # Knowledge distillation (Hinton et al. 2015): the student also
         # matches the teachers' softened class distribution; with several
         # teachers (independently trained networks), their average: an
         # ensemble distilled into the one network that ships.
-        recorded = []
+        nets, recorded = [], []
         for path in args.teacher:
             tk = torch.load(path, map_location=device, weights_only=False)
             tc = tk["config"]
             net = FerNet(tc["width"], tc["head"], tc.get("dropout", 0.3)).to(device)
             net.load_state_dict(tk["model_state_dict"])
             net.eval()
-            teachers.append(net)
+            nets.append(net)
             recorded.append({"sha256": sha256(path), "width": tc["width"], "head": tc["head"],
                              "alpha": args.distill_alpha, "temperature": args.temperature})
             t_acc, _ = evaluate(net, xte, yte, device)
@@ -264,8 +269,9 @@ def train(args):
         # One teacher keeps the form earlier runs recorded (their resume
         # compares configurations).
         cfg["teacher"] = recorded[0] if len(recorded) == 1 else recorded
-        if len(teachers) > 1:
-            t_acc, _ = evaluate(Ensemble(teachers), xte, yte, device)
+        teacher = Ensemble(nets)
+        if len(nets) > 1:
+            t_acc, _ = evaluate(teacher, xte, yte, device)
             print(json.dumps({"ensemble_publictest_accuracy": round(t_acc, 4)}), flush=True)
     weights = class_weights(ytr, args.class_weights).to(device)
     print(json.dumps({"class_weights": {c: round(float(w), 3) for c, w in zip(CLASSES, weights)}}), flush=True)
@@ -307,9 +313,9 @@ def train(args):
             x = augment(normalise(xtr[ix]).to(device), gen)
             logits = model(x)
             loss = F.cross_entropy(logits, ytr[ix].to(device), weight=weights, label_smoothing=0.1)
-            if teachers:
+            if teacher is not None:
                 with torch.no_grad():
-                    soft = torch.stack([F.softmax(t(x) / args.temperature, dim=1) for t in teachers]).mean(0)
+                    soft = teacher.probabilities(x, args.temperature)
                 kd = F.kl_div(F.log_softmax(logits / args.temperature, dim=1), soft, reduction="batchmean")
                 loss = args.distill_alpha * args.temperature ** 2 * kd + (1 - args.distill_alpha) * loss
             opt.zero_grad(set_to_none=True)
